@@ -1,0 +1,49 @@
+// Package processor is Eddy's engine: it reads entries of one pipeline from
+// Redis consumer groups, runs them through a Handler in per-key lanes,
+// retries transient failures, reclaims orphaned entries and commits every
+// batch's effects in one atomic Lua script.
+//
+// It owns the engine's Redis key names (keys.go), every Redis command the
+// engine sends (redis.go) and its Lua scripts (scripts.go). It knows nothing
+// of YAML, Prometheus or the CLI: pipelines/ builds a Handler and Options
+// from configuration, metrics/ implements Observer, cmd/eddy wires them.
+//
+// Import direction: cmd/eddy -> pipelines, metrics -> processor -> dedupe.
+//
+// # Delivery contract
+//
+// Every entry read from a partition stream ends in exactly one of these
+// outcomes, and each outcome is committed atomically (one Lua script per
+// commit: dedupe marks, outputs, state writes, dead letters and XACK):
+//
+//   - Handler returns nil: the entry is processed. Its effects (Message.Emit,
+//     Message.SetState) are written, its dedupe id is marked and it is acked,
+//     all in one step. An entry with no effects (filtered) is acked and marked.
+//   - The dedupe id was already marked within the dedupe window: the entry is
+//     acked and counted as a duplicate; the handler is not called (or, if the
+//     mark appeared while the entry was in flight, its effects are dropped).
+//   - Handler returns an ordinary error (or panics): the entry is retried in
+//     place with exponential backoff and jitter. Later entries of the same key
+//     wait; other keys go on. When attempts reach MaxAttempts the entry is
+//     dead-lettered with reason "max_attempts".
+//   - Decoder or Handler returns a *PermanentError (not JSON, missing key,
+//     failed validation, payload over MaxEventBytes): the entry is
+//     dead-lettered at once with that reason. It is not marked as seen, so a
+//     replay from the dead-letter stream is processed again.
+//   - The process crashes, or shutdown passes its hard deadline: nothing of the
+//     entry's uncommitted effects exists in Redis, and the entry stays in the
+//     pending-entries list. Its owner re-reads it on restart; any other worker
+//     takes it over with XAUTOCLAIM once it has been idle for ReclaimAfter.
+//     Each delivery counts as an attempt: an entry delivered more than
+//     MaxAttempts times (a poison entry that kills the worker) is
+//     dead-lettered with reason "max_deliveries" without calling the handler.
+//
+// An entry's effects are applied only by the commit that acks it (XACK
+// returns 1): if two workers ever finish the same entry, the second commit
+// writes nothing. So a lost commit reply can be retried safely, and a
+// redelivered entry never doubles an effect, with or without dedupe.
+//
+// Outputs and state hashes that live in another Redis Cluster slot than the
+// partition cannot be part of the same script; see the README's "Redis
+// Cluster" section for what changes then.
+package processor

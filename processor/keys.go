@@ -1,0 +1,82 @@
+package processor
+
+import (
+	"hash/fnv"
+	"strconv"
+)
+
+// Key layout. Everything one commit touches for a partition shares the hash
+// tag returned by partitionTag, so the layout runs unchanged on Redis Cluster:
+//
+//	partitions = 1:  stream "S",      other keys "{S}:eddy:…"
+//	partitions = n:  stream "{S:p}",  other keys "{S:p}:eddy:…"
+//
+// With one partition the stream keeps its plain name, so any client can XADD
+// to it; "{S}" hashes to the same slot as "S".
+
+// PartitionOf returns the partition of key among n: FNV-1a (32-bit) of the
+// key's UTF-8 bytes, modulo n. Producers in any language route with it; the
+// README lists test vectors.
+func PartitionOf(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(fnv32a(key) % uint32(n))
+}
+
+func fnv32a(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// PartitionStream returns the name of partition p of stream among n.
+func PartitionStream(stream string, p, n int) string {
+	if n <= 1 {
+		return stream
+	}
+	return "{" + partitionTag(stream, p, n) + "}"
+}
+
+// partitionTag is the hash-tag content shared by every key of a partition.
+func partitionTag(stream string, p, n int) string {
+	if n <= 1 {
+		return stream
+	}
+	return stream + ":" + strconv.Itoa(p)
+}
+
+// partitionKey returns an engine-owned key of the partition: "{tag}:eddy:<parts…>".
+func partitionKey(stream string, p, n int, parts ...string) string {
+	k := "{" + partitionTag(stream, p, n) + "}:eddy"
+	for _, s := range parts {
+		k += ":" + s
+	}
+	return k
+}
+
+// DedupePrefix is the prefix of the dedupe sets of group on a partition.
+func DedupePrefix(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "dedupe", group)
+}
+
+// heartbeatKey is the key whose presence says consumer is alive.
+func heartbeatKey(stream string, p, n int, group, consumer string) string {
+	return partitionKey(stream, p, n, "hb", group, consumer)
+}
+
+// laneOf spreads keys over lanes with a hash independent of the partition
+// hash (a murmur3 finaliser on it), so every lane gets work even when the
+// partition count and lane count share factors.
+func laneOf(key string, lanes int) int {
+	if lanes <= 1 {
+		return 0
+	}
+	h := fnv32a(key)
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return int(h % uint32(lanes))
+}

@@ -1,0 +1,116 @@
+package processor
+
+import (
+	"context"
+	"time"
+)
+
+// Handler handles one entry. It is called by at most one goroutine per key
+// at a time, in stream order for that key. Its effects are recorded on the
+// Message and written by the commit; see the package documentation for what
+// each return value leads to.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f(ctx, m).
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// Decoder extracts the key, the dedupe id and the decoded payload of an
+// entry before it is dispatched to a lane. Any error it returns is treated
+// as permanent: the entry goes to the dead-letter stream at once. Wrap the
+// error with Permanent to give the reason ("not_json", "missing_key", …);
+// an unwrapped error gets reason "invalid".
+type Decoder interface {
+	Decode(m *Message) error
+}
+
+// DecoderFunc adapts a function to Decoder.
+type DecoderFunc func(m *Message) error
+
+// Decode calls f(m).
+func (f DecoderFunc) Decode(m *Message) error { return f(m) }
+
+// Message is one stream entry on its way through the engine.
+type Message struct {
+	// ID is the entry's stream id, e.g. "1700000000000-0".
+	ID string
+	// Stream is the partition stream the entry was read from.
+	Stream string
+	// Partition is the partition number, 0 when the pipeline has one.
+	Partition int
+	// Fields are the entry's field/value pairs in stream order:
+	// Fields[0] is the first field name, Fields[1] its value, and so on.
+	// Treat them as read-only: they are dead-lettered as they are.
+	Fields []string
+	// Key orders the entry: entries of one key are handled one at a time,
+	// in stream order. Set by the Decoder.
+	Key string
+	// DedupeID identifies the event for deduplication; empty disables
+	// dedupe for this entry. Set by the Decoder.
+	DedupeID string
+	// Data holds whatever the Decoder decoded (for JSON pipelines, the
+	// payload object), for the handler to use.
+	Data any
+	// Attempt counts tries of this entry, starting at 1. Earlier deliveries
+	// (before a crash or reclaim) count as one attempt each.
+	Attempt int
+	// Deliveries is the entry's delivery count from the pending-entries list.
+	Deliveries int64
+
+	effects  []Effect
+	received time.Time
+}
+
+// Field returns the value of the named field and whether it is present.
+func (m *Message) Field(name string) (string, bool) {
+	for i := 0; i+1 < len(m.Fields); i += 2 {
+		if m.Fields[i] == name {
+			return m.Fields[i+1], true
+		}
+	}
+	return "", false
+}
+
+// EffectKind tells what a commit does with an Effect.
+type EffectKind uint8
+
+const (
+	// EffectXAdd appends an entry to a stream (XADD, with MAXLEN ~ when MaxLen > 0).
+	EffectXAdd EffectKind = iota + 1
+	// EffectHSet sets fields of a hash (HSET), e.g. a per-key read model.
+	EffectHSet
+)
+
+// Effect is one write that the commit applies if, and only if, the entry
+// that recorded it is acked by that commit.
+type Effect struct {
+	Kind EffectKind
+	// Key is the stream or hash to write.
+	Key string
+	// MaxLen caps the stream approximately (MAXLEN ~); 0 means no cap.
+	MaxLen int64
+	// Fields are field/value pairs, as in Message.Fields.
+	Fields []string
+}
+
+// Emit records an entry to append to stream when the message commits.
+// fields are field/value pairs. maxLen > 0 trims the stream with MAXLEN ~.
+func (m *Message) Emit(stream string, maxLen int64, fields ...string) {
+	m.effects = append(m.effects, Effect{Kind: EffectXAdd, Key: stream, MaxLen: maxLen, Fields: fields})
+}
+
+// SetState records an HSET of hash with the field/value pairs fields.
+func (m *Message) SetState(hash string, fields ...string) {
+	m.effects = append(m.effects, Effect{Kind: EffectHSet, Key: hash, Fields: fields})
+}
+
+// Effects returns the effects recorded so far.
+func (m *Message) Effects() []Effect { return m.effects }
+
+// ResetEffects drops the recorded effects; the engine calls it before each
+// retry so that a failed attempt leaves nothing behind.
+func (m *Message) ResetEffects() { m.effects = m.effects[:0] }

@@ -1,0 +1,207 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Start positions for a newly created consumer group.
+const (
+	StartOldest = "oldest" // the group starts at the first entry of the stream ("0")
+	StartNewest = "newest" // the group starts after the last entry ("$")
+)
+
+// Options configure one pipeline's engine. A zero value means the default
+// given in each field's comment.
+type Options struct {
+	// Pipeline names the pipeline in logs, metrics and dead letters. Required.
+	Pipeline string
+	// Stream is the input stream. With Partitions > 1, partition p is the
+	// stream PartitionStream(Stream, p, Partitions). Required.
+	Stream string
+	// Partitions is how many partition streams Stream is split into. Default 1.
+	Partitions int
+	// Group is the consumer group. Default: Pipeline.
+	Group string
+	// Consumer is this worker's consumer name. Default: "<hostname>-<pid>".
+	Consumer string
+	// Start is where a new group starts: StartOldest (default) or StartNewest.
+	Start string
+
+	// BatchSize is the XREADGROUP COUNT and the largest commit. Default 256.
+	BatchSize int
+	// Block is the XREADGROUP BLOCK time. Default 1s.
+	Block time.Duration
+	// Lanes is how many keys are handled in parallel. Default 16.
+	Lanes int
+	// MaxInflight caps entries read but not yet committed, per partition.
+	// Default 4 × BatchSize.
+	MaxInflight int
+	// MaxEventBytes dead-letters entries whose fields add up to more bytes
+	// (reason "too_large"). Default 1 MiB; -1 disables the check.
+	MaxEventBytes int
+
+	// MaxAttempts is how many times an entry is tried, counting redeliveries,
+	// before it is dead-lettered. Default 5.
+	MaxAttempts int
+	// Backoff is the wait before the second attempt; it doubles with each
+	// attempt, with ±50% jitter. Default 100ms.
+	Backoff time.Duration
+	// MaxBackoff caps the wait between attempts. Default 10s.
+	MaxBackoff time.Duration
+	// ReclaimAfter is how long an entry must sit idle in another consumer's
+	// pending list before this worker takes it over. Default 30s.
+	ReclaimAfter time.Duration
+	// ReclaimInterval is how often the worker looks for such entries.
+	// Default ReclaimAfter / 2, at most 5s.
+	ReclaimInterval time.Duration
+	// Heartbeat is how often the worker announces itself; consumers with no
+	// heartbeat for SessionTimeout and nothing pending are deleted from the
+	// group. Default 2s.
+	Heartbeat time.Duration
+	// SessionTimeout: see Heartbeat. Default 10s.
+	SessionTimeout time.Duration
+
+	// DeadLetterStream receives dead letters. Default "<Stream>:dlq".
+	DeadLetterStream string
+	// DeadLetterMaxLen caps the dead-letter stream (MAXLEN ~); 0 means no cap.
+	DeadLetterMaxLen int64
+
+	// DedupeWindow is how long a dedupe id is remembered; 0 disables dedupe.
+	DedupeWindow time.Duration
+	// DedupeBucket is the width of one dedupe set. Default DedupeWindow / 8.
+	DedupeBucket time.Duration
+
+	// ShutdownTimeout bounds the soft stop: after Run's ctx is done, entries
+	// in flight are finished and committed for at most this long. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// Decoder sets each message's key and dedupe id. Required.
+	Decoder Decoder
+	// Handler handles each message. Required.
+	Handler Handler
+	// Observer receives counts and timings; nil means none.
+	Observer Observer
+	// Logger logs; nil means no logs.
+	Logger *zap.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Observer is told what the engine does, for metrics. Calls come from many
+// goroutines and must not block.
+type Observer interface {
+	// Committed reports one commit of a partition.
+	Committed(c Commit)
+	// Retried reports that an entry failed with a transient error and will
+	// be tried again after backoff.
+	Retried(pipeline string, partition int, err error)
+	// Handled reports how long one handler call took.
+	Handled(pipeline string, d time.Duration)
+}
+
+// Commit describes one committed batch.
+type Commit struct {
+	Pipeline  string
+	Partition int
+	// Processed counts entries whose effects were written.
+	Processed int
+	// Duplicates counts entries skipped because their dedupe id was seen.
+	Duplicates int
+	// Stale counts entries that were already acked (by another worker or an
+	// earlier try of this commit); their effects were not written again.
+	Stale int
+	// DeadLetters counts dead-lettered entries by reason.
+	DeadLetters map[string]int
+	// Duration is how long the commit took.
+	Duration time.Duration
+	// Latencies are, for each processed entry, the time from its stream id
+	// (when it was added) to this commit.
+	Latencies []time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	var errs []error
+	if o.Pipeline == "" {
+		errs = append(errs, errors.New("processor: Options.Pipeline is required"))
+	}
+	if o.Stream == "" {
+		errs = append(errs, errors.New("processor: Options.Stream is required"))
+	}
+	if o.Decoder == nil {
+		errs = append(errs, errors.New("processor: Options.Decoder is required"))
+	}
+	if o.Handler == nil {
+		errs = append(errs, errors.New("processor: Options.Handler is required"))
+	}
+	if o.Start != "" && o.Start != StartOldest && o.Start != StartNewest {
+		errs = append(errs, fmt.Errorf("processor: Options.Start %q: want %q or %q", o.Start, StartOldest, StartNewest))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Partitions, 1)
+	if o.Group == "" {
+		o.Group = o.Pipeline
+	}
+	if o.Consumer == "" {
+		o.Consumer = DefaultConsumer()
+	}
+	if o.Start == "" {
+		o.Start = StartOldest
+	}
+	def(&o.BatchSize, 256)
+	defd(&o.Block, time.Second)
+	def(&o.Lanes, 16)
+	def(&o.MaxInflight, 4*o.BatchSize)
+	if o.MaxInflight < o.BatchSize {
+		o.MaxInflight = o.BatchSize
+	}
+	if o.MaxEventBytes == 0 {
+		o.MaxEventBytes = 1 << 20
+	}
+	def(&o.MaxAttempts, 5)
+	defd(&o.Backoff, 100*time.Millisecond)
+	defd(&o.MaxBackoff, 10*time.Second)
+	defd(&o.ReclaimAfter, 30*time.Second)
+	defd(&o.ReclaimInterval, min(o.ReclaimAfter/2, 5*time.Second))
+	defd(&o.Heartbeat, 2*time.Second)
+	defd(&o.SessionTimeout, 10*time.Second)
+	if o.DeadLetterStream == "" {
+		o.DeadLetterStream = o.Stream + ":dlq"
+	}
+	if o.DedupeWindow > 0 {
+		defd(&o.DedupeBucket, o.DedupeWindow/8)
+	}
+	defd(&o.ShutdownTimeout, 10*time.Second)
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// DefaultConsumer is "<hostname>-<pid>", the consumer name used when none is given.
+func DefaultConsumer() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "eddy"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

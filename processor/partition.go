@@ -1,0 +1,326 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+)
+
+// partition reads one partition stream and commits its entries.
+type partition struct {
+	p      *Processor
+	n      int
+	stream string
+	dedupe string // dedupe set prefix
+	hbKey  string
+	log    *zap.Logger
+
+	// results carries handled tasks to the committer.
+	results chan *task
+	// sem bounds entries read but not yet committed.
+	sem *semaphore.Weighted
+
+	mu       sync.Mutex
+	inflight map[string]time.Time // entry id → when it was dispatched or last touched
+
+	readLog, retryLog, commitLog throttle
+	args                         commitArgs
+}
+
+func newPartition(p *Processor, n int) *partition {
+	o := p.o
+	stream := PartitionStream(o.Stream, n, o.Partitions)
+	return &partition{
+		p:        p,
+		n:        n,
+		stream:   stream,
+		dedupe:   DedupePrefix(o.Stream, n, o.Partitions, o.Group),
+		hbKey:    heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
+		log:      p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
+		results:  make(chan *task, o.MaxInflight),
+		sem:      semaphore.NewWeighted(int64(o.MaxInflight)),
+		inflight: make(map[string]time.Time),
+	}
+}
+
+// readLoop: create the group, finish this consumer's own pending entries,
+// take over orphaned ones, then read new entries until soft is done. Every
+// ReclaimInterval it reclaims again. Reads are not cancelled by soft (an
+// entry Redis delivered would sit pending until reclaimed); Block bounds how
+// long a stop waits for the read in progress.
+func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+	o := pt.p.o
+	rctx := context.WithoutCancel(soft)
+	for {
+		err := ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
+		if err == nil {
+			break
+		}
+		if !pt.retryable(err) {
+			fail(err)
+			return
+		}
+		pt.logReadError("create_group_failed", err)
+		if !wait(soft, time.Second) {
+			return
+		}
+	}
+	if err := pt.recoverOwn(soft, rctx, hard, lanes); err != nil {
+		pt.logReadError("recover_pending_failed", err)
+	}
+	pt.reclaim(soft, rctx, hard, lanes)
+	lastReclaim := time.Now()
+	failures := 0
+	for soft.Err() == nil {
+		if time.Since(lastReclaim) >= o.ReclaimInterval {
+			pt.reclaim(soft, rctx, hard, lanes)
+			lastReclaim = time.Now()
+		}
+		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+			return
+		}
+		entries, err := readNew(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.BatchSize, min(o.Block, o.ReclaimInterval))
+		pt.sem.Release(int64(o.BatchSize - len(entries)))
+		if err != nil {
+			if isNoGroup(err) {
+				// The stream or group was deleted under us: create it again.
+				pt.log.Warn("group_missing_recreating", zap.Error(err))
+				if err := ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start); err != nil && !pt.retryable(err) {
+					fail(err)
+					return
+				}
+				continue
+			}
+			if !pt.retryable(err) {
+				fail(fmt.Errorf("read %s: %w", pt.stream, err))
+				return
+			}
+			failures++
+			pt.logReadError("read_failed", err)
+			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+			continue
+		}
+		failures = 0
+		pt.dispatch(rctx, hard, lanes, entries)
+	}
+}
+
+// retryable reports whether err may go away by itself (a connection
+// problem, a failover, Redis loading) rather than needing an operator.
+func (pt *partition) retryable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for _, prefix := range []string{"WRONGTYPE", "NOPERM", "WRONGPASS", "NOAUTH", "ERR unknown command"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return false
+		}
+	}
+	return true
+}
+
+func (pt *partition) logReadError(msg string, err error) {
+	if ok, n := pt.readLog.allow(time.Now(), 5*time.Second); ok {
+		pt.log.Error(msg, zap.Error(err), zap.Int("suppressed", n))
+	}
+}
+
+// recoverOwn re-reads the entries this consumer had pending when it last
+// stopped, oldest first, before anything new.
+func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *task) error {
+	o := pt.p.o
+	start := "-"
+	total := 0
+	for soft.Err() == nil {
+		pend, err := pendingOf(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, start, o.BatchSize)
+		if err != nil || len(pend) == 0 {
+			return err
+		}
+		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+			return nil
+		}
+		entries, err := claim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend)
+		pt.sem.Release(int64(o.BatchSize - len(entries)))
+		if err != nil {
+			return err
+		}
+		if gone := len(pend) - len(entries); gone > 0 {
+			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", gone))
+		}
+		total += len(entries)
+		pt.dispatch(rctx, hard, lanes, entries)
+		if len(pend) < o.BatchSize {
+			break
+		}
+		start = "(" + pend[len(pend)-1].ID
+	}
+	if total > 0 {
+		pt.log.Info("recovered_own_pending", zap.Int("count", total))
+	}
+	return nil
+}
+
+// reclaim keeps this worker's own slow entries from looking idle, then takes
+// over entries idle in other consumers' pending lists for ReclaimAfter.
+func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *task) {
+	o := pt.p.o
+	if ids := pt.stale(o.ReclaimAfter / 3); len(ids) > 0 {
+		if err := touch(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, ids); err != nil {
+			pt.logReadError("touch_failed", err)
+		}
+	}
+	cursor := "0-0"
+	for round := 0; round < 16 && soft.Err() == nil; round++ {
+		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+			return
+		}
+		next, entries, deleted, err := autoclaim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.ReclaimAfter, cursor, o.BatchSize)
+		if err != nil {
+			pt.sem.Release(int64(o.BatchSize))
+			if !isNoGroup(err) {
+				pt.logReadError("reclaim_failed", err)
+			}
+			return
+		}
+		fresh := entries[:0]
+		for _, e := range entries {
+			if !pt.isInflight(e.id) { // our own, still being worked on
+				fresh = append(fresh, e)
+			}
+		}
+		pt.sem.Release(int64(o.BatchSize - len(fresh)))
+		if len(deleted) > 0 {
+			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", len(deleted)), zap.Strings("entry_ids", deleted))
+		}
+		if len(fresh) > 0 {
+			pt.log.Info("reclaimed_entries", zap.Int("count", len(fresh)), zap.String("first_entry_id", fresh[0].id))
+			pt.dispatch(rctx, hard, lanes, fresh)
+		}
+		if next == "0-0" || next == "" {
+			return
+		}
+		cursor = next
+	}
+}
+
+// dispatch decodes entries, settles what needs no handler (too large, not
+// decodable, delivered too often, already seen) and sends the rest to the
+// lane of their key. The caller has acquired one sem unit per entry.
+func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, entries []entry) {
+	if len(entries) == 0 {
+		return
+	}
+	o := pt.p.o
+	now := time.Now()
+	tasks := make([]*task, 0, len(entries))
+	var ids []string
+	var idTasks []*task
+	pt.mu.Lock()
+	for _, e := range entries {
+		pt.inflight[e.id] = now
+	}
+	pt.mu.Unlock()
+	for _, e := range entries {
+		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
+			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now}
+		t := &task{m: m, part: pt}
+		tasks = append(tasks, t)
+		if e.deliveries > int64(o.MaxAttempts) {
+			t.deadLetter(ReasonMaxDeliveries, fmt.Errorf("delivered %d times without completing (max_attempts %d)", e.deliveries, o.MaxAttempts))
+			continue
+		}
+		if size := fieldsSize(e.fields); o.MaxEventBytes > 0 && size > o.MaxEventBytes {
+			t.deadLetter(ReasonTooLarge, fmt.Errorf("entry is %d bytes, over max_event_bytes %d", size, o.MaxEventBytes))
+			continue
+		}
+		if err := o.Decoder.Decode(m); err != nil {
+			reason, ok := permanentReason(err)
+			if !ok {
+				reason = ReasonInvalid
+			}
+			t.deadLetter(reason, err)
+			continue
+		}
+		if m.DedupeID != "" && pt.p.dd.Enabled() {
+			ids = append(ids, m.DedupeID)
+			idTasks = append(idTasks, t)
+		}
+	}
+	if len(ids) > 0 {
+		seen, err := pt.p.dd.Seen(rctx, pt.p.rdb, pt.dedupe, o.Now(), ids)
+		if err != nil {
+			// The commit checks again; this look-up only saves handler calls.
+			pt.logReadError("dedupe_lookup_failed", err)
+		}
+		for i, s := range seen {
+			if s {
+				idTasks[i].kind = 'a'
+			}
+		}
+	}
+	for _, t := range tasks {
+		var ch chan *task
+		if t.kind != 0 {
+			ch = pt.results // settled already
+		} else {
+			ch = lanes[laneOf(t.m.Key, len(lanes))]
+		}
+		select {
+		case ch <- t:
+		case <-hard.Done():
+			return
+		}
+	}
+}
+
+func fieldsSize(fields []string) int {
+	n := 0
+	for _, f := range fields {
+		n += len(f)
+	}
+	return n
+}
+
+func (pt *partition) isInflight(id string) bool {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	_, ok := pt.inflight[id]
+	return ok
+}
+
+// stale returns in-flight ids not touched for longer than d and marks them touched.
+func (pt *partition) stale(d time.Duration) []string {
+	now := time.Now()
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	var ids []string
+	for id, at := range pt.inflight {
+		if now.Sub(at) > d {
+			ids = append(ids, id)
+			pt.inflight[id] = now
+		}
+	}
+	return ids
+}
+
+func (pt *partition) inflightCount() int {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return len(pt.inflight)
+}
+
+// settled forgets committed tasks and frees their room in flight.
+func (pt *partition) settled(batch []*task) {
+	pt.mu.Lock()
+	for _, t := range batch {
+		delete(pt.inflight, t.m.ID)
+	}
+	pt.mu.Unlock()
+	pt.sem.Release(int64(len(batch)))
+}

@@ -1,0 +1,178 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/eddy-streams/eddy/dedupe"
+)
+
+// Processor runs one pipeline: a reader and a committer per partition, and
+// a pool of key lanes shared by the partitions.
+type Processor struct {
+	rdb   redis.UniversalClient
+	o     Options
+	log   *zap.Logger
+	dd    dedupe.Window
+	parts []*partition
+}
+
+// New checks opts and returns a Processor that uses rdb. It does not close
+// rdb: whoever created the client closes it, after Run has returned.
+func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
+	if rdb == nil {
+		return nil, errors.New("processor: nil Redis client")
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	p := &Processor{
+		rdb: rdb,
+		o:   opts,
+		dd:  dedupe.Window{Window: opts.DedupeWindow, Bucket: opts.DedupeBucket},
+		log: opts.Logger.With(zap.String("pipeline", opts.Pipeline), zap.String("group", opts.Group),
+			zap.String("consumer", opts.Consumer)),
+	}
+	for i := 0; i < opts.Partitions; i++ {
+		p.parts = append(p.parts, newPartition(p, i))
+	}
+	return p, nil
+}
+
+// Options returns the options with every default filled in.
+func (p *Processor) Options() Options { return p.o }
+
+// Run processes the pipeline until ctx is done, then shuts down in two
+// phases. Soft: stop reading, finish the entries in flight and commit them.
+// Hard, once ShutdownTimeout has passed since ctx was done: abandon what is
+// still in flight; those entries stay pending and are re-read on restart or
+// reclaimed by another worker, so nothing is lost either way.
+//
+// Run returns nil after a shutdown, or the error that stopped the pipeline
+// (a Redis key of the wrong type, say). Connection errors are retried, not
+// returned. Run returns only after every goroutine it started has exited.
+func (p *Processor) Run(ctx context.Context) error {
+	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHard()
+	soft, stopSoft := context.WithCancel(ctx)
+	defer stopSoft()
+
+	var (
+		fatalMu sync.Mutex
+		fatal   error
+	)
+	fail := func(err error) {
+		fatalMu.Lock()
+		if fatal == nil {
+			fatal = err
+		}
+		fatalMu.Unlock()
+		stopSoft()
+	}
+
+	finished := make(chan struct{})
+	var timer sync.WaitGroup
+	timer.Add(1)
+	go func() { // turns the soft stop into a hard one after ShutdownTimeout
+		defer timer.Done()
+		select {
+		case <-soft.Done():
+		case <-finished:
+			return
+		}
+		t := time.NewTimer(p.o.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			stopHard()
+		case <-finished:
+		}
+	}()
+
+	lanes := make([]chan *task, p.o.Lanes)
+	for i := range lanes {
+		lanes[i] = make(chan *task, p.o.Partitions*p.o.MaxInflight)
+	}
+	var readers, workers, committers, janitor sync.WaitGroup
+	for _, pt := range p.parts {
+		committers.Add(1)
+		go func() { defer committers.Done(); pt.commitLoop(hard, fail) }()
+	}
+	for _, in := range lanes {
+		workers.Add(1)
+		go func() { defer workers.Done(); p.lane(hard, in) }()
+	}
+	for _, pt := range p.parts {
+		readers.Add(1)
+		go func() { defer readers.Done(); pt.readLoop(soft, hard, lanes, fail) }()
+	}
+	janitor.Add(1)
+	go func() { defer janitor.Done(); p.janitor(soft) }()
+	p.log.Info("pipeline_started", zap.String("stream", p.o.Stream), zap.Int("partitions", p.o.Partitions),
+		zap.Int("lanes", p.o.Lanes), zap.Int("batch_size", p.o.BatchSize))
+
+	readers.Wait()
+	for _, in := range lanes {
+		close(in)
+	}
+	workers.Wait()
+	for _, pt := range p.parts {
+		close(pt.results)
+	}
+	committers.Wait()
+	janitor.Wait()
+	close(finished)
+	timer.Wait()
+
+	abandoned := 0
+	for _, pt := range p.parts {
+		abandoned += pt.inflightCount()
+	}
+	if abandoned > 0 {
+		p.log.Warn("shutdown_timeout_passed", zap.Duration("shutdown_timeout", p.o.ShutdownTimeout),
+			zap.Int("left_pending", abandoned))
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	p.leave(cctx)
+	p.log.Info("pipeline_stopped")
+	fatalMu.Lock()
+	defer fatalMu.Unlock()
+	return fatal
+}
+
+// wait waits d or until ctx is done; it reports whether the full wait passed.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// throttle lets one log line through per interval and counts the rest.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) allow(now time.Time, every time.Duration) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.last) < every {
+		t.suppressed++
+		return false, 0
+	}
+	n := t.suppressed
+	t.last, t.suppressed = now, 0
+	return true, n
+}

@@ -1,0 +1,280 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// This file holds every Redis command the engine sends, except the Lua
+// scripts (scripts.go). Replies are parsed here, in both RESP2 and RESP3
+// shapes, keeping each entry's fields in stream order.
+
+// entry is one stream entry as read from Redis.
+type entry struct {
+	id         string
+	fields     []string
+	deliveries int64
+}
+
+// ensureGroup creates the consumer group (and the stream, MKSTREAM) unless
+// it exists.
+func ensureGroup(ctx context.Context, rdb redis.UniversalClient, stream, group, start string) error {
+	id := "0"
+	if start == StartNewest {
+		id = "$"
+	}
+	err := rdb.XGroupCreateMkStream(ctx, stream, group, id).Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return fmt.Errorf("create group %s on %s: %w", group, stream, err)
+	}
+	return nil
+}
+
+// isNoGroup reports whether err says the stream or group is gone.
+func isNoGroup(err error) bool { return redis.HasErrorPrefix(err, "NOGROUP") }
+
+// readNew reads up to count new entries (">") for consumer, blocking up to block.
+func readNew(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, count int, block time.Duration) ([]entry, error) {
+	v, err := rdb.Do(ctx, "XREADGROUP", "GROUP", group, consumer,
+		"COUNT", count, "BLOCK", block.Milliseconds(), "STREAMS", stream, ">").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	entries, err := parseReadReply(v)
+	for i := range entries {
+		entries[i].deliveries = 1
+	}
+	return entries, err
+}
+
+// pendingOf lists up to count entries pending for consumer after id start
+// ("-" for the first), with their delivery counts.
+func pendingOf(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer, start string, count int) ([]redis.XPendingExt, error) {
+	return rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: group, Start: start, End: "+", Count: int64(count), Consumer: consumer,
+	}).Result()
+}
+
+// claim takes ids over for consumer if they have been idle for minIdle,
+// returning the entries with their new delivery counts (XCLAIM adds one).
+// Entries deleted from the stream meanwhile are dropped from the pending
+// list by Redis and missing from the result.
+func claim(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, minIdle time.Duration, pending []redis.XPendingExt) ([]entry, error) {
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 5+len(pending))
+	args = append(args, "XCLAIM", stream, group, consumer, minIdle.Milliseconds())
+	counts := make(map[string]int64, len(pending))
+	for _, p := range pending {
+		args = append(args, p.ID)
+		counts[p.ID] = p.RetryCount + 1
+	}
+	v, err := rdb.Do(ctx, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := parseEntries(v)
+	for i := range entries {
+		entries[i].deliveries = counts[entries[i].id]
+	}
+	return entries, err
+}
+
+// touch resets the idle time of entries this consumer still works on, so
+// that no other worker reclaims them (XCLAIM … JUSTID leaves the delivery
+// count alone).
+func touch(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: stream, Group: group, Consumer: consumer, MinIdle: 0, Messages: ids,
+	}).Err()
+}
+
+// autoclaim runs one XAUTOCLAIM round from cursor and returns the next
+// cursor, the claimed entries with their delivery counts, and the ids that
+// were pending but deleted from the stream (Redis drops them from the
+// pending list).
+func autoclaim(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, minIdle time.Duration, cursor string, count int) (string, []entry, []string, error) {
+	v, err := rdb.Do(ctx, "XAUTOCLAIM", stream, group, consumer, minIdle.Milliseconds(), cursor, "COUNT", count).Result()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) < 2 {
+		return "", nil, nil, fmt.Errorf("XAUTOCLAIM: unexpected reply %T", v)
+	}
+	next, _ := arr[0].(string)
+	entries, err := parseEntries(arr[1])
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var deleted []string
+	if len(arr) > 2 {
+		if ids, ok := arr[2].([]any); ok {
+			for _, id := range ids {
+				if s, ok := id.(string); ok {
+					deleted = append(deleted, s)
+				}
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return next, nil, deleted, nil
+	}
+	// XAUTOCLAIM does not report delivery counts; the pending list does.
+	pend, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: group, Start: entries[0].id, End: entries[len(entries)-1].id,
+		Count: int64(len(entries)), Consumer: consumer,
+	}).Result()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	counts := make(map[string]int64, len(pend))
+	for _, p := range pend {
+		counts[p.ID] = p.RetryCount
+	}
+	for i := range entries {
+		entries[i].deliveries = max(counts[entries[i].id], 1)
+	}
+	return next, entries, deleted, nil
+}
+
+// parseReadReply parses an XREADGROUP reply for a single stream: an array
+// of [stream, entries] pairs (RESP2) or a map stream => entries (RESP3).
+func parseReadReply(v any) ([]entry, error) {
+	switch r := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		var out []entry
+		for _, s := range r {
+			pair, ok := s.([]any)
+			if !ok || len(pair) != 2 {
+				return nil, fmt.Errorf("XREADGROUP: unexpected stream reply %T", s)
+			}
+			es, err := parseEntries(pair[1])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, es...)
+		}
+		return out, nil
+	case map[any]any:
+		var out []entry
+		for _, es := range r {
+			parsed, err := parseEntries(es)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, parsed...)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("XREADGROUP: unexpected reply %T", v)
+	}
+}
+
+// parseEntries parses an array of [id, [field, value, …]] entries. Entries
+// whose fields are nil (deleted from the stream) are skipped.
+func parseEntries(v any) ([]entry, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		if v == nil {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unexpected entries reply %T", v)
+	}
+	out := make([]entry, 0, len(arr))
+	for _, e := range arr {
+		pair, ok := e.([]any)
+		if !ok || len(pair) != 2 {
+			continue // nil: an entry deleted from the stream
+		}
+		id, ok := pair[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("unexpected entry id %T", pair[0])
+		}
+		raw, ok := pair[1].([]any)
+		if !ok {
+			continue
+		}
+		fields := make([]string, len(raw))
+		for i, f := range raw {
+			switch s := f.(type) {
+			case string:
+				fields[i] = s
+			case []byte:
+				fields[i] = string(s)
+			default:
+				fields[i] = fmt.Sprint(s)
+			}
+		}
+		out = append(out, entry{id: id, fields: fields})
+	}
+	return out, nil
+}
+
+// idTime returns the time encoded in a stream id ("<ms>-<seq>").
+func idTime(id string) time.Time {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			ms, err := strconv.ParseInt(id[:i], 10, 64)
+			if err != nil {
+				return time.Time{}
+			}
+			return time.UnixMilli(ms)
+		}
+	}
+	return time.Time{}
+}
+
+// consumerInfo is what the janitor needs to know of a consumer.
+type consumerInfo struct {
+	name    string
+	pending int64
+	idle    time.Duration
+}
+
+func consumers(ctx context.Context, rdb redis.UniversalClient, stream, group string) ([]consumerInfo, error) {
+	cs, err := rdb.XInfoConsumers(ctx, stream, group).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]consumerInfo, len(cs))
+	for i, c := range cs {
+		out[i] = consumerInfo{name: c.Name, pending: c.Pending, idle: c.Idle}
+	}
+	return out, nil
+}
+
+// heartbeat marks consumer alive on every partition for ttl, in one round trip.
+func heartbeat(ctx context.Context, rdb redis.UniversalClient, keys []string, ttl time.Duration) error {
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Set(ctx, k, "1", ttl)
+		}
+		return nil
+	})
+	return err
+}
+
+func deleteKeys(ctx context.Context, rdb redis.UniversalClient, keys []string) error {
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	return err
+}
