@@ -55,6 +55,10 @@ func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
 	}
 }
 
+// testHookBeforeCommit, when set by a test, runs before each commit: crash
+// tests use it to stop the process between handling and committing.
+var testHookBeforeCommit func(batch []*task)
+
 // commit writes batch with commitScript, retrying connection errors until
 // hard is done. A key of the wrong type dead-letters the entries that
 // write to it and the rest is committed again.
@@ -82,6 +86,9 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			default:
 				a.ackOnly(t.m.ID)
 			}
+		}
+		if testHookBeforeCommit != nil {
+			testHookBeforeCommit(batch)
 		}
 		ctx, cancel := context.WithTimeout(hard, 10*time.Second)
 		reply, err := commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()

@@ -19,6 +19,8 @@ type task struct {
 	kind   byte
 	reason string
 	err    error
+	// done, if set, is closed when the task is committed.
+	done chan struct{}
 }
 
 func (t *task) deadLetter(reason string, err error) {

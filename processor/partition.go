@@ -43,10 +43,14 @@ func newPartition(p *Processor, n int) *partition {
 		dedupe:   DedupePrefix(o.Stream, n, o.Partitions, o.Group),
 		hbKey:    heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
 		log:      p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
-		results:  make(chan *task, o.MaxInflight),
-		sem:      semaphore.NewWeighted(int64(o.MaxInflight)),
-		inflight: make(map[string]time.Time),
 	}
+}
+
+// start makes the state of one Run.
+func (pt *partition) start() {
+	pt.results = make(chan *task, pt.p.o.MaxInflight)
+	pt.sem = semaphore.NewWeighted(int64(pt.p.o.MaxInflight))
+	pt.inflight = make(map[string]time.Time)
 }
 
 // readLoop: create the group, finish this consumer's own pending entries,
@@ -107,7 +111,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 			continue
 		}
 		failures = 0
-		pt.dispatch(rctx, hard, lanes, entries)
+		pt.dispatch(rctx, hard, lanes, entries, nil)
 	}
 }
 
@@ -131,6 +135,13 @@ func (pt *partition) logReadError(msg string, err error) {
 	}
 }
 
+// Redelivered entries (this consumer's own pending entries after a restart,
+// and entries reclaimed from other consumers) are claimed and handled one at
+// a time, each committed before the next is claimed. Every claim adds one to
+// an entry's delivery count, so when a poison entry kills the worker, only
+// that entry's count grows, and it alone reaches MaxAttempts and goes to the
+// dead-letter stream; the entries behind it are not penalised.
+
 // recoverOwn re-reads the entries this consumer had pending when it last
 // stopped, oldest first, before anything new.
 func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *task) error {
@@ -142,19 +153,23 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 		if err != nil || len(pend) == 0 {
 			return err
 		}
-		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
-			return nil
+		for i := range pend {
+			if soft.Err() != nil {
+				return nil
+			}
+			entries, err := claim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend[i:i+1])
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				pt.log.Warn("pending_entry_deleted_from_stream", zap.String("entry_id", pend[i].ID))
+				continue
+			}
+			total++
+			if !pt.dispatchSerial(soft, rctx, hard, lanes, entries[0]) {
+				return nil
+			}
 		}
-		entries, err := claim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend)
-		pt.sem.Release(int64(o.BatchSize - len(entries)))
-		if err != nil {
-			return err
-		}
-		if gone := len(pend) - len(entries); gone > 0 {
-			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", gone))
-		}
-		total += len(entries)
-		pt.dispatch(rctx, hard, lanes, entries)
 		if len(pend) < o.BatchSize {
 			break
 		}
@@ -167,7 +182,8 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 }
 
 // reclaim keeps this worker's own slow entries from looking idle, then takes
-// over entries idle in other consumers' pending lists for ReclaimAfter.
+// over, one by one, entries idle in other consumers' pending lists for
+// ReclaimAfter.
 func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *task) {
 	o := pt.p.o
 	if ids := pt.stale(o.ReclaimAfter / 3); len(ids) > 0 {
@@ -175,32 +191,31 @@ func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *tas
 			pt.logReadError("touch_failed", err)
 		}
 	}
-	cursor := "0-0"
-	for round := 0; round < 16 && soft.Err() == nil; round++ {
-		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
-			return
+	cursor, total := "0-0", 0
+	defer func() {
+		if total > 0 {
+			pt.log.Info("reclaimed_entries", zap.Int("count", total))
 		}
-		next, entries, deleted, err := autoclaim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.ReclaimAfter, cursor, o.BatchSize)
+	}()
+	for soft.Err() == nil {
+		next, entries, deleted, err := autoclaim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.ReclaimAfter, cursor, 1)
 		if err != nil {
-			pt.sem.Release(int64(o.BatchSize))
 			if !isNoGroup(err) {
 				pt.logReadError("reclaim_failed", err)
 			}
 			return
 		}
-		fresh := entries[:0]
-		for _, e := range entries {
-			if !pt.isInflight(e.id) { // our own, still being worked on
-				fresh = append(fresh, e)
-			}
-		}
-		pt.sem.Release(int64(o.BatchSize - len(fresh)))
 		if len(deleted) > 0 {
 			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", len(deleted)), zap.Strings("entry_ids", deleted))
 		}
-		if len(fresh) > 0 {
-			pt.log.Info("reclaimed_entries", zap.Int("count", len(fresh)), zap.String("first_entry_id", fresh[0].id))
-			pt.dispatch(rctx, hard, lanes, fresh)
+		for _, e := range entries {
+			if pt.isInflight(e.id) { // our own, still being worked on
+				continue
+			}
+			total++
+			if !pt.dispatchSerial(soft, rctx, hard, lanes, e) {
+				return
+			}
 		}
 		if next == "0-0" || next == "" {
 			return
@@ -209,10 +224,27 @@ func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *tas
 	}
 }
 
+// dispatchSerial dispatches one redelivered entry and waits until it is
+// committed. It returns false if a stop came first.
+func (pt *partition) dispatchSerial(soft, rctx, hard context.Context, lanes []chan *task, e entry) bool {
+	if err := pt.sem.Acquire(soft, 1); err != nil {
+		return false
+	}
+	done := make(chan struct{})
+	pt.dispatch(rctx, hard, lanes, []entry{e}, done)
+	select {
+	case <-done:
+		return true
+	case <-hard.Done():
+		return false
+	}
+}
+
 // dispatch decodes entries, settles what needs no handler (too large, not
 // decodable, delivered too often, already seen) and sends the rest to the
 // lane of their key. The caller has acquired one sem unit per entry.
-func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, entries []entry) {
+// A non-nil done is closed once the (single) entry is committed.
+func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, entries []entry, done chan struct{}) {
 	if len(entries) == 0 {
 		return
 	}
@@ -229,7 +261,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 	for _, e := range entries {
 		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
 			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now}
-		t := &task{m: m, part: pt}
+		t := &task{m: m, part: pt, done: done}
 		tasks = append(tasks, t)
 		if e.deliveries > int64(o.MaxAttempts) {
 			t.deadLetter(ReasonMaxDeliveries, fmt.Errorf("delivered %d times without completing (max_attempts %d)", e.deliveries, o.MaxAttempts))
@@ -323,4 +355,9 @@ func (pt *partition) settled(batch []*task) {
 	}
 	pt.mu.Unlock()
 	pt.sem.Release(int64(len(batch)))
+	for _, t := range batch {
+		if t.done != nil {
+			close(t.done)
+		}
+	}
 }

@@ -53,6 +53,8 @@ func (p *Processor) Options() Options { return p.o }
 // still in flight; those entries stay pending and are re-read on restart or
 // reclaimed by another worker, so nothing is lost either way.
 //
+// Run may be called again after it returns, but not concurrently.
+//
 // Run returns nil after a shutdown, or the error that stopped the pipeline
 // (a Redis key of the wrong type, say). Connection errors are retried, not
 // returned. Run returns only after every goroutine it started has exited.
@@ -100,6 +102,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	var readers, workers, committers, janitor sync.WaitGroup
 	for _, pt := range p.parts {
+		pt.start()
 		committers.Add(1)
 		go func() { defer committers.Done(); pt.commitLoop(hard, fail) }()
 	}

@@ -51,18 +51,18 @@ func addEvents(tb testing.TB, c *redis.Client, stream string, events ...string) 
 	}
 }
 
-// runUntil runs p until cond holds (or fails the test after 10s), then stops it.
-func runUntil(tb testing.TB, p *Processor, cond func() bool) {
+// runUntil runs p until cond holds (or fails the test after limit), then stops it.
+func runUntil(tb testing.TB, p *Processor, cond func() bool, limit time.Duration) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			tb.Fatal("condition not reached within 10s")
+			tb.Fatalf("condition not reached within %v", limit)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -95,7 +95,7 @@ func TestProcessorSmoke(t *testing.T) {
 		n, _ := c.XLen(ctx, "out").Result()
 		d, _ := c.XLen(ctx, "in:dlq").Result()
 		return n == 3 && d == 1
-	})
+	}, 10*time.Second)
 	out, _ := c.XRange(ctx, "out", "-", "+").Result()
 	// Keys run in parallel lanes and a2 was retried, so only the order
 	// within a key is fixed.

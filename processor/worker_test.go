@@ -1,0 +1,163 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Crash tests run the test binary itself as a worker process (the
+// EDDY_TEST_WORKER environment variable selects the mode), so that a real
+// process can be killed with SIGKILL or can crash on a poison entry.
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("EDDY_TEST_WORKER"); mode != "" {
+		os.Exit(runTestWorker(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// workerOptions are the options every test worker shares.
+func workerOptions(consumer string, h Handler) Options {
+	return Options{
+		Pipeline: "t", Stream: "in", Consumer: consumer,
+		Decoder: jsonDecoder, Handler: h,
+		BatchSize: 50, Lanes: 8, Block: 100 * time.Millisecond,
+		MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		ReclaimAfter: time.Second, ReclaimInterval: 200 * time.Millisecond,
+		DedupeWindow: time.Hour, ShutdownTimeout: 3 * time.Second,
+	}
+}
+
+// emitHandler writes one output per entry: its key, dedupe id and seq.
+func emitHandler(ctx context.Context, m *Message) error {
+	v := m.Data.(map[string]any)
+	m.Emit("out", 0, "key", m.Key, "id", m.DedupeID, "seq", fmt.Sprint(v["seq"]), "src", m.ID)
+	return nil
+}
+
+func runTestWorker(mode string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("EDDY_TEST_REDIS")})
+	defer rdb.Close()
+	h := HandlerFunc(emitHandler)
+	switch mode {
+	case "slow": // a few ms per entry, so a kill lands mid-batch
+		h = func(ctx context.Context, m *Message) error {
+			select {
+			case <-time.After(3 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return emitHandler(ctx, m)
+		}
+	case "poison": // the process dies on every entry marked poison
+		h = func(ctx context.Context, m *Message) error {
+			if m.Data.(map[string]any)["poison"] == true {
+				fmt.Fprintln(os.Stderr, "poison entry", m.ID, "attempt", m.Attempt)
+				os.Exit(2)
+			}
+			return emitHandler(ctx, m)
+		}
+	case "crash-before-commit": // dies once, after handling the target, before its commit
+		marker, target := os.Getenv("EDDY_TEST_MARKER"), os.Getenv("EDDY_TEST_TARGET")
+		testHookBeforeCommit = func(batch []*task) {
+			for _, t := range batch {
+				if t.m.DedupeID == target {
+					if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+						_ = os.WriteFile(marker, nil, 0o600)
+						os.Exit(3)
+					}
+				}
+			}
+		}
+	case "stuck": // every entry takes far longer than the shutdown timeout
+		h = func(ctx context.Context, m *Message) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	o := workerOptions(os.Getenv("EDDY_TEST_CONSUMER"), h)
+	if s := os.Getenv("EDDY_TEST_SHUTDOWN"); s != "" {
+		o.ShutdownTimeout, _ = time.ParseDuration(s)
+	}
+	p, err := New(rdb, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := p.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// worker is a test worker process.
+type worker struct {
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	exited chan struct{}
+	err    error
+}
+
+func startWorker(tb testing.TB, addr, mode, consumer string, env ...string) *worker {
+	tb.Helper()
+	w := &worker{exited: make(chan struct{})}
+	w.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	w.cmd.Env = append(os.Environ(), "EDDY_TEST_WORKER="+mode, "EDDY_TEST_REDIS="+addr, "EDDY_TEST_CONSUMER="+consumer)
+	// The race runtime sleeps 1s before exiting unless told not to; exit
+	// times are measured here.
+	w.cmd.Env = append(w.cmd.Env, "GORACE=atexit_sleep_ms=0")
+	w.cmd.Env = append(w.cmd.Env, env...)
+	w.cmd.Stderr = &w.stderr
+	if err := w.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { w.err = w.cmd.Wait(); close(w.exited) }()
+	tb.Cleanup(func() {
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+	})
+	return w
+}
+
+// exitCode waits up to d for the worker to exit and returns its exit code.
+func (w *worker) exitCode(tb testing.TB, d time.Duration) int {
+	tb.Helper()
+	select {
+	case <-w.exited:
+	case <-time.After(d):
+		tb.Fatalf("worker did not exit within %v; stderr:\n%s", d, w.stderr.String())
+	}
+	var ee *exec.ExitError
+	if errors.As(w.err, &ee) {
+		return ee.ExitCode()
+	}
+	if w.err != nil {
+		tb.Fatal(w.err)
+	}
+	return 0
+}
+
+// event returns the JSON payload of a test event.
+func event(key string, seq int, extra ...string) string {
+	v := map[string]any{"k": key, "id": key + "-" + strconv.Itoa(seq), "seq": seq}
+	for i := 0; i+1 < len(extra); i += 2 {
+		v[extra[i]] = extra[i+1]
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
