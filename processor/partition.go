@@ -37,12 +37,12 @@ func newPartition(p *Processor, n int) *partition {
 	o := p.o
 	stream := PartitionStream(o.Stream, n, o.Partitions)
 	return &partition{
-		p:        p,
-		n:        n,
-		stream:   stream,
-		dedupe:   DedupePrefix(o.Stream, n, o.Partitions, o.Group),
-		hbKey:    heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
-		log:      p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
+		p:      p,
+		n:      n,
+		stream: stream,
+		dedupe: DedupePrefix(o.Stream, n, o.Partitions, o.Group),
+		hbKey:  heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
+		log:    p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
 	}
 }
 

@@ -11,17 +11,20 @@ import (
 // KEYS[1]   the partition stream
 // KEYS[2]   the dead-letter stream
 // KEYS[3..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
-//           ids up in; after those, every stream and hash an effect writes
+//
+//	ids up in; after those, every stream and hash an effect writes
+//
 // ARGV[1]   consumer group
 // ARGV[2]   number of dedupe sets to look up in; 0 disables dedupe
 // ARGV[3]   expiry of the mark set, unix ms
 // ARGV[4]   dead-letter MAXLEN ~ (0: none)
 // ARGV[5..] entries, each: id, kind, then by kind
-//             "p" processed: dedupe id ("" for none), effect count, effects;
-//                 an effect is "x" (XADD), key index, maxlen, n, n field/value
-//                 strings; or "h" (HSET), key index, n, n field/value strings
-//             "d" dead letter: n, n field/value strings for the dead letter
-//             "a" ack only (a duplicate found before processing)
+//
+//	"p" processed: dedupe id ("" for none), effect count, effects;
+//	    an effect is "x" (XADD), key index, maxlen, n, n field/value
+//	    strings; or "h" (HSET), key index, n, n field/value strings
+//	"d" dead letter: n, n field/value strings for the dead letter
+//	"a" ack only (a duplicate found before processing)
 //
 // An entry's effects are written only if its XACK returns 1, so a commit
 // that runs twice, or races another worker's, writes each effect once.

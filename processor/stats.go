@@ -31,7 +31,7 @@ type PartitionStats struct {
 // zeros.
 func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 	type cmds struct {
-		length  *redis.IntCmd
+		info    *redis.XInfoStreamCmd
 		groups  *redis.XInfoGroupsCmd
 		pending *redis.XPendingCmd
 	}
@@ -39,7 +39,7 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, pt := range p.parts {
 			cs[i] = cmds{
-				length:  pipe.XLen(ctx, pt.stream),
+				info:    pipe.XInfoStream(ctx, pt.stream),
 				groups:  pipe.XInfoGroups(ctx, pt.stream),
 				pending: pipe.XPending(ctx, pt.stream, p.o.Group),
 			}
@@ -52,10 +52,21 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 	now := p.o.Now()
 	out := make([]PartitionStats, len(p.parts))
 	for i, pt := range p.parts {
-		s := PartitionStats{Partition: pt.n, Stream: pt.stream, Length: cs[i].length.Val()}
+		info := cs[i].info.Val()
+		s := PartitionStats{Partition: pt.n, Stream: pt.stream}
+		if info != nil {
+			s.Length = info.Length
+		}
 		for _, g := range cs[i].groups.Val() {
-			if g.Name == p.o.Group {
-				s.Lag, s.Consumers = g.Lag, g.Consumers
+			if g.Name != p.o.Group {
+				continue
+			}
+			s.Lag, s.Consumers = g.Lag, g.Consumers
+			// A group that has been handed the stream's last entry has no
+			// lag, whatever the server's estimate (servers that do not
+			// track entries-read, like the embedded one, overstate it).
+			if info != nil && g.LastDeliveredID == info.LastGeneratedID {
+				s.Lag = 0
 			}
 		}
 		if pend := cs[i].pending.Val(); pend != nil && pend.Count > 0 {

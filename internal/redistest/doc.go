@@ -11,6 +11,8 @@
 // keys. Unit tests that do not need a real server should use miniredis.
 //
 // Each server runs in its own process group, so that stopping it also stops
-// any child it forked (a background save, for instance). Process groups are a
-// Unix notion; on other systems only the server process itself is signalled.
+// any child it forked (a background save, for instance). On Linux the kernel
+// also kills it if the test binary dies without running its cleanups (a
+// -timeout panic), so no server outlives the run. Process groups are a Unix
+// notion; on other systems only the server process itself is signalled.
 package redistest

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package redistest
 
@@ -7,8 +7,8 @@ import (
 	"syscall"
 )
 
-// detach puts the command in a process group of its own, so that a signal
-// sent to the test's terminal does not reach it and signal can reach all of it.
+// detach puts the command in a process group of its own, so that signal can
+// reach all of it.
 func detach(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }

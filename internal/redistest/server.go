@@ -56,6 +56,17 @@ type process struct {
 	done chan struct{} // closed once the process has exited and been reaped
 }
 
+// exited reports whether the process has exited already; its process group
+// id may then be reused, so it must not be signalled.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Start starts a redis-server on a free loopback port with a data directory
 // of its own (tb.TempDir), persistence off (--save "" --appendonly no) and
 // args appended to its command line, e.g. "--appendonly", "yes". It returns
@@ -122,7 +133,7 @@ func (s *Server) Client(tb testing.TB) *redis.Client {
 // Kill does nothing if the server is not running.
 func (s *Server) Kill() {
 	p := s.take()
-	if p == nil {
+	if p == nil || p.exited() {
 		return
 	}
 	_ = signal(p.cmd.Process.Pid, syscall.SIGKILL)
@@ -160,6 +171,7 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 	}
 	cmd := exec.Command(s.bin, append(argv, s.args...)...)
+	cmd.Dir = s.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	detach(cmd)
@@ -241,7 +253,7 @@ func ping(ctx context.Context, addr string) error {
 // has not exited after stopTimeout. It does nothing if none is running.
 func (s *Server) stop() {
 	p := s.take()
-	if p == nil {
+	if p == nil || p.exited() {
 		return
 	}
 	pid := p.cmd.Process.Pid

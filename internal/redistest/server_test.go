@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +109,7 @@ func TestKillRestart(t *testing.T) {
 	}
 
 	s.Kill()
-	if err := c.Ping(ctx).Err(); err == nil {
+	if err := ping(ctx, s.Addr()); err == nil {
 		t.Fatal("PING after Kill = nil, want an error")
 	}
 	s.Kill() // a second Kill is harmless
@@ -140,17 +142,50 @@ func TestRestartKeepsAppendOnlyData(t *testing.T) {
 
 func TestStartFailureQuotesLog(t *testing.T) {
 	t.Parallel()
+	msg := startFails(t, "--no-such-option", "1")
+	if !strings.Contains(msg, "exited before answering PING") || !strings.Contains(msg, "no-such-option") {
+		t.Errorf("Start with a bad option failed with %q, want the exit and the log line naming the option", msg)
+	}
+}
+
+func TestStartOnTakenPort(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen = %v", err)
+	}
+	defer func() { _ = l.Close() }()
+	taken := Start(t) // for the binary and a data dir; its port is replaced below
+	taken.Kill()
+	s := &Server{bin: taken.bin, dir: t.TempDir(), port: l.Addr().(*net.TCPAddr).Port}
+	s.logPath = filepath.Join(s.dir, "redis-server.log")
+	t.Cleanup(s.stop)
+	if err := s.start(); !errors.Is(err, errPortInUse) {
+		t.Errorf("start on a port in use = %v, want errPortInUse (so that Start tries another)", err)
+	}
+}
+
+func TestStartWithoutRedisServer(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // not parallel: Setenv changes the whole process
+	msg := startFails(t)
+	if !strings.Contains(msg, "redis-server not found") || !strings.Contains(msg, "apt-get install -y redis-server") {
+		t.Errorf("Start without redis-server on PATH failed with %q, want it to say how to install it", msg)
+	}
+}
+
+// startFails runs Start(args...) with a TB whose Fatal is recorded, and
+// returns the message it failed with ("" if it did not fail).
+func startFails(t *testing.T, args ...string) string {
+	t.Helper()
 	ft := &fatalRecorder{TB: t}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer func() { _ = recover() }() // fatalRecorder panics to stop Start, as FailNow would
-		Start(ft, "--no-such-option", "1")
+		Start(ft, args...)
 	}()
 	<-done
-	if !strings.Contains(ft.msg, "exited before answering PING") || !strings.Contains(ft.msg, "no-such-option") {
-		t.Errorf("Start with a bad option failed with %q, want the exit and the log line naming the option", ft.msg)
-	}
+	return ft.msg
 }
 
 // fatalRecorder records the message of Fatal/Fatalf and panics instead of

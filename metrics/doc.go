@@ -1,0 +1,35 @@
+// Package metrics owns every Prometheus collector of Eddy: their names,
+// help texts, labels and buckets, and the registration of all of them on a
+// registry that the caller passes in.
+//
+// *Metrics implements processor.Observer, so the engine reports commits,
+// retries and handler timings to it without knowing Prometheus. The sampled
+// gauges (lag, pending entries, age of the oldest pending entry) are set by
+// whoever samples them, through SetPartitionStats; producers and simulators
+// count what they add with Produced.
+//
+// It does not own the registry, the HTTP endpoint that serves it, or the
+// sampling loop: cmd/eddy creates the registry, serves /metrics and wires
+// Metrics into the engine. There is no global registry and no init().
+//
+// Import direction: cmd/eddy -> metrics -> processor.
+//
+// Names follow eddy_<subsystem>_<name>_<unit>; counters end in _total.
+// Series are labelled by pipeline, by partition where a single partition can
+// lag or skew on its own, and dead letters by reason:
+//
+//	eddy_processor_processed_total{pipeline,partition}
+//	eddy_processor_duplicates_total{pipeline,partition}
+//	eddy_processor_stale_total{pipeline,partition}
+//	eddy_processor_retries_total{pipeline,partition}
+//	eddy_processor_commits_total{pipeline,partition}
+//	eddy_processor_dead_letters_total{pipeline,reason}
+//	eddy_processor_commit_duration_seconds{pipeline}       histogram
+//	eddy_processor_handle_duration_seconds{pipeline}       histogram
+//	eddy_processor_end_to_end_latency_seconds{pipeline}    histogram
+//	eddy_processor_lag_entries{pipeline,partition}          gauge
+//	eddy_processor_pending_entries{pipeline,partition}      gauge
+//	eddy_processor_oldest_pending_age_seconds{pipeline,partition} gauge
+//	eddy_ingest_produced_total{pipeline}
+//	eddy_build_info{version}                                gauge, always 1
+package metrics

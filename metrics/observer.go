@@ -1,0 +1,42 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+var _ processor.Observer = (*Metrics)(nil)
+
+// Committed counts one commit of a partition: its processed, duplicate,
+// stale and dead-lettered entries, its duration, and each processed entry's
+// end-to-end latency. A dead-letter reason of "" counts as "invalid".
+func (m *Metrics) Committed(c processor.Commit) {
+	p := m.pipeline(c.Pipeline)
+	s := m.partition(p, c.Partition)
+	s.commits.Inc()
+	add(s.processed, c.Processed)
+	add(s.duplicates, c.Duplicates)
+	add(s.stale, c.Stale)
+	for reason, n := range c.DeadLetters {
+		if reason == "" {
+			reason = processor.ReasonInvalid
+		}
+		add(m.deadLetters(p, reason), n)
+	}
+	p.commitDuration.Observe(seconds(c.Duration))
+	for _, d := range c.Latencies {
+		p.latency.Observe(seconds(d))
+	}
+}
+
+// Retried counts one transient failure that will be tried again. The error
+// is not a label: its text is unbounded.
+func (m *Metrics) Retried(pipeline string, partition int, _ error) {
+	m.partition(m.pipeline(pipeline), partition).retries.Inc()
+}
+
+// Handled observes how long one handler call took.
+func (m *Metrics) Handled(pipeline string, d time.Duration) {
+	m.pipeline(pipeline).handleDuration.Observe(seconds(d))
+}
