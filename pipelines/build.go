@@ -1,0 +1,86 @@
+package pipelines
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// Options returns the engine options of the pipeline, with Decoder and
+// Handler set. Consumer, Logger, Observer and Now are left for the caller
+// (cmd/eddy); fields the file leaves out are zero, which processor.Options
+// documents as its defaults.
+func (p *Pipeline) Options() processor.Options {
+	o := processor.Options{
+		Pipeline:         p.Name,
+		Stream:           p.Input.Stream,
+		Partitions:       p.Input.Partitions,
+		Group:            p.Input.Group,
+		Start:            p.Input.Start,
+		BatchSize:        p.BatchSize,
+		Block:            p.Block,
+		Lanes:            p.Lanes,
+		MaxInflight:      p.MaxInflight,
+		MaxEventBytes:    p.MaxEventBytes,
+		MaxAttempts:      p.Retry.MaxAttempts,
+		Backoff:          p.Retry.Backoff,
+		MaxBackoff:       p.Retry.MaxBackoff,
+		ReclaimAfter:     p.Retry.ReclaimAfter,
+		DeadLetterStream: p.DeadLetter.Stream,
+		DeadLetterMaxLen: p.DeadLetter.MaxLen,
+		ShutdownTimeout:  p.ShutdownTimeout,
+		Decoder:          p.Decoder(),
+		Handler:          p.Handler(),
+	}
+	if p.Dedupe != nil {
+		o.DedupeWindow = p.Dedupe.Window
+		o.DedupeBucket = p.Dedupe.Bucket
+	}
+	return o
+}
+
+// Decoder returns the pipeline's decoder. It sets Message.Data to the
+// payload (a map[string]any), Message.Key to the value at the key path and
+// Message.DedupeID to the value at the dedupe id path, formatted as strings
+// (numbers without exponent). Its permanent errors have the reasons
+// processor.ReasonNotJSON (payload field missing, not JSON, not an object),
+// processor.ReasonMissingKey (key missing, null, empty, object or array) and
+// ReasonMissingID (likewise for the dedupe id).
+func (p *Pipeline) Decoder() processor.Decoder {
+	if p.dec == nil { // not built by Load or Parse; let processor.Options report it
+		return nil
+	}
+	return p.dec
+}
+
+// Handler returns the pipeline's steps as one processor.Handler: each
+// event goes through the steps in order until one drops it, fails, or the
+// last one passes it on. A step's error is returned wrapped with the step's
+// position and type; permanent errors stay permanent.
+func (p *Pipeline) Handler() processor.Handler { return handler(p.steps) }
+
+// boundStep is a built step and where it came from.
+type boundStep struct {
+	index int
+	typ   string
+	step  Step
+}
+
+type handler []boundStep
+
+func (h handler) Handle(ctx context.Context, m *processor.Message) error {
+	ev := NewEvent(m)
+	for _, s := range h {
+		keep, err := s.step.Process(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("steps[%d] %s: %w", s.index, s.typ, err)
+		}
+		if !keep {
+			return nil
+		}
+	}
+	return nil
+}
+
+var _ processor.Handler = handler(nil)

@@ -1,0 +1,159 @@
+package pipelines
+
+import "time"
+
+// File is a loaded, validated config file. After Load or Parse every
+// default below has been filled in, except the engine defaults that
+// processor.Options documents (a zero there means "the engine's default").
+type File struct {
+	// Name is the file name given to Load or Parse.
+	Name string `yaml:"-"`
+	// Redis says where Redis is; nil means the embedded in-memory Redis
+	// (demo mode).
+	Redis *Redis `yaml:"redis"`
+	// HTTP configures the metrics and health endpoint.
+	HTTP HTTP `yaml:"http"`
+	// Simulate lists generated loads for the demo.
+	Simulate []Simulate `yaml:"simulate"`
+	// Pipelines are the pipelines to run; at least one.
+	Pipelines []*Pipeline `yaml:"pipelines"`
+}
+
+// Pipeline returns the pipeline with the given name, or nil.
+func (f *File) Pipeline(name string) *Pipeline {
+	for _, p := range f.Pipelines {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Redis is the "redis" section. Exactly one of URL and Addrs is set.
+type Redis struct {
+	// URL is a redis:// or rediss:// URL of a single server.
+	URL string `yaml:"url"`
+	// Addrs are host:port seed addresses of a Redis Cluster.
+	Addrs []string `yaml:"addrs"`
+}
+
+// DefaultHTTPAddr is the HTTP listen address when none is given.
+const DefaultHTTPAddr = "127.0.0.1:9180"
+
+// HTTP is the "http" section.
+type HTTP struct {
+	// Addr is the listen address. Default DefaultHTTPAddr; "" or "off" in
+	// the file disables the endpoint, which Load reports as "".
+	Addr string `yaml:"addr"`
+}
+
+// Simulated load kinds; package simulate generates their events.
+const (
+	SimulateClickstream = "clickstream"
+	SimulateIoT         = "iot"
+)
+
+// Simulate is one entry of the "simulate" list: a generated load for the
+// demo. This package only parses and validates it.
+type Simulate struct {
+	// Pipeline names the pipeline in this file whose input receives the load.
+	Pipeline string `yaml:"pipeline"`
+	// Kind is SimulateClickstream or SimulateIoT.
+	Kind string `yaml:"kind"`
+	// Rate is events per second, > 0. Default 1000.
+	Rate float64 `yaml:"rate"`
+	// Keys is how many distinct users or devices there are, >= 1. Default 1000.
+	Keys int `yaml:"keys"`
+	// Duplicates is the fraction of events re-sent with the same event id, 0..1.
+	Duplicates float64 `yaml:"duplicates"`
+	// Bad is the fraction of malformed events (not JSON, no key), 0..1.
+	Bad float64 `yaml:"bad"`
+}
+
+// Pipeline is one entry of the "pipelines" list. Its Options, Decoder and
+// Handler are ready once Load or Parse has returned it.
+type Pipeline struct {
+	// Name names the pipeline: ^[a-z0-9][a-z0-9_-]*$, unique in the file.
+	Name string `yaml:"name"`
+	// Input says what the pipeline reads.
+	Input Input `yaml:"input"`
+	// Key is the path of the message key in the payload (a dotted path into
+	// the JSON object, or a field name when Input.Payload is ""). Required.
+	Key string `yaml:"key"`
+	// Dedupe enables deduplication; nil means off.
+	Dedupe *Dedupe `yaml:"dedupe"`
+
+	// BatchSize is entries per read and per commit, >= 1. 0: engine default.
+	BatchSize int `yaml:"batch_size"`
+	// Block is the longest wait for new entries, > 0. 0: engine default.
+	Block time.Duration `yaml:"block"`
+	// Lanes is how many keys are handled in parallel, >= 1. 0: engine default.
+	Lanes int `yaml:"lanes"`
+	// MaxInflight caps entries read but not committed per partition,
+	// >= BatchSize. 0: engine default.
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxEventBytes dead-letters larger entries; -1 disables the check.
+	// 0: engine default (1 MiB).
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	// ShutdownTimeout bounds the soft stop, > 0. 0: engine default.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Retry configures retries of transient failures.
+	Retry Retry `yaml:"retry"`
+	// DeadLetter configures the dead-letter stream.
+	DeadLetter DeadLetter `yaml:"dead_letter"`
+
+	// Steps are the step configs in order; each becomes a Step.
+	Steps []StepConfig `yaml:"steps"`
+
+	steps []boundStep
+	dec   *decoder
+}
+
+// Input is a pipeline's "input" section.
+type Input struct {
+	// Stream is the input stream; it must not contain '{' or '}'. Required.
+	Stream string `yaml:"stream"`
+	// Partitions is how many partition streams Stream is split into,
+	// 1..1024. Default 1.
+	Partitions int `yaml:"partitions"`
+	// Group is the consumer group. Default: the pipeline name.
+	Group string `yaml:"group"`
+	// Start is where a new group starts: processor.StartOldest (default) or
+	// processor.StartNewest.
+	Start string `yaml:"start"`
+	// Payload names the entry field holding the event as a JSON object.
+	// "" (default): the entry's own fields are the event, all values strings.
+	Payload string `yaml:"payload"`
+}
+
+// Dedupe is a pipeline's "dedupe" section; present means enabled.
+type Dedupe struct {
+	// ID is the path of the event id, like Pipeline.Key. Required.
+	ID string `yaml:"id"`
+	// Window is how long an id is remembered, > 0. Required.
+	Window time.Duration `yaml:"window"`
+	// Bucket is the width of one dedupe set, > 0 and <= Window.
+	// Default Window / 8.
+	Bucket time.Duration `yaml:"bucket"`
+}
+
+// Retry is a pipeline's "retry" section. A zero field means the engine default.
+type Retry struct {
+	// MaxAttempts is tries per entry before it is dead-lettered, >= 1.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the first wait between tries, > 0.
+	Backoff time.Duration `yaml:"backoff"`
+	// MaxBackoff caps the wait, >= Backoff.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// ReclaimAfter is the idle time after which another worker takes over
+	// an entry, > 0.
+	ReclaimAfter time.Duration `yaml:"reclaim_after"`
+}
+
+// DeadLetter is a pipeline's "dead_letter" section.
+type DeadLetter struct {
+	// Stream receives dead letters. Default "<input.stream>:dlq".
+	Stream string `yaml:"stream"`
+	// MaxLen caps the stream approximately, >= 0; 0 means no cap.
+	MaxLen int64 `yaml:"max_len"`
+}

@@ -1,0 +1,70 @@
+// Package pipelines owns Eddy's config files: their YAML schema, strict
+// loading, validation with every problem reported at once (file, line and
+// path), the registry of step types with the built-in steps, and the
+// building of each pipeline's processor.Options, Decoder and Handler.
+//
+// It does not run anything: it talks to no Redis, starts no goroutines and
+// logs nothing. The engine (package processor) runs what it builds;
+// cmd/eddy wires the two and sets the logger, observer and consumer name;
+// package simulate generates the load that a file's "simulate" list asks
+// for.
+//
+// Import direction: cmd/eddy -> pipelines -> processor. Nothing here is
+// imported by processor.
+//
+// # Files
+//
+// Load and Parse decode strictly: an unknown key, a wrong type, a bad
+// duration (Go syntax: 500ms, 10s, 24h), an unknown step type or an
+// expression that does not compile is a problem, and so is every
+// validation rule broken. All problems come back together in one
+// *ConfigError, one per line as "FILE:LINE: PATH: MESSAGE". The schema,
+// with each field's default, is the types File, Pipeline, Input, Dedupe,
+// Retry, DeadLetter, Redis, HTTP and Simulate; the files under configs/
+// are working examples, each loaded by a test.
+//
+// # Steps
+//
+// A pipeline's "steps" list holds one-key mappings {<type>: <config>}. Each
+// event runs through the steps in order; see Step for what a step returns.
+// The built-in steps are:
+//
+//   - require: [path, …] — each dotted path must be present and not null,
+//     else the event is dead-lettered with reason "invalid".
+//   - validate: <condition> — false dead-letters the event with reason
+//     "invalid" and the condition's text.
+//   - filter: <condition> — false drops the event: it is acked as processed,
+//     later steps do not run, effects recorded by earlier steps are kept.
+//   - map: {field: <expression>, …} — sets top-level payload fields, in
+//     YAML order; each expression sees the fields set before it.
+//   - output: {stream, max_len} — emits "key", "id" (dedupe id, or entry id)
+//     and "data" (the payload as JSON) to stream, capped at max_len (0: no cap).
+//   - state: {hash, fields: {field: <expression>, …}} — HSETs the fields of
+//     hash, where "{key}" stands for the message key; a nil result leaves
+//     its field as it is.
+//   - fault: {transient, permanent} — for rehearsing failure handling in
+//     demos and tests only: fails those fractions of attempts with a retried
+//     error or a permanent one (reason "fault_injected").
+//
+// Custom steps are registered on a Registry with Register before Load; a
+// factory decodes its config with StepConfig.Decode, which is as strict as
+// the rest of the file. Steps that need more than one event at a time
+// (windows, sessions, alerts) keep their state through Message effects and
+// are added the same way.
+//
+// # Expressions
+//
+// validate, filter, map and state take expressions in the language of
+// github.com/expr-lang/expr, compiled at load time. An expression sees:
+//
+//   - every top-level field of the payload by name (user_id, amount, …);
+//     nested objects with dots (user.id); a field absent from the event is
+//     nil, so write amount ?? 0 where it may be missing;
+//   - _key, the message key, and _id, the stream entry id.
+//
+// A field named like a builtin function (type, count, len, …) reads the
+// field; the function is still there when called: type(x). Numbers in a
+// JSON payload are int64 when they are integers, float64 otherwise; with
+// input.payload "" every field is a string. An error at run time (nil >
+// 0, int("x")) dead-letters the event with reason "invalid".
+package pipelines

@@ -1,0 +1,99 @@
+package pipelines
+
+import (
+	"maps"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// Names that expressions see besides the payload's top-level fields.
+const (
+	EnvKey = "_key" // the message key (processor.Message.Key)
+	EnvID  = "_id"  // the stream entry id (processor.Message.ID)
+)
+
+// Event is one message on its way through a pipeline's steps: the engine's
+// Message and its decoded payload.
+//
+// The payload is copied before the first change, so an attempt that fails
+// leaves the message's decoded payload as it was for the retry. Change it
+// only through Set and Delete: later steps' expressions see those changes.
+type Event struct {
+	msg     *processor.Message
+	payload map[string]any
+	owned   bool           // payload is this event's own copy
+	env     map[string]any // expression environment, built on first use
+}
+
+// NewEvent returns the event of m, whose Data is the payload decoded by a
+// pipeline's Decoder (a map[string]any; anything else is an empty payload).
+// A pipeline's Handler makes one per attempt; tests of custom steps may
+// use it directly.
+func NewEvent(m *processor.Message) *Event {
+	payload, _ := m.Data.(map[string]any)
+	return &Event{msg: m, payload: payload}
+}
+
+// Message returns the engine's message: its Key, ID and DedupeID, and Emit
+// and SetState to record effects.
+func (e *Event) Message() *processor.Message { return e.msg }
+
+// Payload returns the payload object. Treat it as read-only; see Set.
+func (e *Event) Payload() map[string]any {
+	if e.payload == nil {
+		e.payload = map[string]any{}
+		e.owned = true
+	}
+	return e.payload
+}
+
+// Get returns the value at path and whether it is present and not null.
+func (e *Event) Get(path Path) (any, bool) {
+	v, ok := path.Lookup(e.payload)
+	return v, ok && v != nil
+}
+
+// Set sets a top-level payload field.
+func (e *Event) Set(field string, v any) {
+	e.own()
+	e.payload[field] = v
+	if e.env != nil && !reserved(field) {
+		e.env[field] = v
+	}
+}
+
+// Delete removes a top-level payload field.
+func (e *Event) Delete(field string) {
+	e.own()
+	delete(e.payload, field)
+	if e.env != nil && !reserved(field) {
+		delete(e.env, field)
+	}
+}
+
+func (e *Event) own() {
+	if !e.owned {
+		e.payload = maps.Clone(e.payload)
+		if e.payload == nil {
+			e.payload = map[string]any{}
+		}
+		e.owned = true
+	}
+}
+
+// Env returns the expression environment: the payload's top-level fields
+// plus EnvKey and EnvID (which hide payload fields of the same names).
+// It is built on first use and kept in step with Set and Delete.
+func (e *Event) Env() map[string]any {
+	if e.env == nil {
+		e.env = make(map[string]any, len(e.payload)+2)
+		maps.Copy(e.env, e.payload)
+		e.env[EnvKey] = e.msg.Key
+		e.env[EnvID] = e.msg.ID
+	}
+	return e.env
+}
+
+// reserved reports whether name is one of the names expressions see
+// instead of a payload field.
+func reserved(name string) bool { return name == EnvKey || name == EnvID }

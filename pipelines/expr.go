@@ -1,0 +1,152 @@
+package pipelines
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/vm"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// Expr is an expression (github.com/expr-lang/expr) over an Event, compiled
+// at load time. Its environment is Event.Env: the payload's top-level fields
+// by name, plus _key and _id. A field absent from an event is nil. A field
+// named like a builtin function (type, count, len, …) is read as the field;
+// the function is still called as a function (type(x)).
+type Expr struct {
+	src  string
+	prog *vm.Program
+}
+
+// Cond is an Expr that must yield a bool.
+type Cond struct {
+	Expr
+}
+
+// CompileExpr compiles src as an Expr.
+func CompileExpr(src string) (*Expr, error) {
+	p, err := compile(src, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Expr{src: src, prog: p}, nil
+}
+
+// CompileCond compiles src as a Cond: an expression whose result is a bool.
+func CompileCond(src string) (*Cond, error) {
+	p, err := compile(src, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Cond{Expr{src: src, prog: p}}, nil
+}
+
+// String returns the expression's source.
+func (e *Expr) String() string { return e.src }
+
+// Eval evaluates e on ev. A runtime error (a nil operand, a bad
+// conversion) is permanent with reason "invalid": retrying cannot fix it.
+func (e *Expr) Eval(ev *Event) (any, error) {
+	out, err := expr.Run(e.prog, ev.Env())
+	if err != nil {
+		return nil, processor.Permanentf(processor.ReasonInvalid, "expression %q: %s", e.src, firstLine(err))
+	}
+	return out, nil
+}
+
+// Test evaluates c on ev. A nil result (a condition that is just an absent
+// field) is false; any other result that is not a bool is a permanent
+// error, like a runtime error.
+func (c *Cond) Test(ev *Event) (bool, error) {
+	out, err := c.Eval(ev)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, processor.Permanentf(processor.ReasonInvalid, "expression %q: result is %v, not a bool", c.src, out)
+	}
+	return b, nil
+}
+
+func (e *Expr) decodeNode(c *checker, n *yaml.Node, path string) {
+	c.decodeExpr(n, path, false, func(src string, p *vm.Program) { *e = Expr{src: src, prog: p} })
+}
+
+func (e *Cond) decodeNode(c *checker, n *yaml.Node, path string) {
+	c.decodeExpr(n, path, true, func(src string, p *vm.Program) { *e = Cond{Expr{src: src, prog: p}} })
+}
+
+func (c *checker) decodeExpr(n *yaml.Node, path string, asBool bool, set func(string, *vm.Program)) {
+	if !c.wantScalar(n, path, "an expression") {
+		return
+	}
+	if strings.TrimSpace(n.Value) == "" {
+		c.addAt(n.Line, path, "empty expression")
+		return
+	}
+	p, err := compile(n.Value, asBool)
+	if err != nil {
+		c.addAt(n.Line, path, "%v", err)
+		return
+	}
+	set(n.Value, p)
+}
+
+func compile(src string, asBool bool) (*vm.Program, error) {
+	opts := []expr.Option{
+		expr.Env(map[string]any{}), // a map env: fields are looked up by name at run time
+		expr.AllowUndefinedVariables(),
+		expr.Patch(&fieldPatch{rewritten: map[ast.Node]string{}}),
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, exprError(src, err)
+	}
+	return p, nil
+}
+
+// exprError keeps the first line of expr's error (message and column) and
+// drops its source snippet, so that problems and dead-letter reasons stay
+// on one line.
+func exprError(src string, err error) error {
+	return fmt.Errorf("expression %q: %s", src, firstLine(err))
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// fieldPatch makes an identifier that names a builtin (type, count, …)
+// read the field of that name ($env["type"]), except where it is called.
+// ast.Walk visits a call's callee before the call, so the call puts back
+// the callee it finds rewritten.
+type fieldPatch struct {
+	lets      map[string]bool
+	rewritten map[ast.Node]string
+}
+
+func (p *fieldPatch) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if _, ok := builtin.Index[n.Value]; !ok {
+			return
+		}
+		m := &ast.MemberNode{Node: &ast.IdentifierNode{Value: "$env"}, Property: &ast.StringNode{Value: n.Value}}
+		p.rewritten[m] = n.Value
+		ast.Patch(node, m)
+	case *ast.CallNode:
+		if name, ok := p.rewritten[n.Callee]; ok {
+			ast.Patch(&n.Callee, &ast.IdentifierNode{Value: name})
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// Limits checked by validation.
+const (
+	MaxPartitions = 1024
+)
+
+var pipelineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// validate records every problem of a decoded file in c. Presence is read
+// from c's lines: a key absent from the file takes its default, a key
+// present with a value out of range is a problem.
+func validate(c *checker, f *File) {
+	if f.Redis != nil {
+		validateRedis(c, f.Redis)
+	}
+	if a := f.HTTP.Addr; c.has("http.addr") && a != "" && a != "off" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			c.addf("http.addr", "want host:port, \"\" or \"off\", got %q", a)
+		}
+	}
+	if len(f.Pipelines) == 0 {
+		c.addf("pipelines", "at least one pipeline is required")
+	}
+	first := map[string]int{} // pipeline name → index
+	for i, p := range f.Pipelines {
+		path := fmt.Sprintf("pipelines[%d]", i)
+		validatePipeline(c, path, p)
+		if p.Name == "" {
+			continue
+		}
+		if j, dup := first[p.Name]; dup {
+			c.addf(path+".name", "duplicate pipeline name %q (first at line %d)", p.Name, c.lineOf(fmt.Sprintf("pipelines[%d].name", j)))
+			continue
+		}
+		first[p.Name] = i
+	}
+	validateShared(c, f.Pipelines)
+	for i, s := range f.Simulate {
+		validateSimulate(c, fmt.Sprintf("simulate[%d]", i), s, first)
+	}
+}
+
+func validateRedis(c *checker, r *Redis) {
+	switch {
+	case r.URL != "" && len(r.Addrs) > 0:
+		c.addf("redis.addrs", "set url or addrs, not both")
+	case r.URL == "" && len(r.Addrs) == 0:
+		c.addf("redis.url", "required (or addrs for a cluster)")
+	case r.URL != "":
+		if _, err := redis.ParseURL(r.URL); err != nil {
+			// A *url.Error repeats the URL, password and all; keep its cause.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			c.addf("redis.url", "want redis://[user:password@]host:port[/db] or rediss://…: %v", err)
+		}
+	}
+	for i, a := range r.Addrs {
+		if !validHostPort(a) {
+			c.addf(fmt.Sprintf("redis.addrs[%d]", i), "want host:port, got %q", a)
+		}
+	}
+}
+
+func validHostPort(a string) bool {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func validatePipeline(c *checker, path string, p *Pipeline) {
+	at := func(key string) string { return path + "." + key }
+	set := func(key string) bool { return c.has(at(key)) }
+
+	switch {
+	case p.Name == "":
+		c.addf(at("name"), "required")
+	case !pipelineNameRE.MatchString(p.Name):
+		c.addf(at("name"), "%q must match %s", p.Name, pipelineNameRE)
+	}
+
+	in := p.Input
+	switch {
+	case in.Stream == "":
+		c.addf(at("input.stream"), "required")
+	case strings.ContainsAny(in.Stream, "{}"):
+		c.addf(at("input.stream"), "must not contain '{' or '}' (partition streams add their own hash tags)")
+	}
+	if set("input.partitions") && (in.Partitions < 1 || in.Partitions > MaxPartitions) {
+		c.addf(at("input.partitions"), "must be between 1 and %d", MaxPartitions)
+	}
+	if set("input.start") && in.Start != processor.StartOldest && in.Start != processor.StartNewest {
+		c.addf(at("input.start"), "want %q or %q, got %q", processor.StartOldest, processor.StartNewest, in.Start)
+	}
+
+	checkPath(c, at("key"), p.Key, in.Payload)
+	if p.Dedupe != nil {
+		checkPath(c, at("dedupe.id"), p.Dedupe.ID, in.Payload)
+		w, b := p.Dedupe.Window, p.Dedupe.Bucket
+		if !set("dedupe.window") {
+			c.addf(at("dedupe.window"), "required")
+		} else {
+			positive(c, at("dedupe.window"), w)
+		}
+		if set("dedupe.bucket") && positive(c, at("dedupe.bucket"), b) && w > 0 && b > w {
+			c.addf(at("dedupe.bucket"), "%s must not exceed window %s", b, w)
+		}
+	}
+
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"batch_size", p.BatchSize}, {"lanes", p.Lanes}, {"max_inflight", p.MaxInflight}, {"retry.max_attempts", p.Retry.MaxAttempts}} {
+		if set(k.key) && k.v < 1 {
+			c.addf(at(k.key), "must be at least 1")
+		}
+	}
+	if set("batch_size") && set("max_inflight") && p.BatchSize >= 1 && p.MaxInflight < p.BatchSize {
+		c.addf(at("max_inflight"), "%d is below batch_size %d", p.MaxInflight, p.BatchSize)
+	}
+	if set("max_event_bytes") && p.MaxEventBytes != -1 && p.MaxEventBytes < 1 {
+		c.addf(at("max_event_bytes"), "must be at least 1, or -1 to disable the check")
+	}
+	for _, k := range []struct {
+		key string
+		v   time.Duration
+	}{{"block", p.Block}, {"shutdown_timeout", p.ShutdownTimeout}, {"retry.backoff", p.Retry.Backoff}, {"retry.max_backoff", p.Retry.MaxBackoff}, {"retry.reclaim_after", p.Retry.ReclaimAfter}} {
+		if set(k.key) {
+			positive(c, at(k.key), k.v)
+		}
+	}
+	if set("retry.backoff") && set("retry.max_backoff") && p.Retry.MaxBackoff > 0 && p.Retry.MaxBackoff < p.Retry.Backoff {
+		c.addf(at("retry.max_backoff"), "%s is below backoff %s", p.Retry.MaxBackoff, p.Retry.Backoff)
+	}
+
+	if set("dead_letter.stream") && p.DeadLetter.Stream != "" && p.DeadLetter.Stream == in.Stream {
+		c.addf(at("dead_letter.stream"), "must differ from input.stream")
+	}
+	if p.DeadLetter.MaxLen < 0 {
+		c.addf(at("dead_letter.max_len"), "must be at least 0 (0 means no cap)")
+	}
+}
+
+// checkPath checks a key or dedupe id path: required, and a valid dotted
+// path when the payload is JSON (a plain field name otherwise).
+func checkPath(c *checker, path, v, payload string) {
+	if v == "" {
+		c.addf(path, "required")
+		return
+	}
+	if payload != "" {
+		if _, err := ParsePath(v); err != nil {
+			c.addf(path, "%v", err)
+		}
+	}
+}
+
+// positive reports whether d > 0, recording a problem if not.
+func positive(c *checker, path string, d time.Duration) bool {
+	if d <= 0 {
+		c.addf(path, "must be greater than 0")
+		return false
+	}
+	return true
+}
+
+// validateShared checks pipelines that read the same stream: they must
+// agree on its partitions and use different groups, or they would take
+// each other's entries.
+func validateShared(c *checker, ps []*Pipeline) {
+	type reader struct {
+		i          int
+		partitions int
+		group      string
+	}
+	seen := map[string][]reader{}
+	for i, p := range ps {
+		if p.Input.Stream == "" || p.Input.Partitions < 0 || p.Input.Partitions > MaxPartitions {
+			continue // reported already
+		}
+		r := reader{i: i, partitions: max(p.Input.Partitions, 1), group: p.Input.Group}
+		if r.group == "" {
+			r.group = p.Name
+		}
+		for _, o := range seen[p.Input.Stream] {
+			path := fmt.Sprintf("pipelines[%d].input", i)
+			if o.partitions != r.partitions {
+				c.addf(path+".partitions", "pipelines[%d] reads stream %q with %d partitions; both must agree", o.i, p.Input.Stream, o.partitions)
+			}
+			if o.group == r.group {
+				c.addf(path+".group", "pipelines[%d] already reads stream %q with group %q", o.i, p.Input.Stream, r.group)
+			}
+		}
+		seen[p.Input.Stream] = append(seen[p.Input.Stream], r)
+	}
+}
+
+func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]int) {
+	at := func(key string) string { return path + "." + key }
+	switch _, ok := pipelines[s.Pipeline]; {
+	case s.Pipeline == "":
+		c.addf(at("pipeline"), "required")
+	case !ok:
+		c.addf(at("pipeline"), "no pipeline named %q in this file", s.Pipeline)
+	}
+	switch s.Kind {
+	case "":
+		c.addf(at("kind"), "required")
+	case SimulateClickstream, SimulateIoT:
+	default:
+		c.addf(at("kind"), "want %q or %q, got %q", SimulateClickstream, SimulateIoT, s.Kind)
+	}
+	if c.has(at("rate")) && s.Rate <= 0 {
+		c.addf(at("rate"), "must be greater than 0")
+	}
+	if c.has(at("keys")) && s.Keys < 1 {
+		c.addf(at("keys"), "must be at least 1")
+	}
+	for _, k := range []struct {
+		key string
+		v   float64
+	}{{"duplicates", s.Duplicates}, {"bad", s.Bad}} {
+		if k.v < 0 || k.v > 1 {
+			c.addf(at(k.key), "must be between 0 and 1")
+		}
+	}
+}
