@@ -1,0 +1,107 @@
+// Command eddy runs, checks and feeds Eddy pipelines. It is the only place
+// that handles signals, exits, creates the Redis client, the logger and the
+// metrics registry, and wires them to the engine (processor), the
+// configuration (pipelines) and the collectors (metrics).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitError carries an exit code; its message, if any, is already printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// globals are the flags every command takes.
+type globals struct {
+	redisURL  string
+	logFormat string
+	logLevel  string
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+// execute runs the command line args and returns the exit code: 0 success,
+// 1 failure, 2 bad usage.
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "eddy",
+		Short:         "Eddy: a low-latency stream processor on Redis Streams",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.redisURL, "redis", os.Getenv("EDDY_REDIS_URL"),
+		"Redis URL for every command, overriding the config's redis section (env EDDY_REDIS_URL)")
+	pf.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), versionCommand(g))
+
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(stderr, "eddy:", err)
+		if isUsage(err) {
+			return 2
+		}
+		return 1
+	}
+}
+
+// usageError marks an error in how the command was called.
+type usageError struct{ error }
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u)
+}
+
+func (g *globals) logger() (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(g.logLevel)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	var enc zapcore.Encoder
+	switch g.logFormat {
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		return nil, usageError{fmt.Errorf("--log-format %q: want json or console", g.logFormat)}
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(g.stderr)), level)), nil
+}

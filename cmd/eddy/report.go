@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/eddy-streams/eddy/metrics"
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// observers sends every observation to each of its members.
+type observers []processor.Observer
+
+func (os observers) Committed(c processor.Commit) {
+	for _, o := range os {
+		o.Committed(c)
+	}
+}
+
+func (os observers) Retried(pipeline string, partition int, err error) {
+	for _, o := range os {
+		o.Retried(pipeline, partition, err)
+	}
+}
+
+func (os observers) Handled(pipeline string, d time.Duration) {
+	for _, o := range os {
+		o.Handled(pipeline, d)
+	}
+}
+
+// tally counts what every pipeline of this process did, for the summary line.
+type tally struct {
+	processed, duplicates, deadLetters, retries atomic.Int64
+}
+
+func (t *tally) Committed(c processor.Commit) {
+	t.processed.Add(int64(c.Processed))
+	t.duplicates.Add(int64(c.Duplicates))
+	n := 0
+	for _, d := range c.DeadLetters {
+		n += d
+	}
+	t.deadLetters.Add(int64(n))
+}
+
+func (t *tally) Retried(string, int, error)    { t.retries.Add(1) }
+func (t *tally) Handled(string, time.Duration) {}
+
+// reporter samples lag and pending into the metrics every 2s and logs a
+// one-line summary every 5s.
+type reporter struct {
+	procs    []*processor.Processor
+	m        *metrics.Metrics
+	t        *tally
+	log      *zap.Logger
+	inMemory bool
+
+	lastAt        time.Time
+	lastProcessed int64
+	lag, pending  int64
+}
+
+func (r *reporter) Run(ctx context.Context) error {
+	r.lastAt = time.Now()
+	sample := time.NewTicker(2 * time.Second)
+	defer sample.Stop()
+	sum := time.NewTicker(5 * time.Second)
+	defer sum.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sample.C:
+			r.sample(ctx)
+		case <-sum.C:
+			r.summary(ctx, "summary")
+		}
+	}
+}
+
+func (r *reporter) sample(ctx context.Context) {
+	var lag, pending int64
+	for _, p := range r.procs {
+		stats, err := p.Stats(ctx)
+		if err != nil {
+			continue
+		}
+		name := p.Options().Pipeline
+		for _, s := range stats {
+			r.m.SetPartitionStats(name, s.Partition, s.Lag, s.Pending, s.OldestPending)
+			lag += max(s.Lag, 0)
+			pending += s.Pending
+		}
+	}
+	r.lag, r.pending = lag, pending
+}
+
+func (r *reporter) summary(ctx context.Context, msg string) {
+	r.sample(ctx)
+	now := time.Now()
+	processed := r.t.processed.Load()
+	rate := float64(processed-r.lastProcessed) / now.Sub(r.lastAt).Seconds()
+	r.lastAt, r.lastProcessed = now, processed
+	fields := []zap.Field{
+		zap.Int64("events_per_sec", int64(rate+0.5)),
+		zap.Int64("processed", processed),
+		zap.Int64("duplicates", r.t.duplicates.Load()),
+		zap.Int64("dead_letters", r.t.deadLetters.Load()),
+		zap.Int64("retries", r.t.retries.Load()),
+		zap.Int64("lag", r.lag),
+		zap.Int64("pending", r.pending),
+	}
+	if r.inMemory {
+		fields = append(fields, zap.Bool("in_memory_only", true))
+	}
+	r.log.Info(msg, fields...)
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eddy-streams/eddy/metrics"
+	"github.com/eddy-streams/eddy/pipelines"
+	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/simulate"
+)
+
+func runCommand(g *globals) *cobra.Command {
+	var file, consumer string
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "run -c FILE",
+		Short: "Run the pipelines of a config file until SIGINT or SIGTERM",
+		Long: `Runs every pipeline in FILE (or those named with --pipeline) as one worker of
+each pipeline's consumer group. On SIGINT or SIGTERM it stops reading, finishes
+and commits what is in flight within each pipeline's shutdown_timeout and exits
+0; entries still unfinished then stay pending for the next worker.
+
+With no redis section in FILE and no --redis flag, eddy starts an embedded
+in-memory Redis and the config's simulators feed it: a demo that needs nothing
+installed. Its data is lost on exit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := loadConfig(g, file)
+			if err != nil {
+				return err
+			}
+			ps, err := selectPipelines(f, names)
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			if consumer == "" {
+				consumer = processor.DefaultConsumer()
+			}
+			return run(cmd.Context(), g, f, ps, consumer, log)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
+	fl.StringSliceVar(&names, "pipeline", nil, "run only these pipelines (repeat or comma-separate; default all)")
+	fl.StringVar(&consumer, "consumer", "", "consumer name, stable across restarts so that a restarted worker finishes its own pending entries (default <hostname>-<pid>)")
+	return cmd
+}
+
+func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pipeline, consumer string, log *zap.Logger) error {
+	maxBlock := time.Duration(0)
+	for _, p := range ps {
+		maxBlock = max(maxBlock, p.Block)
+	}
+	useRedisLogger(log)
+	conn, err := openRedis(ctx, g, f, maxBlock+2*time.Second, log)
+	if err != nil {
+		return err
+	}
+	defer conn.close()
+	if err := conn.ping(ctx); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	m.SetBuildInfo(eddyVersion())
+	t := &tally{}
+
+	procs := make([]*processor.Processor, 0, len(ps))
+	for _, p := range ps {
+		o := p.Options()
+		o.Consumer, o.Logger, o.Observer = consumer, log, observers{m, t}
+		proc, err := processor.New(conn.client, o)
+		if err != nil {
+			return fmt.Errorf("pipeline %s: %w", p.Name, err)
+		}
+		procs = append(procs, proc)
+	}
+
+	grp, gctx := errgroup.WithContext(ctx)
+	var srv *httpServer
+	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client}
+		grp.Go(func() error { return srv.Run(gctx) })
+	}
+	for _, proc := range procs {
+		grp.Go(func() error { return proc.Run(gctx) })
+	}
+	for _, s := range f.Simulate {
+		p := pipelineNamed(ps, s.Pipeline)
+		if p == nil {
+			continue // its pipeline is not selected
+		}
+		feeder := &simulate.Feeder{
+			Generator: generator(s),
+			Sink:      &simSink{p: p, prod: processor.NewProducer(conn.client, p.Input.Stream, p.Input.Partitions, 0), m: m, log: log},
+			Rate:      s.Rate,
+		}
+		grp.Go(func() error { return feeder.Run(gctx) })
+		log.Info("simulator_started", zap.String("pipeline", p.Name), zap.String("kind", s.Kind), zap.Float64("rate", s.Rate))
+	}
+	rep := &reporter{procs: procs, m: m, t: t, log: log, inMemory: conn.embedded}
+	grp.Go(func() error { return rep.Run(gctx) })
+	if srv != nil {
+		srv.ready.Store(true)
+		log.Info("http_listening", zap.String("addr", f.HTTP.Addr), zap.Strings("paths", []string{"/metrics", "/healthz", "/readyz"}))
+	}
+	log.Info("eddy_started", zap.String("version", eddyVersion()), zap.String("consumer", consumer),
+		zap.String("redis", conn.where), zap.Int("pipelines", len(procs)))
+
+	err = grp.Wait()
+	rep.summary(context.WithoutCancel(ctx), "final_summary")
+	if err != nil {
+		return err
+	}
+	log.Info("eddy_stopped")
+	return nil
+}
+
+func pipelineNamed(ps []*pipelines.Pipeline, name string) *pipelines.Pipeline {
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func generator(s pipelines.Simulate) simulate.Generator {
+	o := simulate.Options{Seed: uint64(time.Now().UnixNano()), Keys: s.Keys, Duplicates: s.Duplicates, Bad: s.Bad}
+	if s.Kind == pipelines.SimulateIoT {
+		return simulate.NewIoT(o)
+	}
+	return simulate.NewClickstream(o)
+}
+
+// simSink appends generated events to a pipeline's input. Malformed
+// events go in as they are, for the pipeline to dead-letter.
+type simSink struct {
+	p    *pipelines.Pipeline
+	prod *processor.Producer
+	m    *metrics.Metrics
+	log  *zap.Logger
+	last time.Time
+}
+
+// Send never fails the run: generated load that cannot be written while
+// Redis is away is dropped, with a warning, and the feeder goes on.
+func (s *simSink) Send(ctx context.Context, batch []simulate.Event) error {
+	recs := make([]processor.Record, len(batch))
+	for i, e := range batch {
+		recs[i], _ = encode(s.p, e.Data)
+		if e.Key != "" {
+			recs[i].Key = e.Key
+		}
+	}
+	if _, err := s.prod.Send(ctx, recs); err != nil {
+		if ctx.Err() == nil && time.Since(s.last) > 5*time.Second {
+			s.last = time.Now()
+			s.log.Warn("simulator_send_failed", zap.String("pipeline", s.p.Name), zap.Error(err))
+		}
+		return nil
+	}
+	s.m.Produced(s.p.Name, len(recs))
+	return nil
+}
