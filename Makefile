@@ -1,0 +1,28 @@
+# Common loops. `make test` is what CI runs.
+GOLANGCI_LINT ?= golangci-lint
+
+.PHONY: test short lint bench throughput demo build tidy
+
+test:          ## gofmt, vet, go test -race ./... (installs redis-server if missing)
+	bash scripts/test.sh
+
+short:         ## quick loop: skips the 200,000-event order test
+	go test -short ./...
+
+lint:          ## golangci-lint with .golangci.yml
+	$(GOLANGCI_LINT) run ./...
+
+bench:         ## Go micro-benchmarks of the hot paths
+	go test -run '^$$' -bench . -benchmem ./...
+
+throughput:    ## events/s of eddy run on 500,000 pre-filled events (own redis-server)
+	bash scripts/throughput.sh 500000
+
+demo:          ## the embedded demo
+	go run ./cmd/eddy run -c configs/demo.yaml --log-format console
+
+build:
+	go build -o eddy ./cmd/eddy
+
+tidy:
+	go mod tidy
