@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -43,6 +44,7 @@ func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
 		if err := pt.commit(hard, batch); err != nil {
 			if hard.Err() == nil {
 				fail(err)
+				pt.discard(hard)
 			}
 			return
 		}
@@ -50,6 +52,22 @@ func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
 		clear(batch)
 		batch = batch[:0]
 		if closed {
+			return
+		}
+	}
+}
+
+// discard drops handled tasks after a fatal commit error, so that lanes
+// (shared by all partitions) never block on this partition; the dropped
+// entries stay pending for the next worker.
+func (pt *partition) discard(hard context.Context) {
+	for {
+		select {
+		case _, ok := <-pt.results:
+			if !ok {
+				return
+			}
+		case <-hard.Done():
 			return
 		}
 	}
@@ -90,7 +108,7 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		if testHookBeforeCommit != nil {
 			testHookBeforeCommit(batch)
 		}
-		ctx, cancel := context.WithTimeout(hard, 10*time.Second)
+		ctx, cancel := pt.p.bounded(hard)
 		reply, err := commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
 		cancel()
 		if err == nil && strings.HasPrefix(reply, "!") {
@@ -123,13 +141,31 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 }
 
 // wrongType handles the reply "<type> <key>": key holds a value of another
-// type than the commit writes. Entries that write to it are dead-lettered;
-// if the key is the dead-letter stream itself nothing can be written.
+// type than some effects of the commit write to it, or (type "conflict")
+// effects of the commit write it both as a stream and as a hash, the first
+// of them winning. Entries whose effects do not fit are dead-lettered; the
+// caller commits again. If the key is the dead-letter stream or a dedupe
+// set, nothing can be written and an operator has to look.
 func (pt *partition) wrongType(batch []*task, reply string) error {
 	typ, key, _ := strings.Cut(reply, " ")
 	err := fmt.Errorf("WRONGTYPE key %q holds a %s", key, typ)
-	if key == pt.p.o.DeadLetterStream || key == pt.stream {
-		return fmt.Errorf("commit to %s: %w", pt.stream, err)
+	var fits func(EffectKind) bool
+	switch typ {
+	case "stream":
+		fits = func(k EffectKind) bool { return k == EffectXAdd }
+	case "hash":
+		fits = func(k EffectKind) bool { return k == EffectHSet }
+	case "conflict":
+		err = fmt.Errorf("effects in one commit write key %q both as a stream and as a hash", key)
+		first := EffectKind(0)
+		fits = func(k EffectKind) bool {
+			if first == 0 {
+				first = k
+			}
+			return k == first
+		}
+	default:
+		fits = func(EffectKind) bool { return false }
 	}
 	n := 0
 	for _, t := range batch {
@@ -137,14 +173,14 @@ func (pt *partition) wrongType(batch []*task, reply string) error {
 			continue
 		}
 		for _, e := range t.m.effects {
-			if e.Key == key {
+			if e.Key == key && !fits(e.Kind) {
 				t.deadLetter("output_failed", err)
 				n++
 				break
 			}
 		}
 	}
-	if n == 0 { // a dedupe set: an operator has to look
+	if n == 0 {
 		return fmt.Errorf("commit to %s: %w", pt.stream, err)
 	}
 	pt.log.Error("output_key_wrong_type", zap.String("output", key), zap.String("type", typ), zap.Int("dead_lettered", n))
@@ -164,7 +200,14 @@ func (pt *partition) deadLetterFields(t *task, now time.Time) []string {
 		}
 	}
 	out := make([]string, 0, len(m.Fields)+20)
-	out = append(out, m.Fields...)
+	if len(m.Fields)+20 <= maxEffectStrings {
+		out = append(out, m.Fields...)
+	} else {
+		// Too many fields for one XADD from the script: keep them all, in
+		// order, as one JSON array.
+		b, _ := json.Marshal(m.Fields)
+		out = append(out, "eddy.fields", string(b))
+	}
 	return append(out,
 		"eddy.reason", t.reason,
 		"eddy.error", errText,

@@ -18,7 +18,9 @@ func (p *Processor) janitor(soft context.Context) {
 	}
 	var logs throttle
 	beat := func() {
-		if err := heartbeat(soft, p.rdb, keys, p.o.SessionTimeout); err != nil && soft.Err() == nil {
+		ctx, cancel := p.bounded(soft)
+		defer cancel()
+		if err := heartbeat(ctx, p.rdb, keys, p.o.SessionTimeout); err != nil && soft.Err() == nil {
 			if ok, n := logs.allow(time.Now(), 10*time.Second); ok {
 				p.log.Warn("heartbeat_failed", zap.Error(err), zap.Int("suppressed", n))
 			}
@@ -43,6 +45,8 @@ func (p *Processor) janitor(soft context.Context) {
 
 // sweep deletes dead consumers with nothing pending.
 func (p *Processor) sweep(ctx context.Context) {
+	ctx, cancel := p.bounded(ctx)
+	defer cancel()
 	for _, pt := range p.parts {
 		cs, err := consumers(ctx, p.rdb, pt.stream, p.o.Group)
 		if err != nil {

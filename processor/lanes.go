@@ -107,6 +107,8 @@ func checkEffects(effects []Effect) error {
 			return Permanent("invalid_effect", errors.New("effect with an empty key"))
 		case len(e.Fields) == 0 || len(e.Fields)%2 != 0:
 			return Permanentf("invalid_effect", "effect on %s: want field/value pairs, got %d strings", e.Key, len(e.Fields))
+		case len(e.Fields) > maxEffectStrings:
+			return Permanentf("invalid_effect", "effect on %s: %d field/value strings, over the limit of %d", e.Key, len(e.Fields), maxEffectStrings)
 		case e.Kind != EffectXAdd && e.Kind != EffectHSet:
 			return Permanentf("invalid_effect", "effect on %s: unknown kind %d", e.Key, e.Kind)
 		}

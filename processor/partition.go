@@ -55,12 +55,17 @@ func (pt *partition) start() {
 
 // readLoop: create the group, finish this consumer's own pending entries,
 // take over orphaned ones, then read new entries until soft is done. Every
-// ReclaimInterval it reclaims again. Reads are not cancelled by soft (an
-// entry Redis delivered would sit pending until reclaimed); Block bounds how
-// long a stop waits for the read in progress.
+// ReclaimInterval it reclaims again. Redis calls are not cancelled by soft
+// (an entry Redis delivered would sit pending until reclaimed; Block bounds
+// how long a stop waits for the read in progress), only by hard.
+//
+// After a read or claim whose reply was lost (a timeout, a dropped
+// connection), Redis may have handed this consumer entries it never saw.
+// Before reading anything newer, the loop re-reads its own pending entries,
+// so they are not overtaken by later entries of their keys.
 func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
 	o := pt.p.o
-	rctx := context.WithoutCancel(soft)
+	rctx := hard
 	for {
 		err := ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
 		if err == nil {
@@ -75,21 +80,37 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 			return
 		}
 	}
-	if err := pt.recoverOwn(soft, rctx, hard, lanes); err != nil {
-		pt.logReadError("recover_pending_failed", err)
-	}
-	pt.reclaim(soft, rctx, hard, lanes)
-	lastReclaim := time.Now()
+	recheck := true // start with this consumer's own pending entries
+	var lastReclaim time.Time
 	failures := 0
 	for soft.Err() == nil {
+		if recheck {
+			if err := pt.recoverOwn(soft, rctx, hard, lanes); err != nil {
+				failures++
+				pt.logReadError("recover_pending_failed", err)
+				wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+				continue
+			}
+			recheck = false
+		}
 		if time.Since(lastReclaim) >= o.ReclaimInterval {
-			pt.reclaim(soft, rctx, hard, lanes)
+			recheck = !pt.reclaim(soft, rctx, hard, lanes)
 			lastReclaim = time.Now()
+			if recheck {
+				continue
+			}
 		}
 		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
 			return
 		}
-		entries, err := readNew(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.BatchSize, min(o.Block, o.ReclaimInterval))
+		// A read begun before a stop has no stop deadline: bound it by its
+		// own BLOCK time instead.
+		block := min(o.Block, o.ReclaimInterval)
+		cctx, cancel := pt.p.bounded(rctx)
+		cctx, cancelRead := context.WithTimeout(cctx, block+time.Second)
+		entries, err := readNew(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.BatchSize, block)
+		cancelRead()
+		cancel()
 		pt.sem.Release(int64(o.BatchSize - len(entries)))
 		if err != nil {
 			if isNoGroup(err) {
@@ -106,6 +127,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 				return
 			}
 			failures++
+			recheck = true
 			pt.logReadError("read_failed", err)
 			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
@@ -142,14 +164,17 @@ func (pt *partition) logReadError(msg string, err error) {
 // that entry's count grows, and it alone reaches MaxAttempts and goes to the
 // dead-letter stream; the entries behind it are not penalised.
 
-// recoverOwn re-reads the entries this consumer had pending when it last
-// stopped, oldest first, before anything new.
+// recoverOwn re-reads the entries pending for this consumer that it is not
+// working on (those it had when it last stopped, or whose read reply was
+// lost), oldest first, before anything new.
 func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *task) error {
 	o := pt.p.o
 	start := "-"
 	total := 0
 	for soft.Err() == nil {
-		pend, err := pendingOf(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, start, o.BatchSize)
+		cctx, cancel := pt.p.bounded(rctx)
+		pend, err := pendingOf(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, start, o.BatchSize)
+		cancel()
 		if err != nil || len(pend) == 0 {
 			return err
 		}
@@ -157,7 +182,12 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 			if soft.Err() != nil {
 				return nil
 			}
-			entries, err := claim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend[i:i+1])
+			if pt.isInflight(pend[i].ID) {
+				continue
+			}
+			cctx, cancel := pt.p.bounded(rctx)
+			entries, err := claim(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend[i:i+1])
+			cancel()
 			if err != nil {
 				return err
 			}
@@ -181,16 +211,11 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 	return nil
 }
 
-// reclaim keeps this worker's own slow entries from looking idle, then takes
-// over, one by one, entries idle in other consumers' pending lists for
-// ReclaimAfter.
-func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *task) {
+// reclaim takes over, one by one, entries idle in other consumers' pending
+// lists for ReclaimAfter. It returns false if a claim's reply may have been
+// lost, so that the caller re-reads this consumer's own pending entries.
+func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *task) bool {
 	o := pt.p.o
-	if ids := pt.stale(o.ReclaimAfter / 3); len(ids) > 0 {
-		if err := touch(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, ids); err != nil {
-			pt.logReadError("touch_failed", err)
-		}
-	}
 	cursor, total := "0-0", 0
 	defer func() {
 		if total > 0 {
@@ -198,12 +223,15 @@ func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *tas
 		}
 	}()
 	for soft.Err() == nil {
-		next, entries, deleted, err := autoclaim(rctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.ReclaimAfter, cursor, 1)
+		cctx, cancel := pt.p.bounded(rctx)
+		next, entries, deleted, err := autoclaim(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.ReclaimAfter, cursor, 1)
+		cancel()
 		if err != nil {
-			if !isNoGroup(err) {
-				pt.logReadError("reclaim_failed", err)
+			if isNoGroup(err) {
+				return true
 			}
-			return
+			pt.logReadError("reclaim_failed", err)
+			return false
 		}
 		if len(deleted) > 0 {
 			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", len(deleted)), zap.Strings("entry_ids", deleted))
@@ -214,13 +242,44 @@ func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *tas
 			}
 			total++
 			if !pt.dispatchSerial(soft, rctx, hard, lanes, e) {
-				return
+				return true
 			}
 		}
 		if next == "0-0" || next == "" {
-			return
+			return true
 		}
 		cursor = next
+	}
+	return true
+}
+
+// keepAlive resets, every ReclaimAfter/3, the idle time of entries this
+// worker has had in flight for that long, so that no other worker reclaims
+// an entry that is still being handled here (a slow handler, a long retry).
+// It runs apart from the reader, which may be waiting for room in flight.
+// Only entries still pending for this consumer are touched: one that another
+// worker has taken over stays with it.
+func (pt *partition) keepAlive(hard context.Context) {
+	o := pt.p.o
+	every := max(o.ReclaimAfter/3, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-hard.Done():
+			return
+		case <-t.C:
+		}
+		ids := pt.stale(every)
+		if len(ids) == 0 {
+			continue
+		}
+		cctx, cancel := pt.p.bounded(hard)
+		err := touchOwn(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, ids)
+		cancel()
+		if err != nil && hard.Err() == nil {
+			pt.logReadError("keep_alive_failed", err)
+		}
 	}
 }
 
@@ -271,7 +330,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 			t.deadLetter(ReasonTooLarge, fmt.Errorf("entry is %d bytes, over max_event_bytes %d", size, o.MaxEventBytes))
 			continue
 		}
-		if err := o.Decoder.Decode(m); err != nil {
+		if err := decode(o.Decoder, m); err != nil {
 			reason, ok := permanentReason(err)
 			if !ok {
 				reason = ReasonInvalid
@@ -285,7 +344,9 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 		}
 	}
 	if len(ids) > 0 {
-		seen, err := pt.p.dd.Seen(rctx, pt.p.rdb, pt.dedupe, o.Now(), ids)
+		cctx, cancel := pt.p.bounded(rctx)
+		seen, err := pt.p.dd.Seen(cctx, pt.p.rdb, pt.dedupe, o.Now(), ids)
+		cancel()
 		if err != nil {
 			// The commit checks again; this look-up only saves handler calls.
 			pt.logReadError("dedupe_lookup_failed", err)
@@ -309,6 +370,17 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 			return
 		}
 	}
+}
+
+// decode runs the decoder, turning a panic into a permanent error: the
+// same input would panic again.
+func decode(d Decoder, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanentf(ReasonInvalid, "decoder panic: %v", r)
+		}
+	}()
+	return d.Decode(m)
 }
 
 func fieldsSize(fields []string) int {

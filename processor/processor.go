@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,10 +21,15 @@ type Processor struct {
 	log   *zap.Logger
 	dd    dedupe.Window
 	parts []*partition
+	// hardAt is when the hard stop comes (unix ns), 0 until a stop begins.
+	hardAt atomic.Int64
 }
 
 // New checks opts and returns a Processor that uses rdb. It does not close
-// rdb: whoever created the client closes it, after Run has returned.
+// rdb: whoever created the client closes it, after Run has returned. Create
+// the client with ContextTimeoutEnabled so that the hard stop also bounds
+// calls to a Redis that has stopped answering; otherwise they wait for the
+// client's read timeout and retries.
 func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 	if rdb == nil {
 		return nil, errors.New("processor: nil Redis client")
@@ -38,10 +44,28 @@ func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 		log: opts.Logger.With(zap.String("pipeline", opts.Pipeline), zap.String("group", opts.Group),
 			zap.String("consumer", opts.Consumer)),
 	}
+	if rt := readTimeout(rdb); rt > 0 && p.o.Block+500*time.Millisecond > rt {
+		// A blocking read longer than the client's read timeout would time
+		// out with entries delivered and the reply lost.
+		p.log.Warn("block_clamped_to_read_timeout", zap.Duration("block", p.o.Block), zap.Duration("read_timeout", rt))
+		p.o.Block = rt / 2
+	}
 	for i := 0; i < opts.Partitions; i++ {
 		p.parts = append(p.parts, newPartition(p, i))
 	}
 	return p, nil
+}
+
+// readTimeout is the client's read timeout; 0 when there is none or it is
+// not known.
+func readTimeout(rdb redis.UniversalClient) time.Duration {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		return c.Options().ReadTimeout
+	}
+	return 0
 }
 
 // Options returns the options with every default filled in.
@@ -87,6 +111,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		case <-finished:
 			return
 		}
+		p.hardAt.Store(time.Now().Add(p.o.ShutdownTimeout).UnixNano())
 		t := time.NewTimer(p.o.ShutdownTimeout)
 		defer t.Stop()
 		select {
@@ -100,11 +125,15 @@ func (p *Processor) Run(ctx context.Context) error {
 	for i := range lanes {
 		lanes[i] = make(chan *task, p.o.Partitions*p.o.MaxInflight)
 	}
-	var readers, workers, committers, janitor sync.WaitGroup
+	var readers, workers, committers, keepers, janitor sync.WaitGroup
+	keep, stopKeep := context.WithCancel(hard)
+	defer stopKeep()
 	for _, pt := range p.parts {
 		pt.start()
 		committers.Add(1)
 		go func() { defer committers.Done(); pt.commitLoop(hard, fail) }()
+		keepers.Add(1)
+		go func() { defer keepers.Done(); pt.keepAlive(keep) }()
 	}
 	for _, in := range lanes {
 		workers.Add(1)
@@ -128,6 +157,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		close(pt.results)
 	}
 	committers.Wait()
+	stopKeep()
+	keepers.Wait()
 	janitor.Wait()
 	close(finished)
 	timer.Wait()
@@ -140,13 +171,29 @@ func (p *Processor) Run(ctx context.Context) error {
 		p.log.Warn("shutdown_timeout_passed", zap.Duration("shutdown_timeout", p.o.ShutdownTimeout),
 			zap.Int("left_pending", abandoned))
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	p.leave(cctx)
+	if hard.Err() == nil { // leaving is a courtesy; never past the hard stop
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		lctx, lcancel := p.bounded(cctx)
+		p.leave(lctx)
+		lcancel()
+		cancel()
+	}
 	p.log.Info("pipeline_stopped")
+	p.hardAt.Store(0)
 	fatalMu.Lock()
 	defer fatalMu.Unlock()
 	return fatal
+}
+
+// bounded gives a Redis call a deadline at the hard stop once a stop has
+// begun. Cancelling a context does not interrupt a call go-redis is waiting
+// on; a deadline does, when the client has ContextTimeoutEnabled. Without a
+// stop under way, the client's own timeouts apply.
+func (p *Processor) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if at := p.hardAt.Load(); at != 0 {
+		return context.WithDeadline(ctx, time.Unix(0, at))
+	}
+	return ctx, func() {}
 }
 
 // wait waits d or until ctx is done; it reports whether the full wait passed.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,5 +119,29 @@ func TestProcessorSmoke(t *testing.T) {
 	st, _ := c.HGetAll(ctx, "state:a").Result()
 	if st["last"] != "2" {
 		t.Errorf("state:a = %v, want last=2", st)
+	}
+}
+
+// A decoder that panics dead-letters the entry (the same input would panic
+// again) instead of crashing the worker.
+func TestDecoderPanicIsDeadLettered(t *testing.T) {
+	_, c := newMiniClient(t)
+	dec := DecoderFunc(func(m *Message) error {
+		if v, _ := m.Field("data"); v == "boom" {
+			panic("decoder bug")
+		}
+		return jsonDecoder(m)
+	})
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: dec, Block: 50 * time.Millisecond,
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error { m.Emit("out", 0, "k", m.Key); return nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addEvents(t, c, "in", "boom", `{"k":"a"}`)
+	ctx := context.Background()
+	runUntil(t, p, func() bool { return c.XLen(ctx, "in:dlq").Val() == 1 && c.XLen(ctx, "out").Val() == 1 }, 10*time.Second)
+	dl := c.XRange(ctx, "in:dlq", "-", "+").Val()[0].Values
+	if dl["eddy.reason"] != ReasonInvalid || !strings.Contains(dl["eddy.error"].(string), "decoder panic") {
+		t.Errorf("dead letter = %v, want reason invalid with the panic", dl)
 	}
 }

@@ -89,16 +89,18 @@ func claim(ctx context.Context, rdb redis.UniversalClient, stream, group, consum
 	return entries, err
 }
 
-// touch resets the idle time of entries this consumer still works on, so
-// that no other worker reclaims them (XCLAIM … JUSTID leaves the delivery
-// count alone).
-func touch(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
+// touchOwn resets the idle time of those of ids that are still pending for
+// consumer, atomically (XCLAIM … JUSTID leaves the delivery count alone).
+func touchOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-		Stream: stream, Group: group, Consumer: consumer, MinIdle: 0, Messages: ids,
-	}).Err()
+	args := make([]any, 0, 2+len(ids))
+	args = append(args, group, consumer)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return touchScript.Run(ctx, rdb, []string{stream}, args...).Err()
 }
 
 // autoclaim runs one XAUTOCLAIM round from cursor and returns the next
@@ -144,10 +146,14 @@ func autoclaim(ctx context.Context, rdb redis.UniversalClient, stream, group, co
 	for _, p := range pend {
 		counts[p.ID] = p.RetryCount
 	}
-	for i := range entries {
-		entries[i].deliveries = max(counts[entries[i].id], 1)
+	kept := entries[:0]
+	for _, e := range entries {
+		if n, ok := counts[e.id]; ok { // else another worker took it meanwhile
+			e.deliveries = n
+			kept = append(kept, e)
+		}
 	}
-	return next, entries, deleted, nil
+	return next, kept, deleted, nil
 }
 
 // parseReadReply parses an XREADGROUP reply for a single stream: an array

@@ -32,7 +32,8 @@ import (
 // Returns a string with one letter per entry: "p" processed, "u" duplicate,
 // "d" dead-lettered, "s" stale (already acked; nothing written). If a key to
 // be written holds the wrong type, nothing is written and the reply is
-// "!<type> <key>".
+// "!<type> <key>"; if two effects write one key as a stream and as a hash,
+// "!conflict <key>".
 var commitScript = redis.NewScript(`
 local stream, dlq = KEYS[1], KEYS[2]
 local group = ARGV[1]
@@ -54,13 +55,11 @@ while i <= #ARGV do
     local neff = tonumber(ARGV[i+3])
     i = i + 4
     for _ = 1, neff do
-      if ARGV[i] == 'x' then
-        want[KEYS[tonumber(ARGV[i+1])]] = 'stream'
-        i = i + 4 + tonumber(ARGV[i+3])
-      else
-        want[KEYS[tonumber(ARGV[i+1])]] = 'hash'
-        i = i + 3 + tonumber(ARGV[i+2])
-      end
+      local k, t = KEYS[tonumber(ARGV[i+1])], 'hash'
+      if ARGV[i] == 'x' then t = 'stream' end
+      if want[k] and want[k] ~= t then return '!conflict ' .. k end
+      want[k] = t
+      if t == 'stream' then i = i + 4 + tonumber(ARGV[i+3]) else i = i + 3 + tonumber(ARGV[i+2]) end
     end
   elseif kind == 'd' then
     i = i + 3 + tonumber(ARGV[i+2])
@@ -69,8 +68,10 @@ while i <= #ARGV do
   end
 end
 
--- nothing is written unless every write can succeed: a script that fails
--- half-way keeps its earlier writes
+-- Nothing is written unless every write can succeed: a script that fails
+-- half-way keeps its earlier writes, and an entry is acked before its
+-- writes. Key types are checked here; argument counts (Lua's unpack takes
+-- fewer than 8000 values) are bounded by the caller.
 for k, t in pairs(want) do
   local got = redis.call('TYPE', k)['ok']
   if got ~= 'none' and got ~= t then return '!' .. got .. ' ' .. k end
@@ -162,6 +163,32 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p > 0 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
+`)
+
+// maxEffectStrings bounds the field/value strings of one write, below what
+// the script can pass to one redis.call (Lua's unpack limit, about 8000).
+const maxEffectStrings = 7000
+
+// touchScript resets the idle time of entries still pending for a consumer.
+//
+// KEYS[1] the partition stream
+// ARGV[1] consumer group
+// ARGV[2] consumer
+// ARGV[3..] entry ids
+//
+// Returns the number of entries touched.
+var touchScript = redis.NewScript(`
+local mine = {}
+for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])) do mine[e[1]] = true end
+local ids = {}
+for i = 3, #ARGV do if mine[ARGV[i]] then ids[#ids+1] = ARGV[i] end end
+for s = 1, #ids, 1000 do
+  local args = {KEYS[1], ARGV[1], ARGV[2], 0}
+  for j = s, math.min(s + 999, #ids) do args[#args+1] = ids[j] end
+  args[#args+1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
+end
+return #ids
 `)
 
 // commitArgs builds KEYS and ARGV for commitScript.

@@ -37,17 +37,18 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 			return nil, usageError{fmt.Errorf("redis url %q: %w", url, err)}
 		}
 		opt.ReadTimeout = readTimeout
+		opt.ContextTimeoutEnabled = true // lets the engine's hard stop bound calls to a hung Redis
 		c := redis.NewClient(opt)
 		return &redisConn{client: c, where: opt.Addr, close: func() { _ = c.Close() }}, nil
 	case f.Redis != nil && len(f.Redis.Addrs) > 0:
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: f.Redis.Addrs, ReadTimeout: readTimeout})
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: f.Redis.Addrs, ReadTimeout: readTimeout, ContextTimeoutEnabled: true})
 		return &redisConn{client: c, where: fmt.Sprint(f.Redis.Addrs), close: func() { _ = c.Close() }}, nil
 	default:
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("start embedded redis: %w", err)
 		}
-		c := redis.NewClient(&redis.Options{Addr: mr.Addr(), ReadTimeout: readTimeout})
+		c := redis.NewClient(&redis.Options{Addr: mr.Addr(), ReadTimeout: readTimeout, ContextTimeoutEnabled: true})
 		log.Warn("embedded_redis_in_memory_only",
 			zap.String("note", "no redis in the config and no --redis flag: using an embedded in-memory Redis; all data is lost when eddy exits"),
 			zap.String("addr", mr.Addr()))
