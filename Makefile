@@ -1,5 +1,5 @@
 # Common loops. `make test` is what CI runs.
-GOLANGCI_LINT ?= golangci-lint
+GOLANGCI_LINT ?= GOFLAGS= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 .PHONY: test short lint bench throughput demo build tidy
 

@@ -13,7 +13,7 @@ import (
 )
 
 func TestCheckAndMark(t *testing.T) {
-	at := func(ms int64) time.Time { return time.UnixMilli(ms) }
+	at := time.UnixMilli
 	tests := []struct {
 		name      string
 		w         Window

@@ -131,7 +131,6 @@ func firstLine(err error) string {
 // ast.Walk visits a call's callee before the call, so the call puts back
 // the callee it finds rewritten.
 type fieldPatch struct {
-	lets      map[string]bool
 	rewritten map[ast.Node]string
 }
 

@@ -180,7 +180,7 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 		}
 		for i := range pend {
 			if soft.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // a stop is not a failure to recover
 			}
 			if pt.isInflight(pend[i].ID) {
 				continue

@@ -24,5 +24,9 @@ fi
 echo "== go vet ./..."
 go vet ./...
 
+echo "== golangci-lint (.golangci.yml)"
+# Pinned; built from the Go module proxy on first use, then cached.
+GOFLAGS= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 25m ./...

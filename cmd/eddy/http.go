@@ -43,7 +43,8 @@ func (s *httpServer) Run(ctx context.Context) error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	ln, err := net.Listen("tcp", s.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("http.addr %s: %w", s.addr, err)
 	}

@@ -53,7 +53,7 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 				if err != nil {
 					return err
 				}
-				defer fh.Close()
+				defer fh.Close() //nolint:errcheck // read-only file
 				in = fh
 			}
 			conn, err := openRedis(cmd.Context(), g, f, 0, log)

@@ -170,7 +170,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port),
 		"--dir", s.dir,
 	}
-	cmd := exec.Command(s.bin, append(argv, s.args...)...)
+	cmd := exec.Command(s.bin, append(argv, s.args...)...) //nolint:noctx // the server outlives any one call; Cleanup stops it
 	cmd.Dir = s.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -301,7 +301,7 @@ func tail(b []byte, n int) []byte {
 // freePort asks the kernel for a free loopback port. Another process may
 // take it before redis-server binds it; Start then tries another.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe, closed at once
 	if err != nil {
 		return 0, err
 	}
