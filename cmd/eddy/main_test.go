@@ -309,3 +309,20 @@ func TestRunRedisDown(t *testing.T) {
 		t.Errorf("error does not say which Redis is down:\n%s", p.stderr.String())
 	}
 }
+
+// EDDY_REDIS_URL overrides the config (which here names no Redis, so
+// without it eddy would start the embedded one), and --pipeline must name a
+// pipeline of the file.
+func TestRedisFromEnvironmentAndPipelineSelection(t *testing.T) {
+	cfg := writeFile(t, "p.yaml", "http: {addr: off}\npipelines:\n  - name: a\n    input: {stream: s}\n    key: k\n")
+	code, _, errOut := eddy(t, "", "run", "-c", cfg, "--pipeline", "nope")
+	if code != 2 || !strings.Contains(errOut, `--pipeline "nope": no such pipeline`) || !strings.Contains(errOut, "have: a") {
+		t.Errorf("run --pipeline nope = %d %q, want 2 naming the pipelines there are", code, errOut)
+	}
+	dead := freeAddr(t)
+	t.Setenv("EDDY_REDIS_URL", "redis://"+dead+"/0")
+	code, _, errOut = eddy(t, "", "run", "-c", cfg, "--pipeline", "a")
+	if code != 1 || !strings.Contains(errOut, dead) || strings.Contains(errOut, "embedded_redis") {
+		t.Errorf("run with EDDY_REDIS_URL at a dead address = %d %q, want 1 naming %s", code, errOut, dead)
+	}
+}
