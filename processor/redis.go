@@ -284,3 +284,46 @@ func deleteKeys(ctx context.Context, rdb redis.UniversalClient, keys []string) e
 	})
 	return err
 }
+
+// ReadDeadLetters returns up to count dead letters of stream dlq with ids
+// after after ("" for the first), oldest first.
+func ReadDeadLetters(ctx context.Context, rdb redis.UniversalClient, dlq, after string, count int) ([]DeadLetter, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	v, err := rdb.Do(ctx, "XRANGE", dlq, start, "+", "COUNT", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dlq, err)
+	}
+	entries, err := parseEntries(v)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dlq, err)
+	}
+	out := make([]DeadLetter, 0, len(entries))
+	for _, e := range entries {
+		d, err := parseDeadLetter(e.id, e.fields)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Replay appends a dead letter's original fields to the partition stream it
+// came from and deletes it from the dead-letter stream, both or neither
+// (MULTI/EXEC). The replayed entry gets a new id, after everything already
+// in the stream: it is processed again, behind later events of its key.
+func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLetter) (string, error) {
+	var add *redis.StringCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		add = p.XAdd(ctx, &redis.XAddArgs{Stream: d.Stream, Values: d.Fields})
+		p.XDel(ctx, dlq, d.ID)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("replay %s from %s to %s: %w", d.ID, dlq, d.Stream, err)
+	}
+	return add.Val(), nil
+}

@@ -326,3 +326,68 @@ func TestRedisFromEnvironmentAndPipelineSelection(t *testing.T) {
 		t.Errorf("run with EDDY_REDIS_URL at a dead address = %d %q, want 1 naming %s", code, errOut, dead)
 	}
 }
+
+// The dead-letter workflow: events a pipeline rejects are listed with their
+// reason, the pipeline is fixed, and a replay puts them back; they are then
+// processed exactly once and the dead-letter stream is empty.
+func TestDeadLetterListAndReplay(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	strict := `http: {addr: off}
+pipelines:
+  - name: pay
+    input: {stream: pay, partitions: 2, payload: data}
+    key: account
+    dedupe: {id: id, window: 1h}
+    steps:
+      - validate: 'amount >= 0'
+      - output: {stream: "pay:out"}
+`
+	cfg := writeFile(t, "strict.yaml", strict)
+	fixed := writeFile(t, "fixed.yaml", strings.Replace(strict, "amount >= 0", "amount >= -100", 1))
+	in := `{"id":"p1","account":"a","amount":5}
+{"id":"p2","account":"b","amount":-3}
+{"id":"p3","account":"c","amount":-7}
+`
+	if code, out, errOut := eddy(t, in, "--redis", srv.URL(), "produce", "-c", cfg, "--pipeline", "pay"); code != 0 {
+		t.Fatalf("produce = %d %s %s", code, out, errOut)
+	}
+	runOnce := func(config string, until func() bool) {
+		t.Helper()
+		p := startEddy(t, "--redis", srv.URL(), "run", "-c", config, "--consumer", "w1")
+		waitFor(t, 20*time.Second, "the run to settle", until)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.wait(t, 10*time.Second); code != 0 {
+			t.Fatalf("run exit = %d; log:\n%s", code, p.stderr.String())
+		}
+	}
+	runOnce(cfg, func() bool { return c.XLen(ctx, "pay:out").Val() == 1 && c.XLen(ctx, "pay:dlq").Val() == 2 })
+
+	code, out, errOut := eddy(t, "", "--redis", srv.URL(), "dlq", "list", "-c", cfg, "--pipeline", "pay")
+	if code != 0 || !strings.Contains(out, "pay:dlq: 2 dead letters") || strings.Count(out, "invalid") != 2 {
+		t.Fatalf("dlq list = %d %q %q, want 2 dead letters with reason invalid", code, out, errOut)
+	}
+	code, out, _ = eddy(t, "", "--redis", srv.URL(), "dlq", "list", "-c", cfg, "--pipeline", "pay", "--json")
+	if code != 0 || strings.Count(out, `"reason":"invalid"`) != 2 || !strings.Contains(out, `\"amount\":-3`) {
+		t.Errorf("dlq list --json = %d %q, want both dead letters with their original fields", code, out)
+	}
+	if code, _, errOut := eddy(t, "", "--redis", srv.URL(), "dlq", "replay", "-c", cfg, "--pipeline", "pay"); code != 2 {
+		t.Errorf("dlq replay without --id or --all = %d %q, want 2", code, errOut)
+	}
+	code, out, errOut = eddy(t, "", "--redis", srv.URL(), "dlq", "replay", "-c", fixed, "--pipeline", "pay", "--all")
+	if code != 0 || !strings.Contains(out, "replayed 2 dead letters") {
+		t.Fatalf("dlq replay --all = %d %q %q", code, out, errOut)
+	}
+	runOnce(fixed, func() bool { return c.XLen(ctx, "pay:out").Val() == 3 })
+	if n := c.XLen(ctx, "pay:dlq").Val(); n != 0 {
+		t.Errorf("dead letters after the replay = %d, want 0", n)
+	}
+	ids := map[string]int{}
+	for _, e := range c.XRange(ctx, "pay:out", "-", "+").Val() {
+		ids[e.Values["id"].(string)]++
+	}
+	if ids["p1"] != 1 || ids["p2"] != 1 || ids["p3"] != 1 {
+		t.Errorf("outputs per id = %v, want p1, p2, p3 once each", ids)
+	}
+}

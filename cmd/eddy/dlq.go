@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+func dlqCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Inspect and replay a pipeline's dead letters",
+	}
+	cmd.AddCommand(dlqListCommand(g), dlqReplayCommand(g))
+	return cmd
+}
+
+// dlqTarget is the dead-letter stream of one pipeline and a client for it.
+type dlqTarget struct {
+	conn     *redisConn
+	stream   string
+	pipeline string
+}
+
+func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget, error) {
+	if pipeline == "" {
+		return nil, usageError{errors.New("--pipeline NAME is required")}
+	}
+	f, err := loadConfig(g, file)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := selectPipelines(f, []string{pipeline})
+	if err != nil {
+		return nil, err
+	}
+	log, err := g.logger()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := openRedis(ctx, g, f, 0, log)
+	if err != nil {
+		return nil, err
+	}
+	if conn.embedded {
+		conn.close()
+		return nil, usageError{errors.New("dead letters live in a Redis: give --redis URL or a redis section in the config")}
+	}
+	if err := conn.ping(ctx); err != nil {
+		conn.close()
+		return nil, err
+	}
+	proc, err := processor.New(conn.client, ps[0].Options()) // for the defaults, not to run
+	if err != nil {
+		conn.close()
+		return nil, err
+	}
+	return &dlqTarget{conn: conn, stream: proc.Options().DeadLetterStream, pipeline: pipeline}, nil
+}
+
+// each calls fn for every dead letter of the pipeline that match accepts,
+// oldest first, until fn returns false.
+func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) bool, fn func(processor.DeadLetter) (bool, error)) error {
+	after := ""
+	for {
+		page, err := processor.ReadDeadLetters(ctx, t.conn.client, t.stream, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, d := range page {
+			if (d.Pipeline != "" && d.Pipeline != t.pipeline) || !match(d) {
+				continue
+			}
+			more, err := fn(d)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if len(page) < 500 {
+			return nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+func reasonFilter(reason string) func(processor.DeadLetter) bool {
+	return func(d processor.DeadLetter) bool { return reason == "" || d.Reason == reason }
+}
+
+func dlqListCommand(g *globals) *cobra.Command {
+	var file, pipeline, reason string
+	var count int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list -c FILE --pipeline NAME",
+		Short: "Show dead letters, oldest first: reason, attempts, key, source entry and error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			t, err := openDLQ(ctx, g, file, pipeline)
+			if err != nil {
+				return err
+			}
+			defer t.conn.close()
+			total, err := t.conn.client.XLen(ctx, t.stream).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			var tw *tabwriter.Writer
+			if !asJSON {
+				fmt.Fprintf(g.stdout, "%s: %d dead letters\n", t.stream, total)
+				tw = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tFAILED AT\tREASON\tATTEMPTS\tKEY\tSOURCE\tERROR")
+			}
+			shown := 0
+			err = t.each(ctx, reasonFilter(reason), func(d processor.DeadLetter) (bool, error) {
+				shown++
+				if asJSON {
+					b, err := json.Marshal(dlqJSON(d))
+					if err != nil {
+						return false, err
+					}
+					fmt.Fprintln(g.stdout, string(b))
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s %s\t%s\n", d.ID, d.FailedAt.UTC().Format(time.RFC3339),
+						d.Reason, d.Attempts, d.Key, d.Stream, d.EntryID, oneLine(d.Error, 80))
+				}
+				return shown < count, nil
+			})
+			if tw != nil {
+				_ = tw.Flush()
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
+	fl.StringVar(&pipeline, "pipeline", "", "pipeline whose dead letters to show")
+	fl.StringVar(&reason, "reason", "", "only dead letters with this reason")
+	fl.IntVar(&count, "count", 50, "show at most this many")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object per dead letter, with the original fields")
+	return cmd
+}
+
+func dlqJSON(d processor.DeadLetter) map[string]any {
+	fields := make(map[string]string, len(d.Fields)/2)
+	for i := 0; i+1 < len(d.Fields); i += 2 {
+		fields[d.Fields[i]] = d.Fields[i+1]
+	}
+	return map[string]any{
+		"id": d.ID, "reason": d.Reason, "error": d.Error, "attempts": d.Attempts,
+		"stream": d.Stream, "entry_id": d.EntryID, "key": d.Key, "pipeline": d.Pipeline,
+		"group": d.Group, "consumer": d.Consumer, "failed_at": d.FailedAt.UTC().Format(time.RFC3339Nano),
+		"fields": fields,
+	}
+}
+
+func oneLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+func dlqReplayCommand(g *globals) *cobra.Command {
+	var file, pipeline, reason string
+	var ids []string
+	var all, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "replay -c FILE --pipeline NAME (--id ID ... | --all) [--reason R]",
+		Short: "Put dead letters back on the partition streams they came from, to be processed again",
+		Long: `Appends each chosen dead letter's original fields to the partition stream it
+came from and deletes it from the dead-letter stream, both in one MULTI/EXEC.
+The replayed entry is new: it is processed again after the events already in
+the stream. Fix the cause first (the pipeline, the data it depends on), or it
+comes back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all == (len(ids) > 0) {
+				return usageError{errors.New("give --id ID (repeatable) or --all, not both")}
+			}
+			ctx := cmd.Context()
+			t, err := openDLQ(ctx, g, file, pipeline)
+			if err != nil {
+				return err
+			}
+			defer t.conn.close()
+			want := map[string]bool{}
+			for _, id := range ids {
+				want[id] = true
+			}
+			match := func(d processor.DeadLetter) bool {
+				return reasonFilter(reason)(d) && (all || want[d.ID])
+			}
+			n := 0
+			err = t.each(ctx, match, func(d processor.DeadLetter) (bool, error) {
+				delete(want, d.ID)
+				if dryRun {
+					fmt.Fprintf(g.stdout, "would replay %s (%s) to %s\n", d.ID, d.Reason, d.Stream)
+				} else if _, err := processor.Replay(ctx, t.conn.client, t.stream, d); err != nil {
+					return false, err
+				}
+				n++
+				return true, nil
+			})
+			verb := "replayed"
+			if dryRun {
+				verb = "would replay"
+			}
+			fmt.Fprintf(g.stdout, "%s %d dead letters from %s\n", verb, n, t.stream)
+			if err != nil {
+				return err
+			}
+			if len(want) > 0 {
+				var missing []string
+				for id := range want {
+					missing = append(missing, id)
+				}
+				return fmt.Errorf("not found in %s: %s", t.stream, strings.Join(missing, ", "))
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
+	fl.StringVar(&pipeline, "pipeline", "", "pipeline whose dead letters to replay")
+	fl.StringSliceVar(&ids, "id", nil, "dead-letter id to replay (repeatable)")
+	fl.BoolVar(&all, "all", false, "replay every dead letter (that matches --reason)")
+	fl.StringVar(&reason, "reason", "", "only dead letters with this reason")
+	fl.BoolVar(&dryRun, "dry-run", false, "list what would be replayed, change nothing")
+	return cmd
+}
