@@ -20,7 +20,7 @@ type DeadLetter struct {
 	// Attempts is how many times the entry was tried.
 	Attempts int
 	// Stream and EntryID locate the original entry: replay appends to Stream.
-	Stream, EntryID string
+	Stream, EntryID                string
 	Key, Pipeline, Group, Consumer string
 	FailedAt                       time.Time
 }
