@@ -115,6 +115,19 @@ func checkExactlyInOrder(tb testing.TB, byKey map[string][]int, keys, per int) {
 	}
 }
 
+// interleaved returns per events for each of keys keys "k0".."k<keys-1>",
+// in rounds: every key's event 0, then every key's event 1, and so on.
+func interleaved(keys, per int) []Record {
+	recs := make([]Record, 0, keys*per)
+	for seq := 0; seq < per; seq++ {
+		for k := 0; k < keys; k++ {
+			key := "k" + strconv.Itoa(k)
+			recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, seq)}})
+		}
+	}
+	return recs
+}
+
 func produce(tb testing.TB, c redis.UniversalClient, partitions int, recs []Record) {
 	tb.Helper()
 	p := NewProducer(c, "in", partitions, 0)
@@ -147,13 +160,7 @@ func TestOrderUnderFailures(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	const keys, per, partitions = 5000, 40, 4
-	var recs []Record
-	for seq := 0; seq < per; seq++ {
-		for k := 0; k < keys; k++ {
-			key := "k" + strconv.Itoa(k)
-			recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, seq)}})
-		}
-	}
+	recs := interleaved(keys, per)
 	produce(t, c, partitions, recs)
 
 	obs := &countingObserver{}
@@ -284,13 +291,7 @@ func TestReclaimAfterSIGKILL(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	const keys, per = 50, 40
-	var recs []Record
-	for seq := 0; seq < per; seq++ {
-		for k := 0; k < keys; k++ {
-			key := "k" + strconv.Itoa(k)
-			recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, seq)}})
-		}
-	}
+	recs := interleaved(keys, per)
 	produce(t, c, 1, recs)
 
 	a := startWorker(t, srv.Addr(), "slow", "worker-a")
@@ -512,13 +513,7 @@ func TestRedisGoesAway(t *testing.T) {
 	srv := redistest.Start(t, "--appendonly", "yes")
 	c := srv.Client(t)
 	const keys, per = 20, 100
-	var recs []Record
-	for seq := 0; seq < per; seq++ {
-		for k := 0; k < keys; k++ {
-			key := "k" + strconv.Itoa(k)
-			recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, seq)}})
-		}
-	}
+	recs := interleaved(keys, per)
 	produce(t, c, 1, recs)
 	obs := &countingObserver{}
 	h := HandlerFunc(func(ctx context.Context, m *Message) error {
