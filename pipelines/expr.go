@@ -143,6 +143,15 @@ func (p *fieldPatch) Visit(node *ast.Node) {
 		m := &ast.MemberNode{Node: &ast.IdentifierNode{Value: "$env"}, Property: &ast.StringNode{Value: n.Value}}
 		p.rewritten[m] = n.Value
 		ast.Patch(node, m)
+	case *ast.MemberNode:
+		// session.id on an event without session is nil, as an absent
+		// top-level field is, not an error that dead-letters the event:
+		// every member access is optional (a?.b), inside a chain that the
+		// compiler jumps to the end of.
+		if !n.Optional && !n.Method {
+			n.Optional = true
+			ast.Patch(node, &ast.ChainNode{Node: n})
+		}
 	case *ast.CallNode:
 		if name, ok := p.rewritten[n.Callee]; ok {
 			ast.Patch(&n.Callee, &ast.IdentifierNode{Value: name})

@@ -97,7 +97,7 @@ func TestLoadBroken(t *testing.T) {
 			"many.yaml:2: redis.url: required",
 			"many.yaml:4: http.addr: want host:port",
 			"many.yaml:7: simulate[0].kind: want \"clickstream\" or \"iot\", got \"weather\"",
-			"many.yaml:8: simulate[0].rate: must be greater than 0",
+			"many.yaml:8: simulate[0].rate: must be a number greater than 0",
 			"many.yaml:9: simulate[0].duplicates: must be between 0 and 1",
 			"many.yaml:14: pipelines[0].input.partitions: must be between 1 and 1024",
 			"many.yaml:15: pipelines[0].input.start: want \"oldest\" or \"newest\", got \"latest\"",
@@ -185,6 +185,12 @@ func TestParseProblems(t *testing.T) {
 		{"expr type", head + "    steps:\n      - map: {a: [1]}\n", "test.yaml:6: pipelines[0].steps[0].map.a: want an expression, got a list"},
 		{"string type", "http: {addr: [1]}\n" + head, "test.yaml:1: http.addr: want a string, got a list"},
 		{"children of a bad node", "pipelines: [[1]]\n", "test.yaml:1: pipelines[0]: want a mapping, got a list"},
+		{"huge max_inflight", head + "    max_inflight: 4611686018427387904\n", "test.yaml:5: pipelines[0].max_inflight: must be at most 1000000"},
+		{"inflight under the default batch", head + "    max_inflight: 10\n", "test.yaml:5: pipelines[0].max_inflight: 10 is below batch_size 256"},
+		{"too many lanes", head + "    lanes: 100000\n", "test.yaml:5: pipelines[0].lanes: must be at most 4096"},
+		{"tiny dedupe bucket", head + "    dedupe: {id: i, window: 1h, bucket: 1ms}\n", "test.yaml:5: pipelines[0].dedupe.bucket: 1ms splits window 1h0m0s into 3600000 sets, over 1024"},
+		{"simulate rate inf", head + "simulate: [{pipeline: p, kind: iot, rate: .inf}]\n", "test.yaml:5: simulate[0].rate: must be a number greater than 0"},
+		{"simulate nan", head + "simulate: [{pipeline: p, kind: iot, bad: .nan}]\n", "test.yaml:5: simulate[0].bad: must be between 0 and 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,10 +36,17 @@ func fieldPath(name string) Path { return Path{text: name, parts: []string{name}
 // String returns the path as written.
 func (p Path) String() string { return p.text }
 
-// Lookup returns the value at p in m and whether it is present.
+// Lookup returns the value at p in m and whether it is present. A field
+// whose name is the whole dotted text ("user.id" as one name, as entry
+// fields may be named) is found before a nested path.
 func (p Path) Lookup(m map[string]any) (any, bool) {
 	if len(p.parts) == 0 {
 		return nil, false
+	}
+	if len(p.parts) > 1 {
+		if v, ok := m[p.text]; ok {
+			return v, true
+		}
 	}
 	var v any = m
 	for _, part := range p.parts {

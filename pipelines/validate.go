@@ -3,6 +3,7 @@ package pipelines
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -126,21 +127,40 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 		} else {
 			positive(c, at("dedupe.window"), w)
 		}
-		if set("dedupe.bucket") && positive(c, at("dedupe.bucket"), b) && w > 0 && b > w {
-			c.addf(at("dedupe.bucket"), "%s must not exceed window %s", b, w)
+		if set("dedupe.bucket") && positive(c, at("dedupe.bucket"), b) && w > 0 {
+			switch {
+			case b > w:
+				c.addf(at("dedupe.bucket"), "%s must not exceed window %s", b, w)
+			case b < time.Millisecond:
+				c.addf(at("dedupe.bucket"), "must be at least 1ms")
+			case w/b > MaxDedupeBuckets:
+				// Every commit looks an id up in each set of the window.
+				c.addf(at("dedupe.bucket"), "%s splits window %s into %d sets, over %d: use a wider bucket", b, w, w/b, MaxDedupeBuckets)
+			}
 		}
 	}
 
 	for _, k := range []struct {
-		key string
-		v   int
-	}{{"batch_size", p.BatchSize}, {"lanes", p.Lanes}, {"max_inflight", p.MaxInflight}, {"retry.max_attempts", p.Retry.MaxAttempts}} {
-		if set(k.key) && k.v < 1 {
+		key      string
+		v, limit int
+	}{
+		{"batch_size", p.BatchSize, MaxBatchSize}, {"lanes", p.Lanes, MaxLanes},
+		{"max_inflight", p.MaxInflight, MaxInflight}, {"retry.max_attempts", p.Retry.MaxAttempts, 1000},
+	} {
+		switch {
+		case !set(k.key):
+		case k.v < 1:
 			c.addf(at(k.key), "must be at least 1")
+		case k.v > k.limit:
+			c.addf(at(k.key), "must be at most %d", k.limit)
 		}
 	}
-	if set("batch_size") && set("max_inflight") && p.BatchSize >= 1 && p.MaxInflight < p.BatchSize {
-		c.addf(at("max_inflight"), "%d is below batch_size %d", p.MaxInflight, p.BatchSize)
+	batch := p.BatchSize
+	if !set("batch_size") {
+		batch = DefaultBatchSize
+	}
+	if set("max_inflight") && batch >= 1 && p.MaxInflight >= 1 && p.MaxInflight < batch {
+		c.addf(at("max_inflight"), "%d is below batch_size %d", p.MaxInflight, batch)
 	}
 	if set("max_event_bytes") && p.MaxEventBytes != -1 && p.MaxEventBytes < 1 {
 		c.addf(at("max_event_bytes"), "must be at least 1, or -1 to disable the check")
@@ -219,6 +239,18 @@ func validateShared(c *checker, ps []*Pipeline) {
 	}
 }
 
+// Upper bounds: beyond them a config would make the engine allocate or
+// look up absurd amounts per batch.
+const (
+	MaxBatchSize     = 10000
+	MaxLanes         = 4096
+	MaxInflight      = 1000000
+	MaxDedupeBuckets = 1024
+	// DefaultBatchSize is processor.Options' default, which max_inflight is
+	// checked against when batch_size is left out.
+	DefaultBatchSize = 256
+)
+
 func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]int) {
 	at := func(key string) string { return path + "." + key }
 	switch _, ok := pipelines[s.Pipeline]; {
@@ -234,8 +266,8 @@ func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]
 	default:
 		c.addf(at("kind"), "want %q or %q, got %q", SimulateClickstream, SimulateIoT, s.Kind)
 	}
-	if c.has(at("rate")) && s.Rate <= 0 {
-		c.addf(at("rate"), "must be greater than 0")
+	if c.has(at("rate")) && (!(s.Rate > 0) || math.IsInf(s.Rate, 0)) {
+		c.addf(at("rate"), "must be a number greater than 0")
 	}
 	if c.has(at("keys")) && s.Keys < 1 {
 		c.addf(at("keys"), "must be at least 1")
@@ -244,7 +276,7 @@ func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]
 		key string
 		v   float64
 	}{{"duplicates", s.Duplicates}, {"bad", s.Bad}} {
-		if k.v < 0 || k.v > 1 {
+		if !(k.v >= 0 && k.v <= 1) { // NaN too
 			c.addf(at(k.key), "must be between 0 and 1")
 		}
 	}

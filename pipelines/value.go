@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,11 +69,21 @@ func normalize(v any) {
 	}
 }
 
+// number turns a JSON number into int64 or float64 for expressions, but
+// keeps the literal (a json.Number) where either would change its value:
+// integers beyond int64 and numbers beyond float64's range. Ids like
+// 18446744073709551615 stay exact, as keys, dedupe ids and in outputs.
 func number(n json.Number) any {
 	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
 		return i
 	}
-	f, _ := strconv.ParseFloat(string(n), 64) // valid JSON: only range errors, which give ±Inf
+	if !strings.ContainsAny(string(n), ".eE") {
+		return n // an integer too large for int64
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil { // out of range: ±Inf would lose it
+		return n
+	}
 	return f
 }
 
