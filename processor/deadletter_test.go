@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
@@ -65,7 +67,11 @@ func TestReplayDeadLetter(t *testing.T) {
 	})
 	runUntil(t, p, func() bool { return xlen(t, c, "out") == 1 && xlen(t, c, "in:dlq") == 1 }, 10*time.Second)
 
-	dls, err := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "in:dlq", Values: []string{"not", "ours"}})
+	dls, _, foreign, err := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
+	if len(foreign) != 1 {
+		t.Errorf("foreign entries = %v, want the one eddy did not write", foreign)
+	}
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("ReadDeadLetters = %v, %v; want 1", dls, err)
 	}
@@ -77,8 +83,8 @@ func TestReplayDeadLetter(t *testing.T) {
 	if _, err := Replay(ctx, c, "in:dlq", d); err != nil {
 		t.Fatal(err)
 	}
-	if n := xlen(t, c, "in:dlq"); n != 0 {
-		t.Errorf("dead letters after replay = %d, want 0", n)
+	if n := xlen(t, c, "in:dlq"); n != 1 {
+		t.Errorf("entries in the dead-letter stream after replay = %d, want only the foreign one", n)
 	}
 	runUntil(t, p, func() bool { return xlen(t, c, "out") == 2 }, 10*time.Second)
 	_, byID := outputsByKey(t, c)

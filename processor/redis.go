@@ -285,30 +285,34 @@ func deleteKeys(ctx context.Context, rdb redis.UniversalClient, keys []string) e
 	return err
 }
 
-// ReadDeadLetters returns up to count dead letters of stream dlq with ids
-// after after ("" for the first), oldest first.
-func ReadDeadLetters(ctx context.Context, rdb redis.UniversalClient, dlq, after string, count int) ([]DeadLetter, error) {
+// ReadDeadLetters reads up to count entries of stream dlq with ids after
+// after ("" for the first), oldest first. It returns the dead letters among
+// them, the id of the last entry read (to page on), and the ids of entries
+// that are not Eddy's dead letters (skipped).
+func ReadDeadLetters(ctx context.Context, rdb redis.UniversalClient, dlq, after string, count int) (dls []DeadLetter, last string, foreign []string, err error) {
 	start := "-"
 	if after != "" {
 		start = "(" + after
 	}
 	v, err := rdb.Do(ctx, "XRANGE", dlq, start, "+", "COUNT", count).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dlq, err)
+		return nil, "", nil, fmt.Errorf("read %s: %w", dlq, err)
 	}
 	entries, err := parseEntries(v)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dlq, err)
+		return nil, "", nil, fmt.Errorf("read %s: %w", dlq, err)
 	}
-	out := make([]DeadLetter, 0, len(entries))
+	dls = make([]DeadLetter, 0, len(entries))
 	for _, e := range entries {
+		last = e.id
 		d, err := parseDeadLetter(e.id, e.fields)
 		if err != nil {
-			return out, err
+			foreign = append(foreign, e.id)
+			continue
 		}
-		out = append(out, d)
+		dls = append(dls, d)
 	}
-	return out, nil
+	return dls, last, foreign, nil
 }
 
 // Replay appends a dead letter's original fields to the partition stream it

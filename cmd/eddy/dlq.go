@@ -29,6 +29,10 @@ type dlqTarget struct {
 	conn     *redisConn
 	stream   string
 	pipeline string
+	// others are the other pipelines of the file reading the same input
+	// stream without dedupe: a replay would reach them too.
+	others []string
+	g      *globals
 }
 
 func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget, error) {
@@ -47,7 +51,7 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 	if err != nil {
 		return nil, err
 	}
-	conn, err := openRedis(ctx, g, f, 0, log)
+	conn, err := openRedis(ctx, g, f, 0, 0, log)
 	if err != nil {
 		return nil, err
 	}
@@ -64,19 +68,39 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 		conn.close()
 		return nil, err
 	}
-	return &dlqTarget{conn: conn, stream: proc.Options().DeadLetterStream, pipeline: pipeline}, nil
+	t := &dlqTarget{conn: conn, stream: proc.Options().DeadLetterStream, pipeline: pipeline, g: g}
+	for _, p := range f.Pipelines {
+		if p.Name != pipeline && p.Input.Stream == ps[0].Input.Stream && p.Dedupe == nil {
+			t.others = append(t.others, p.Name)
+		}
+	}
+	return t, nil
 }
 
 // each calls fn for every dead letter of the pipeline that match accepts,
-// oldest first, until fn returns false.
+// oldest first, until fn returns false. It stops at the last entry the
+// stream had when it began: a replayed event that fails again lands behind
+// that and is not visited again. Entries that are not Eddy's dead letters
+// are skipped with a warning.
 func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) bool, fn func(processor.DeadLetter) (bool, error)) error {
+	end, err := t.conn.client.XRevRangeN(ctx, t.stream, "+", "-", 1).Result()
+	if err != nil || len(end) == 0 {
+		return err
+	}
+	stop := end[0].ID
 	after := ""
 	for {
-		page, err := processor.ReadDeadLetters(ctx, t.conn.client, t.stream, after, 500)
+		page, last, foreign, err := processor.ReadDeadLetters(ctx, t.conn.client, t.stream, after, 500)
 		if err != nil {
 			return err
 		}
+		for _, id := range foreign {
+			fmt.Fprintf(t.g.stderr, "eddy: %s: entry %s is not an eddy dead letter; skipped\n", t.stream, id)
+		}
 		for _, d := range page {
+			if idAfter(d.ID, stop) {
+				return nil
+			}
 			if (d.Pipeline != "" && d.Pipeline != t.pipeline) || !match(d) {
 				continue
 			}
@@ -85,11 +109,27 @@ func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) b
 				return err
 			}
 		}
-		if len(page) < 500 {
+		if last == "" || last == stop || idAfter(last, stop) {
 			return nil
 		}
-		after = page[len(page)-1].ID
+		after = last
 	}
+}
+
+// idAfter reports whether stream id a comes after b.
+func idAfter(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) > len(bm)
+	}
+	if am != bm {
+		return am > bm
+	}
+	if len(as) != len(bs) {
+		return len(as) > len(bs)
+	}
+	return as > bs
 }
 
 func reasonFilter(reason string) func(processor.DeadLetter) bool {
@@ -103,8 +143,11 @@ func dlqListCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list -c FILE --pipeline NAME",
 		Short: "Show dead letters, oldest first: reason, attempts, key, source entry and error",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if count < 1 {
+				return usageError{fmt.Errorf("--count %d: must be at least 1", count)}
+			}
 			ctx := cmd.Context()
 			t, err := openDLQ(ctx, g, file, pipeline)
 			if err != nil {
@@ -175,7 +218,7 @@ func oneLine(s string, n int) string {
 func dlqReplayCommand(g *globals) *cobra.Command {
 	var file, pipeline, reason string
 	var ids []string
-	var all, dryRun bool
+	var all, dryRun, force bool
 	cmd := &cobra.Command{
 		Use:   "replay -c FILE --pipeline NAME (--id ID ... | --all) [--reason R]",
 		Short: "Put dead letters back on the partition streams they came from, to be processed again",
@@ -183,8 +226,12 @@ func dlqReplayCommand(g *globals) *cobra.Command {
 came from and deletes it from the dead-letter stream, both in one MULTI/EXEC.
 The replayed entry is new: it is processed again after the events already in
 the stream. Fix the cause first (the pipeline, the data it depends on), or it
-comes back.`,
-		Args: cobra.NoArgs,
+comes back; dead letters added while the replay runs are left for the next.
+
+Every consumer group on the input stream sees a replayed entry. Groups with
+dedupe skip events they processed; replay refuses (unless --force) when the
+config has another pipeline on the same stream without dedupe.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if all == (len(ids) > 0) {
 				return usageError{errors.New("give --id ID (repeatable) or --all, not both")}
@@ -195,6 +242,10 @@ comes back.`,
 				return err
 			}
 			defer t.conn.close()
+			if len(t.others) > 0 && !force {
+				return usageError{fmt.Errorf("pipelines %s also read this input stream and have no dedupe: a replay would reach them again; give --force if they should see these events twice",
+					strings.Join(t.others, ", "))}
+			}
 			want := map[string]bool{}
 			for _, id := range ids {
 				want[id] = true
@@ -238,5 +289,6 @@ comes back.`,
 	fl.BoolVar(&all, "all", false, "replay every dead letter (that matches --reason)")
 	fl.StringVar(&reason, "reason", "", "only dead letters with this reason")
 	fl.BoolVar(&dryRun, "dry-run", false, "list what would be replayed, change nothing")
+	fl.BoolVar(&force, "force", false, "replay even though other pipelines without dedupe read the same stream")
 	return cmd
 }

@@ -27,7 +27,7 @@ func produceCommand(g *globals) *cobra.Command {
 stream, to the partition its key hashes to, in pipelined batches. A line that
 is not a JSON object or lacks the key is still appended, as it is, so that the
 pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pipeline == "" {
 				return usageError{errors.New("--pipeline NAME is required")}
@@ -56,7 +56,7 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 				defer fh.Close() //nolint:errcheck // read-only file
 				in = fh
 			}
-			conn, err := openRedis(cmd.Context(), g, f, 0, log)
+			conn, err := openRedis(cmd.Context(), g, f, 0, 0, log)
 			if err != nil {
 				return err
 			}
@@ -68,8 +68,12 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 				return err
 			}
 			res, err := produce(cmd.Context(), ps[0], processor.NewProducer(conn.client, ps[0].Input.Stream, ps[0].Input.Partitions, 0), in, batch, log)
-			fmt.Fprintf(g.stdout, "produced %d events to %s (%d malformed, sent on for dead-lettering) in %v\n",
-				res.sent, ps[0].Input.Stream, res.malformed, res.took.Round(time.Millisecond))
+			note := ""
+			if res.interrupted {
+				note = " (interrupted: stopped reading, sent what was read)"
+			}
+			fmt.Fprintf(g.stdout, "produced %d events to %s (%d malformed, sent on for dead-lettering) in %v%s\n",
+				res.sent, ps[0].Input.Stream, res.malformed, res.took.Round(time.Millisecond), note)
 			return err
 		},
 	}
@@ -83,53 +87,108 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 
 type produceResult struct {
 	sent, malformed int
+	interrupted     bool
 	took            time.Duration
 }
 
-// produce reads NDJSON lines from in and sends them in batches.
+// flushEvery bounds how long a read event waits for its batch to fill.
+const flushEvery = 100 * time.Millisecond
+
+// line is one line read from the input, or the error that ended it.
+type line struct {
+	n    int
+	text []byte
+	err  error
+}
+
+// produce reads NDJSON lines from in and sends them in batches: when a
+// batch is full or flushEvery has passed. When ctx is done (Ctrl-C) it
+// stops reading and still sends what it has read.
 func produce(ctx context.Context, p *pipelines.Pipeline, prod *processor.Producer, in io.Reader, batch int, log *zap.Logger) (produceResult, error) {
 	start := time.Now()
 	var res produceResult
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64*1024), 64<<20)
+	lines := make(chan line, batch)
+	stop := make(chan struct{})
+	defer close(stop)
+	// The reader may block in Read on a terminal or pipe until the process
+	// exits; it is the one goroutine here nobody waits for.
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64*1024), 64<<20)
+		n := 0
+		for sc.Scan() {
+			n++
+			select {
+			case lines <- line{n: n, text: bytes.Clone(sc.Bytes())}:
+			case <-stop:
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			select {
+			case lines <- line{n: n + 1, err: err}:
+			case <-stop:
+			}
+		}
+	}()
+
+	send := context.WithoutCancel(ctx) // what was read is sent, even when interrupted
 	recs := make([]processor.Record, 0, batch)
 	flush := func() error {
 		if len(recs) == 0 {
 			return nil
 		}
-		if _, err := prod.Send(ctx, recs); err != nil {
+		sctx, cancel := context.WithTimeout(send, 30*time.Second)
+		defer cancel()
+		if _, err := prod.Send(sctx, recs); err != nil {
 			return err
 		}
 		res.sent += len(recs)
 		recs = recs[:0]
 		return nil
 	}
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		rec, err := encode(p, b)
-		if err != nil {
-			res.malformed++
-			log.Warn("malformed_event_forwarded", zap.Int("line", line), zap.Error(err))
-		}
-		recs = append(recs, rec)
-		if len(recs) == batch {
-			if err := flush(); err != nil {
-				res.took = time.Since(start)
-				return res, fmt.Errorf("line %d: %w", line, err)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			res.interrupted = true
+			break loop
+		case <-tick.C:
+			if err = flush(); err != nil {
+				break loop
+			}
+		case l, ok := <-lines:
+			if !ok {
+				break loop
+			}
+			if l.err != nil {
+				err = fmt.Errorf("read line %d: %w", l.n, l.err)
+				break loop
+			}
+			b := bytes.TrimSpace(l.text)
+			if len(b) == 0 {
+				continue
+			}
+			rec, encErr := encode(p, b)
+			if encErr != nil {
+				res.malformed++
+				log.Warn("malformed_event_forwarded", zap.Int("line", l.n), zap.Error(encErr))
+			}
+			recs = append(recs, rec)
+			if len(recs) == batch {
+				if err = flush(); err != nil {
+					err = fmt.Errorf("line %d: %w", l.n, err)
+					break loop
+				}
 			}
 		}
 	}
-	err := flush()
-	if err == nil {
-		err = sc.Err()
-		if err != nil {
-			err = fmt.Errorf("read line %d: %w", line+1, err)
-		}
+	if ferr := flush(); err == nil {
+		err = ferr
 	}
 	res.took = time.Since(start)
 	return res, err

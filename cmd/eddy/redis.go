@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -23,9 +24,13 @@ type redisConn struct {
 // openRedis connects to --redis if given, else to the config's redis
 // section; with neither, it starts an embedded in-memory Redis (miniredis)
 // so that Eddy can be tried without a server. minReadTimeout keeps blocking
-// reads (XREADGROUP BLOCK) from hitting the client's read timeout.
-func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeout time.Duration, log *zap.Logger) (*redisConn, error) {
+// reads (XREADGROUP BLOCK) from hitting the client's read timeout;
+// partitions is how many partitions the process reads: each holds a
+// connection during its blocking read, so the pool gets that many on top of
+// the default.
+func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeout time.Duration, partitions int, log *zap.Logger) (*redisConn, error) {
 	readTimeout := max(5*time.Second, minReadTimeout)
+	poolSize := 10*runtime.GOMAXPROCS(0) + 2*partitions
 	switch {
 	case g.redisURL != "" || (f.Redis != nil && f.Redis.URL != ""):
 		url := g.redisURL
@@ -36,19 +41,19 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 		if err != nil {
 			return nil, usageError{fmt.Errorf("redis url %q: %w", url, err)}
 		}
-		opt.ReadTimeout = readTimeout
+		opt.ReadTimeout, opt.PoolSize = readTimeout, poolSize
 		opt.ContextTimeoutEnabled = true // lets the engine's hard stop bound calls to a hung Redis
 		c := redis.NewClient(opt)
 		return &redisConn{client: c, where: opt.Addr, close: func() { _ = c.Close() }}, nil
 	case f.Redis != nil && len(f.Redis.Addrs) > 0:
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: f.Redis.Addrs, ReadTimeout: readTimeout, ContextTimeoutEnabled: true})
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: f.Redis.Addrs, ReadTimeout: readTimeout, PoolSize: poolSize, ContextTimeoutEnabled: true})
 		return &redisConn{client: c, where: fmt.Sprint(f.Redis.Addrs), close: func() { _ = c.Close() }}, nil
 	default:
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("start embedded redis: %w", err)
 		}
-		c := redis.NewClient(&redis.Options{Addr: mr.Addr(), ReadTimeout: readTimeout, ContextTimeoutEnabled: true})
+		c := redis.NewClient(&redis.Options{Addr: mr.Addr(), ReadTimeout: readTimeout, PoolSize: poolSize, ContextTimeoutEnabled: true})
 		log.Warn("embedded_redis_in_memory_only",
 			zap.String("note", "no redis in the config and no --redis flag: using an embedded in-memory Redis; all data is lost when eddy exits"),
 			zap.String("addr", mr.Addr()))

@@ -31,7 +31,7 @@ and commits what is in flight within each pipeline's shutdown_timeout and exits
 With no redis section in FILE and no --redis flag, eddy starts an embedded
 in-memory Redis and the config's simulators feed it: a demo that needs nothing
 installed. Its data is lost on exit.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadConfig(g, file)
 			if err != nil {
@@ -60,12 +60,13 @@ installed. Its data is lost on exit.`,
 }
 
 func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pipeline, consumer string, log *zap.Logger) error {
-	maxBlock := time.Duration(0)
+	maxBlock, partitions := time.Duration(0), 0
 	for _, p := range ps {
 		maxBlock = max(maxBlock, p.Block)
+		partitions += max(p.Input.Partitions, 1)
 	}
 	useRedisLogger(log)
-	conn, err := openRedis(ctx, g, f, maxBlock+2*time.Second, log)
+	conn, err := openRedis(ctx, g, f, maxBlock+2*time.Second, partitions, log)
 	if err != nil {
 		return err
 	}
@@ -163,10 +164,7 @@ type simSink struct {
 func (s *simSink) Send(ctx context.Context, batch []simulate.Event) error {
 	recs := make([]processor.Record, len(batch))
 	for i, e := range batch {
-		recs[i], _ = encode(s.p, e.Data)
-		if e.Key != "" {
-			recs[i].Key = e.Key
-		}
+		recs[i], _ = encode(s.p, e.Data) // routed by the pipeline's own key
 	}
 	if _, err := s.prod.Send(ctx, recs); err != nil {
 		if ctx.Err() == nil && time.Since(s.last) > 5*time.Second {

@@ -17,7 +17,7 @@ func simulateCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate --kind clickstream|iot --count N",
 		Short: "Write generated clickstream or IoT events as NDJSON to stdout (pipe into eddy produce)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var gen simulate.Generator
 			switch kind {

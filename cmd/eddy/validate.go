@@ -12,7 +12,7 @@ func validateCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate -c FILE",
 		Short: "Check a config file: exit 0, or exit 1 with every problem, each with its YAML path and line",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadConfig(g, file)
 			if err != nil {

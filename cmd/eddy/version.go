@@ -26,7 +26,7 @@ func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print Eddy's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(g.stdout, "eddy %s (%s %s/%s)\n", eddyVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
