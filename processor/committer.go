@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,34 +15,41 @@ import (
 // commitLoop commits handled tasks in the order they arrive, as many as are
 // ready at once (up to BatchSize): one commit under light load, large ones
 // under heavy load. Entries of one key arrive in stream order from their
-// lane, so their outputs are written in stream order.
-func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
+// lane, so their outputs are written in stream order. It returns once the
+// reader is done and every entry it dispatched is committed, or at the
+// session's hard stop.
+func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}, fail func(error)) {
 	batch := make([]*task, 0, pt.p.o.BatchSize)
+	finishing := false
 	for {
+		if finishing && pt.inflightCount() == 0 {
+			return
+		}
 		select {
-		case t, ok := <-pt.results:
-			if !ok {
-				return
-			}
+		case t := <-pt.results:
 			batch = append(batch, t)
+		case <-readerDone:
+			finishing, readerDone = true, nil
+			continue
 		case <-hard.Done():
 			return
 		}
-		closed := false
 	drain:
 		for len(batch) < pt.p.o.BatchSize {
 			select {
-			case t, ok := <-pt.results:
-				if !ok {
-					closed = true
-					break drain
-				}
+			case t := <-pt.results:
 				batch = append(batch, t)
 			default:
 				break drain
 			}
 		}
-		if err := pt.commit(hard, batch); err != nil {
+		err := pt.commit(hard, batch)
+		switch {
+		case errors.Is(err, ErrFenced):
+			pt.log.Warn("commit_fenced", zap.Int("entries", len(batch)), zap.String("fence", pt.fence))
+			pt.lose("commit")
+			return
+		case err != nil:
 			if hard.Err() == nil {
 				fail(err)
 				pt.discard(hard)
@@ -51,9 +59,6 @@ func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
 		pt.settled(batch)
 		clear(batch)
 		batch = batch[:0]
-		if closed {
-			return
-		}
 	}
 }
 
@@ -63,10 +68,7 @@ func (pt *partition) commitLoop(hard context.Context, fail func(error)) {
 func (pt *partition) discard(hard context.Context) {
 	for {
 		select {
-		case _, ok := <-pt.results:
-			if !ok {
-				return
-			}
+		case <-pt.results:
 		case <-hard.Done():
 			return
 		}
@@ -94,7 +96,7 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			mark, at = pt.p.dd.Mark(pt.dedupe, now)
 			check, exp = pt.p.dd.Check(pt.dedupe, now), at.UnixMilli()
 		}
-		a.reset(pt.stream, o.DeadLetterStream, o.Group, mark, check, exp, o.DeadLetterMaxLen)
+		a.reset(pt.stream, o.DeadLetterStream, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
 		for _, t := range batch {
 			switch t.kind {
 			case 'p':
@@ -111,6 +113,9 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		ctx, cancel := pt.p.bounded(hard)
 		reply, err := commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
 		cancel()
+		if err == nil && reply == "!fenced" {
+			return ErrFenced
+		}
 		if err == nil && strings.HasPrefix(reply, "!") {
 			if err := pt.wrongType(batch, reply[1:]); err != nil {
 				return err

@@ -39,7 +39,9 @@ func TestJanitorRemovesOnlyDeadEmptyConsumers(t *testing.T) {
 
 	o := workerOptions("me", HandlerFunc(emitHandler))
 	o.SessionTimeout, o.Heartbeat = 300*time.Millisecond, 100*time.Millisecond
-	o.ReclaimAfter = time.Hour // keep dead-pending's entry where it is
+	// Ordering none, and a long reclaim_after, keep dead-pending's entry
+	// where it is (an owner under ordering key would take it over).
+	o.Ordering, o.ReclaimAfter = OrderingNone, time.Hour
 	p, err := New(c, o)
 	if err != nil {
 		t.Fatal(err)

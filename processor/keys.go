@@ -61,6 +61,22 @@ func DedupePrefix(stream string, p, n int, group string) string {
 	return partitionKey(stream, p, n, "dedupe", group)
 }
 
+// leaseKey holds the fence of the partition's owner in group.
+func leaseKey(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "lease", group)
+}
+
+// tokenKey counts the partition's owners in group: the fencing token.
+func tokenKey(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "token", group)
+}
+
+// membersKey lists the live workers of group on stream (a sorted set
+// scored by when each one's membership expires, unix ms).
+func membersKey(stream, group string) string {
+	return partitionKey(stream, 0, 1, "members", group)
+}
+
 // heartbeatKey is the key whose presence says consumer is alive.
 func heartbeatKey(stream string, p, n int, group, consumer string) string {
 	return partitionKey(stream, p, n, "hb", group, consumer)

@@ -21,6 +21,11 @@ type task struct {
 	err    error
 	// done, if set, is closed when the task is committed.
 	done chan struct{}
+	// ctx is the session's hard context and results its committer's
+	// queue, both as they were when the task was dispatched: a lane may
+	// still hold a task after its session has ended.
+	ctx     context.Context
+	results chan *task
 }
 
 func (t *task) deadLetter(reason string, err error) {
@@ -28,16 +33,16 @@ func (t *task) deadLetter(reason string, err error) {
 }
 
 // lane handles the tasks of its keys one at a time, in order, until in is
-// closed or hard is done.
-func (p *Processor) lane(hard context.Context, in <-chan *task) {
+// closed. Tasks of a session that has ended (hard stop, lost lease) are
+// dropped: their entries stay pending for the partition's next owner.
+func (p *Processor) lane(in <-chan *task) {
 	for t := range in {
-		if !p.handle(hard, t) {
-			return
+		if !p.handle(t.ctx, t) {
+			continue
 		}
 		select {
-		case t.part.results <- t:
-		case <-hard.Done():
-			return
+		case t.results <- t:
+		case <-t.ctx.Done():
 		}
 	}
 }
@@ -47,6 +52,9 @@ func (p *Processor) lane(hard context.Context, in <-chan *task) {
 // then stays pending.
 func (p *Processor) handle(hard context.Context, t *task) bool {
 	m := t.m
+	if hard.Err() != nil {
+		return false
+	}
 	for {
 		m.ResetEffects()
 		start := time.Now()

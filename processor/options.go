@@ -9,6 +9,18 @@ import (
 	"go.uber.org/zap"
 )
 
+// Orderings.
+const (
+	// OrderingKey: each partition has one owner at a time, held as a lease
+	// with a fencing token; entries of one key are handled in order however
+	// many workers run. The default.
+	OrderingKey = "key"
+	// OrderingNone: every worker reads every partition as a competing
+	// consumer of the group; orphaned entries are reclaimed with XAUTOCLAIM
+	// after ReclaimAfter. More parallelism, no order across workers.
+	OrderingNone = "none"
+)
+
 // Start positions for a newly created consumer group.
 const (
 	StartOldest = "oldest" // the group starts at the first entry of the stream ("0")
@@ -31,6 +43,8 @@ type Options struct {
 	Consumer string
 	// Start is where a new group starts: StartOldest (default) or StartNewest.
 	Start string
+	// Ordering is OrderingKey (default) or OrderingNone.
+	Ordering string
 
 	// BatchSize is the XREADGROUP COUNT and the largest commit. Default 256.
 	BatchSize int
@@ -59,11 +73,13 @@ type Options struct {
 	// ReclaimInterval is how often the worker looks for such entries.
 	// Default ReclaimAfter / 2, at most 5s.
 	ReclaimInterval time.Duration
-	// Heartbeat is how often the worker announces itself; consumers with no
-	// heartbeat for SessionTimeout and nothing pending are deleted from the
-	// group. Default 2s.
+	// Heartbeat is how often the worker announces itself and renews its
+	// partition leases. Default 2s.
 	Heartbeat time.Duration
-	// SessionTimeout: see Heartbeat. Default 10s.
+	// SessionTimeout is how long a worker that stops renewing keeps its
+	// membership and its leases: after it, its partitions move to the
+	// others. Consumers with no heartbeat for SessionTimeout and nothing
+	// pending are deleted from the group. Default 10s; at least 2×Heartbeat.
 	SessionTimeout time.Duration
 
 	// DeadLetterStream receives dead letters. Default "<Stream>:dlq".
@@ -138,6 +154,9 @@ func (o *Options) setDefaults() error {
 	if o.Handler == nil {
 		errs = append(errs, errors.New("processor: Options.Handler is required"))
 	}
+	if o.Ordering != "" && o.Ordering != OrderingKey && o.Ordering != OrderingNone {
+		errs = append(errs, fmt.Errorf("processor: Options.Ordering %q: want %q or %q", o.Ordering, OrderingKey, OrderingNone))
+	}
 	if o.Start != "" && o.Start != StartOldest && o.Start != StartNewest {
 		errs = append(errs, fmt.Errorf("processor: Options.Start %q: want %q or %q", o.Start, StartOldest, StartNewest))
 	}
@@ -164,6 +183,9 @@ func (o *Options) setDefaults() error {
 	if o.Start == "" {
 		o.Start = StartOldest
 	}
+	if o.Ordering == "" {
+		o.Ordering = OrderingKey
+	}
 	def(&o.BatchSize, 256)
 	defd(&o.Block, time.Second)
 	def(&o.Lanes, 16)
@@ -181,6 +203,9 @@ func (o *Options) setDefaults() error {
 	defd(&o.ReclaimInterval, min(o.ReclaimAfter/2, 5*time.Second))
 	defd(&o.Heartbeat, 2*time.Second)
 	defd(&o.SessionTimeout, 10*time.Second)
+	if o.SessionTimeout < 2*o.Heartbeat {
+		o.SessionTimeout = 2 * o.Heartbeat
+	}
 	if o.DeadLetterStream == "" {
 		o.DeadLetterStream = o.Stream + ":dlq"
 	}

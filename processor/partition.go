@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,14 +13,29 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// partition reads one partition stream and commits its entries.
+// partition reads one partition stream and commits its entries. It does so
+// in sessions: with ordering "key", one per period this worker holds the
+// partition's lease; with "none", one for the whole Run. The fields below
+// log are a session's state, made anew by start.
 type partition struct {
 	p      *Processor
 	n      int
 	stream string
 	dedupe string // dedupe set prefix
 	hbKey  string
+	lease  string // the lease key
+	token  string // the token counter key
 	log    *zap.Logger
+
+	// desired says whether the current assignment gives this partition to
+	// this worker; wake is signalled when it changes.
+	desired atomic.Bool
+	wake    chan struct{}
+
+	// fence is the session's lease value ("" with ordering none); lose
+	// ends the session at once, when the lease is found lost.
+	fence string
+	lose  func(where string)
 
 	// results carries handled tasks to the committer.
 	results chan *task
@@ -42,15 +58,21 @@ func newPartition(p *Processor, n int) *partition {
 		stream: stream,
 		dedupe: DedupePrefix(o.Stream, n, o.Partitions, o.Group),
 		hbKey:  heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
+		lease:  leaseKey(o.Stream, n, o.Partitions, o.Group),
+		token:  tokenKey(o.Stream, n, o.Partitions, o.Group),
 		log:    p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
+		wake:   make(chan struct{}, 1),
 	}
 }
 
-// start makes the state of one Run.
-func (pt *partition) start() {
+// start makes the state of one session.
+func (pt *partition) start(fence string, lose func(string)) {
+	pt.fence, pt.lose = fence, lose
 	pt.results = make(chan *task, pt.p.o.MaxInflight)
 	pt.sem = semaphore.NewWeighted(int64(pt.p.o.MaxInflight))
+	pt.mu.Lock()
 	pt.inflight = make(map[string]time.Time)
+	pt.mu.Unlock()
 }
 
 // readLoop: create the group, finish this consumer's own pending entries,
@@ -79,6 +101,10 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 		if !wait(soft, time.Second) {
 			return
 		}
+	}
+	if pt.fence != "" {
+		pt.ownedReadLoop(soft, hard, lanes, fail)
+		return
 	}
 	recheck := true // start with this consumer's own pending entries
 	var lastReclaim time.Time
@@ -135,6 +161,116 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 		failures = 0
 		pt.dispatch(rctx, hard, lanes, entries, nil)
 	}
+}
+
+// ownedReadLoop reads the partition while this worker holds its lease:
+// first every entry pending in the partition, whoever holds it (the
+// previous owner's unfinished work), one at a time and oldest first; then
+// new entries. Reads and claims check the lease in the same script, so once
+// it is lost nothing more is read. After a read whose reply may have been
+// lost, the pending entries are taken over again before anything newer.
+func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+	o := pt.p.o
+	takeover, failures := true, 0
+	for soft.Err() == nil {
+		if takeover {
+			ok, err := pt.takeOver(soft, hard, lanes)
+			if !ok {
+				return
+			}
+			if err != nil {
+				failures++
+				pt.logReadError("take_over_failed", err)
+				wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+				continue
+			}
+			takeover = false
+		}
+		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+			return
+		}
+		cctx, cancel := pt.p.bounded(hard)
+		entries, last, fenced, err := fencedRead(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence)
+		cancel()
+		pt.sem.Release(int64(o.BatchSize - len(entries)))
+		switch {
+		case fenced:
+			pt.lose("read")
+			return
+		case err != nil && isNoGroup(err):
+			pt.log.Warn("group_missing_recreating", zap.Error(err))
+			_ = ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
+			continue
+		case err != nil && !pt.retryable(err):
+			fail(fmt.Errorf("read %s: %w", pt.stream, err))
+			return
+		case err != nil:
+			failures++
+			takeover = true
+			pt.logReadError("read_failed", err)
+			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+			continue
+		}
+		failures = 0
+		if len(entries) > 0 {
+			pt.dispatch(hard, hard, lanes, entries, nil)
+			continue
+		}
+		// Nothing new: wait for an entry after the last one, without
+		// taking it (a plain XREAD), then read it with the lease checked.
+		block := min(o.Block, o.Heartbeat)
+		cctx, cancel = pt.p.bounded(hard)
+		cctx, cancelWait := context.WithTimeout(cctx, block+time.Second)
+		err = waitForEntries(cctx, pt.p.rdb, pt.stream, last, block)
+		cancelWait()
+		cancel()
+		if err != nil && soft.Err() == nil {
+			pt.logReadError("wait_failed", err)
+			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures+1))
+		}
+	}
+}
+
+// takeOver claims every entry pending in the partition, one at a time and
+// oldest first, and waits for each to be committed. It returns false when
+// the lease was lost or the session is stopping.
+func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (bool, error) {
+	o := pt.p.o
+	cursor, total := "0-0", 0
+	defer func() {
+		if total > 0 {
+			pt.log.Info("took_over_pending", zap.Int("count", total))
+		}
+	}()
+	for soft.Err() == nil {
+		cctx, cancel := pt.p.bounded(hard)
+		r, err := fencedClaim(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, cursor, pt.fence)
+		cancel()
+		if err != nil {
+			return true, err
+		}
+		if r.fenced {
+			pt.lose("claim")
+			return false, nil
+		}
+		if len(r.deleted) > 0 {
+			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", len(r.deleted)), zap.Strings("entry_ids", r.deleted))
+		}
+		for _, e := range r.entries {
+			if pt.isInflight(e.id) {
+				continue
+			}
+			total++
+			if !pt.dispatchSerial(soft, hard, hard, lanes, e) {
+				return false, nil
+			}
+		}
+		if r.next == "0-0" || r.next == "" {
+			return true, nil
+		}
+		cursor = r.next
+	}
+	return false, nil
 }
 
 // retryable reports whether err may go away by itself (a connection
@@ -253,33 +389,22 @@ func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *tas
 	return true
 }
 
-// keepAlive resets, every ReclaimAfter/3, the idle time of entries this
-// worker has had in flight for that long, so that no other worker reclaims
-// an entry that is still being handled here (a slow handler, a long retry).
-// It runs apart from the reader, which may be waiting for room in flight.
-// Only entries still pending for this consumer are touched: one that another
-// worker has taken over stays with it.
-func (pt *partition) keepAlive(hard context.Context) {
+// touchInflight resets the idle time of entries this worker has had in
+// flight for longer than every, so that no other worker reclaims an entry
+// still being handled here (a slow handler, a long retry). Only entries
+// still pending for this consumer are touched: one that another worker has
+// taken over stays with it. (Ordering "none"; an owner needs none of this.)
+func (pt *partition) touchInflight(hard context.Context, every time.Duration) {
 	o := pt.p.o
-	every := max(o.ReclaimAfter/3, 10*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-hard.Done():
-			return
-		case <-t.C:
-		}
-		ids := pt.stale(every)
-		if len(ids) == 0 {
-			continue
-		}
-		cctx, cancel := pt.p.bounded(hard)
-		err := touchOwn(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, ids)
-		cancel()
-		if err != nil && hard.Err() == nil {
-			pt.logReadError("keep_alive_failed", err)
-		}
+	ids := pt.stale(every)
+	if len(ids) == 0 {
+		return
+	}
+	cctx, cancel := pt.p.bounded(hard)
+	err := touchOwn(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, ids)
+	cancel()
+	if err != nil && hard.Err() == nil {
+		pt.logReadError("keep_alive_failed", err)
 	}
 }
 
@@ -320,7 +445,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 	for _, e := range entries {
 		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
 			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now}
-		t := &task{m: m, part: pt, done: done}
+		t := &task{m: m, part: pt, done: done, ctx: hard, results: pt.results}
 		tasks = append(tasks, t)
 		if e.deliveries > int64(o.MaxAttempts) {
 			t.deadLetter(ReasonMaxDeliveries, fmt.Errorf("delivered %d times without completing (max_attempts %d)", e.deliveries, o.MaxAttempts))
@@ -358,10 +483,8 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 		}
 	}
 	for _, t := range tasks {
-		var ch chan *task
-		if t.kind != 0 {
-			ch = pt.results // settled already
-		} else {
+		ch := pt.results // settled already
+		if t.kind == 0 {
 			ch = lanes[laneOf(t.m.Key, len(lanes))]
 		}
 		select {

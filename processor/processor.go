@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,9 @@ type Processor struct {
 	parts []*partition
 	// hardAt is when the hard stop comes (unix ns), 0 until a stop begins.
 	hardAt atomic.Int64
+	// instance tells this process's leases from those of an earlier process
+	// with the same consumer name.
+	instance string
 }
 
 // New checks opts and returns a Processor that uses rdb. It does not close
@@ -37,10 +42,13 @@ func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
 	p := &Processor{
-		rdb: rdb,
-		o:   opts,
-		dd:  dedupe.Window{Window: opts.DedupeWindow, Bucket: opts.DedupeBucket},
+		rdb:      rdb,
+		o:        opts,
+		instance: hex.EncodeToString(id[:]),
+		dd:       dedupe.Window{Window: opts.DedupeWindow, Bucket: opts.DedupeBucket},
 		log: opts.Logger.With(zap.String("pipeline", opts.Pipeline), zap.String("group", opts.Group),
 			zap.String("consumer", opts.Consumer)),
 	}
@@ -125,41 +133,30 @@ func (p *Processor) Run(ctx context.Context) error {
 	for i := range lanes {
 		lanes[i] = make(chan *task, p.o.Partitions*p.o.MaxInflight)
 	}
-	var readers, workers, committers, keepers, janitor sync.WaitGroup
-	keep, stopKeep := context.WithCancel(hard)
-	defer stopKeep()
-	for _, pt := range p.parts {
-		pt.start()
-		committers.Add(1)
-		go func() { defer committers.Done(); pt.commitLoop(hard, fail) }()
-		keepers.Add(1)
-		go func() { defer keepers.Done(); pt.keepAlive(keep) }()
-	}
+	var supervisors, workers, background sync.WaitGroup
 	for _, in := range lanes {
 		workers.Add(1)
-		go func() { defer workers.Done(); p.lane(hard, in) }()
+		go func() { defer workers.Done(); p.lane(in) }()
+	}
+	if p.o.Ordering == OrderingKey {
+		background.Add(1)
+		go func() { defer background.Done(); p.coordinate(soft) }()
 	}
 	for _, pt := range p.parts {
-		readers.Add(1)
-		go func() { defer readers.Done(); pt.readLoop(soft, hard, lanes, fail) }()
+		supervisors.Add(1)
+		go func() { defer supervisors.Done(); pt.supervise(soft, hard, lanes, fail) }()
 	}
-	janitor.Add(1)
-	go func() { defer janitor.Done(); p.janitor(soft) }()
+	background.Add(1)
+	go func() { defer background.Done(); p.janitor(soft) }()
 	p.log.Info("pipeline_started", zap.String("stream", p.o.Stream), zap.Int("partitions", p.o.Partitions),
-		zap.Int("lanes", p.o.Lanes), zap.Int("batch_size", p.o.BatchSize))
+		zap.String("ordering", p.o.Ordering), zap.Int("lanes", p.o.Lanes), zap.Int("batch_size", p.o.BatchSize))
 
-	readers.Wait()
+	supervisors.Wait()
 	for _, in := range lanes {
 		close(in)
 	}
 	workers.Wait()
-	for _, pt := range p.parts {
-		close(pt.results)
-	}
-	committers.Wait()
-	stopKeep()
-	keepers.Wait()
-	janitor.Wait()
+	background.Wait()
 	close(finished)
 	timer.Wait()
 

@@ -331,3 +331,91 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLe
 	}
 	return add.Val(), nil
 }
+
+// fencedRead reads up to count new entries if the lease still holds fence.
+// With nothing new it returns the id of the stream's last entry, to wait on.
+func fencedRead(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence string) (entries []entry, last string, fenced bool, err error) {
+	v, err := fencedReadScript.Run(ctx, rdb, []string{stream, lease}, group, consumer, count, fence).Result()
+	if err != nil {
+		return nil, "", false, err
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, "", false, fmt.Errorf("fenced read: unexpected reply %T", v)
+	}
+	switch arr[0] {
+	case "fenced":
+		return nil, "", true, nil
+	case "entries":
+		if len(arr) < 2 {
+			return nil, "", false, fmt.Errorf("fenced read: short reply")
+		}
+		entries, err = parseEntries(arr[1])
+		for i := range entries {
+			entries[i].deliveries = 1
+		}
+		return entries, "", false, err
+	default:
+		if len(arr) > 1 {
+			last, _ = arr[1].(string)
+		}
+		return nil, last, false, nil
+	}
+}
+
+// claimed is what one fenced claim found.
+type claimed struct {
+	fenced  bool
+	next    string
+	entries []entry
+	deleted []string
+}
+
+// fencedClaim takes over the next pending entry from cursor, if the lease
+// still holds fence.
+func fencedClaim(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer, cursor, fence string) (claimed, error) {
+	v, err := fencedClaimScript.Run(ctx, rdb, []string{stream, lease}, group, consumer, cursor, fence).Result()
+	if err != nil {
+		return claimed{}, err
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return claimed{}, fmt.Errorf("fenced claim: unexpected reply %T", v)
+	}
+	if arr[0] == "fenced" {
+		return claimed{fenced: true}, nil
+	}
+	if len(arr) < 5 {
+		return claimed{}, fmt.Errorf("fenced claim: short reply")
+	}
+	var c claimed
+	c.next, _ = arr[1].(string)
+	if c.entries, err = parseEntries(arr[2]); err != nil {
+		return claimed{}, err
+	}
+	if ids, ok := arr[3].([]any); ok {
+		for _, id := range ids {
+			if s, ok := id.(string); ok {
+				c.deleted = append(c.deleted, s)
+			}
+		}
+	}
+	count, _ := arr[4].(int64)
+	for i := range c.entries {
+		c.entries[i].deliveries = max(count, 1)
+	}
+	return c, nil
+}
+
+// waitForEntries blocks until the stream has an entry after id, or block
+// passes. It reads without a group, so nothing is delivered or claimed.
+func waitForEntries(ctx context.Context, rdb redis.UniversalClient, stream, id string, block time.Duration) error {
+	if id == "" {
+		id = "0-0"
+	}
+	err := rdb.Do(ctx, "XREAD", "COUNT", 1, "BLOCK", block.Milliseconds(), "STREAMS", stream, id).Err()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}

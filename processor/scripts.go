@@ -10,7 +10,8 @@ import (
 //
 // KEYS[1]   the partition stream
 // KEYS[2]   the dead-letter stream
-// KEYS[3..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
+// KEYS[3]   the partition's lease (checked when ARGV[5] is not empty)
+// KEYS[4..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
 //
 //	ids up in; after those, every stream and hash an effect writes
 //
@@ -18,7 +19,11 @@ import (
 // ARGV[2]   number of dedupe sets to look up in; 0 disables dedupe
 // ARGV[3]   expiry of the mark set, unix ms
 // ARGV[4]   dead-letter MAXLEN ~ (0: none)
-// ARGV[5..] entries, each: id, kind, then by kind
+// ARGV[5]   the owner's fence ("" with ordering none): if the lease holds
+//
+//	another, nothing is written and the reply is "!fenced"
+//
+// ARGV[6..] entries, each: id, kind, then by kind
 //
 //	"p" processed: dedupe id ("" for none), effect count, effects;
 //	    an effect is "x" (XADD), key index, maxlen, n, n field/value
@@ -39,13 +44,14 @@ local stream, dlq = KEYS[1], KEYS[2]
 local group = ARGV[1]
 local nbuckets = tonumber(ARGV[2])
 local dlqmax = tonumber(ARGV[4])
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
 
 -- pass 1: find where each entry starts, collect the dedupe ids and the
 -- type each written key must have
 local starts, kinds, ids = {}, {}, {}
 local want = {[dlq] = 'stream'}
-if nbuckets > 0 then want[KEYS[3]] = 'set' end
-local i = 5
+if nbuckets > 0 then want[KEYS[4]] = 'set' end
+local i = 6
 while i <= #ARGV do
   local kind = ARGV[i+1]
   starts[#starts+1] = i
@@ -83,7 +89,7 @@ if nbuckets > 0 and #ids > 0 then
     for s = 1, #ids, 1000 do
       local chunk = {}
       for j = s, math.min(s + 999, #ids) do chunk[#chunk+1] = ids[j] end
-      local hit = redis.call('SMISMEMBER', KEYS[3 + b], unpack(chunk))
+      local hit = redis.call('SMISMEMBER', KEYS[4 + b], unpack(chunk))
       for j = 1, #hit do if hit[j] == 1 then seen[chunk[j]] = true end end
     end
   end
@@ -140,9 +146,9 @@ end
 
 if #marks > 0 then
   for s = 1, #marks, 1000 do
-    redis.call('SADD', KEYS[3], unpack(marks, s, math.min(s + 999, #marks)))
+    redis.call('SADD', KEYS[4], unpack(marks, s, math.min(s + 999, #marks)))
   end
-  redis.call('PEXPIREAT', KEYS[3], ARGV[3])
+  redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 end
 return table.concat(out)
 `)
@@ -198,8 +204,8 @@ type commitArgs struct {
 	keyIdx map[string]int
 }
 
-func (c *commitArgs) reset(stream, dlq, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
-	c.keys = append(c.keys[:0], stream, dlq)
+func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
+	c.keys = append(c.keys[:0], stream, dlq, lease)
 	if c.keyIdx == nil {
 		c.keyIdx = make(map[string]int)
 	}
@@ -210,7 +216,7 @@ func (c *commitArgs) reset(stream, dlq, group string, markKey string, checkKeys 
 		c.keys = append(c.keys, checkKeys...)
 		nb = len(checkKeys)
 	}
-	c.argv = append(c.argv[:0], group, nb, markExpireMs, dlqMaxLen)
+	c.argv = append(c.argv[:0], group, nb, markExpireMs, dlqMaxLen, fence)
 }
 
 func (c *commitArgs) key(k string) int {

@@ -36,6 +36,7 @@ func workerOptions(consumer string, h Handler) Options {
 		BatchSize: 50, Lanes: 8, Block: 100 * time.Millisecond,
 		MaxAttempts: 3, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
 		ReclaimAfter: time.Second, ReclaimInterval: 200 * time.Millisecond,
+		Heartbeat: 200 * time.Millisecond, SessionTimeout: 1500 * time.Millisecond,
 		DedupeWindow: time.Hour, ShutdownTimeout: 3 * time.Second,
 	}
 }

@@ -1,0 +1,267 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// supervise runs the partition's sessions until soft is done. With
+// ordering "none" that is one session for the whole Run. With "key" it
+// waits until the assignment gives the partition to this worker, takes the
+// lease, and runs a session until the lease is lost, the assignment moves
+// the partition elsewhere (it drains, commits and releases the lease at
+// once, so the next owner need not wait for it to expire) or the Run stops.
+func (pt *partition) supervise(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+	o := pt.p.o
+	if o.Ordering == OrderingNone {
+		pt.session(soft, hard, lanes, fail, "")
+		return
+	}
+	for soft.Err() == nil {
+		if !pt.desired.Load() {
+			pt.idle(soft)
+			continue
+		}
+		cctx, cancel := pt.p.bounded(soft)
+		fence, holder, err := acquireLease(cctx, pt.p.rdb, pt.lease, pt.token, o.Consumer, pt.p.instance, o.SessionTimeout)
+		cancel()
+		if err != nil {
+			pt.logReadError("lease_acquire_failed", err)
+			pt.idle(soft)
+			continue
+		}
+		if fence == "" { // still held: its owner releases it or it expires
+			pt.log.Debug("partition_held", zap.String("holder", holder))
+			pt.idle(soft)
+			continue
+		}
+		pt.log.Info("partition_acquired", zap.String("fence", fence))
+		pt.session(soft, hard, lanes, fail, fence)
+	}
+}
+
+// idle waits for a change of assignment, a heartbeat or the stop.
+func (pt *partition) idle(soft context.Context) {
+	t := time.NewTimer(pt.p.o.Heartbeat)
+	defer t.Stop()
+	select {
+	case <-soft.Done():
+	case <-pt.wake:
+	case <-t.C:
+	}
+}
+
+// session reads and commits the partition until parent soft is done or,
+// with a fence, the lease is lost or the partition is assigned elsewhere.
+// A soft end drains: reading stops, entries in flight are finished and
+// committed for at most ShutdownTimeout, then the lease is released.
+func (pt *partition) session(parentSoft, parentHard context.Context, lanes []chan *task, fail func(error), fence string) {
+	soft, stopSoft := context.WithCancel(parentSoft)
+	defer stopSoft()
+	hard, stopHard := context.WithCancel(parentHard)
+	defer stopHard()
+	var lostOnce sync.Once
+	lost := make(chan struct{})
+	pt.start(fence, func(where string) {
+		lostOnce.Do(func() {
+			pt.log.Warn("partition_lease_lost", zap.String("fence", fence), zap.String("noticed_at", where))
+			close(lost)
+			stopSoft()
+			stopHard()
+		})
+	})
+	readerDone, committerDone := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); defer close(readerDone); pt.readLoop(soft, hard, lanes, fail) }()
+	go func() { defer wg.Done(); defer close(committerDone); pt.commitLoop(hard, readerDone, fail) }()
+	go func() { defer wg.Done(); pt.tend(soft, hard, stopSoft, stopHard, committerDone) }()
+	wg.Wait()
+
+	select {
+	case <-lost:
+		return
+	default:
+	}
+	if fence == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parentHard), 2*time.Second)
+	defer cancel()
+	bctx, bcancel := pt.p.bounded(ctx)
+	defer bcancel()
+	if err := releaseLease(bctx, pt.p.rdb, pt.lease, fence); err != nil {
+		pt.log.Warn("lease_release_failed", zap.Error(err))
+		return
+	}
+	pt.log.Info("partition_released", zap.String("fence", fence), zap.Int("left_pending", pt.inflightCount()))
+}
+
+// tend keeps a session going until its committer is done: it renews the
+// lease every Heartbeat (losing it ends the session at once), drains the
+// session when the partition is assigned elsewhere, and turns a drain into
+// a hard stop after ShutdownTimeout. With ordering "none" it keeps the
+// entries in flight from looking idle instead (see keepAlive).
+func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(), committerDone <-chan struct{}) {
+	o := pt.p.o
+	beat := o.Heartbeat
+	if pt.fence == "" {
+		beat = max(o.ReclaimAfter/3, 10*time.Millisecond)
+	}
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	var drain <-chan time.Time
+	softDone := soft.Done()
+	renewed := time.Now()
+	for {
+		select {
+		case <-committerDone:
+			return
+		case <-hard.Done():
+			return
+		case <-softDone:
+			softDone = nil
+			t := time.NewTimer(o.ShutdownTimeout)
+			defer t.Stop()
+			drain = t.C
+		case <-drain:
+			pt.log.Warn("drain_timeout_passed", zap.Int("left_pending", pt.inflightCount()))
+			stopHard()
+			return
+		case <-tick.C:
+			if pt.fence == "" {
+				pt.touchInflight(hard, beat)
+				continue
+			}
+			cctx, cancel := pt.p.bounded(hard)
+			ok, err := renewLease(cctx, pt.p.rdb, pt.lease, pt.fence, o.SessionTimeout)
+			cancel()
+			switch {
+			case err == nil && !ok:
+				pt.lose("renew")
+				return
+			case err == nil:
+				renewed = time.Now()
+			case time.Since(renewed) >= o.SessionTimeout:
+				// The lease has surely expired: another worker may own it.
+				pt.lose("renew_timeout")
+				return
+			default:
+				pt.logReadError("lease_renew_failed", err)
+			}
+			if !pt.desired.Load() && soft.Err() == nil {
+				pt.log.Info("partition_reassigned_draining")
+				stopSoft()
+			}
+		}
+	}
+}
+
+// coordinate keeps this worker a member of the group (a sorted set scored
+// by membership expiry, renewed every Heartbeat), reads the live members
+// and marks which partitions the shared assignment gives to this worker.
+// On its way out it leaves the set, so the others rebalance at once.
+func (p *Processor) coordinate(soft context.Context) {
+	o := p.o
+	key := membersKey(o.Stream, o.Group)
+	var last string
+	var logs throttle
+	round := func() {
+		ctx, cancel := p.bounded(soft)
+		defer cancel()
+		members, err := heartbeatMember(ctx, p.rdb, key, o.Consumer, o.SessionTimeout)
+		if err != nil {
+			if ok, n := logs.allow(time.Now(), 10*time.Second); ok && soft.Err() == nil {
+				p.log.Warn("membership_failed", zap.Error(err), zap.Int("suppressed", n))
+			}
+			return
+		}
+		owners := assign(members, len(p.parts))
+		mine := 0
+		for i, pt := range p.parts {
+			want := owners[i] == o.Consumer
+			if pt.desired.Swap(want) != want {
+				select {
+				case pt.wake <- struct{}{}:
+				default:
+				}
+			}
+			if want {
+				mine++
+			}
+		}
+		if s := fmt.Sprint(members); s != last {
+			last = s
+			p.log.Info("membership_changed", zap.Strings("members", members), zap.Int("assigned_partitions", mine))
+		}
+	}
+	round()
+	t := time.NewTicker(o.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-soft.Done():
+			for _, pt := range p.parts {
+				pt.desired.Store(false)
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(soft), time.Second)
+			bctx, bcancel := p.bounded(ctx)
+			_ = p.rdb.ZRem(bctx, key, o.Consumer).Err()
+			bcancel()
+			cancel()
+			return
+		case <-t.C:
+			round()
+		}
+	}
+}
+
+// acquireLease takes the lease if free; it returns the new fence, or "" and
+// the current holder's fence.
+func acquireLease(ctx context.Context, rdb redis.UniversalClient, lease, token, consumer, instance string, ttl time.Duration) (fence, holder string, err error) {
+	v, err := leaseAcquireScript.Run(ctx, rdb, []string{lease, token}, consumer, instance, ttl.Milliseconds()).Slice()
+	if err != nil {
+		return "", "", err
+	}
+	if len(v) != 2 {
+		return "", "", fmt.Errorf("lease acquire: unexpected reply %v", v)
+	}
+	got, _ := v[0].(int64)
+	s, _ := v[1].(string)
+	if got == 1 {
+		return s, "", nil
+	}
+	return "", s, nil
+}
+
+func renewLease(ctx context.Context, rdb redis.UniversalClient, lease, fence string, ttl time.Duration) (bool, error) {
+	n, err := leaseRenewScript.Run(ctx, rdb, []string{lease}, fence, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+func releaseLease(ctx context.Context, rdb redis.UniversalClient, lease, fence string) error {
+	return leaseReleaseScript.Run(ctx, rdb, []string{lease}, fence).Err()
+}
+
+// heartbeatMember renews consumer's membership, drops expired members and
+// returns the live ones, in one round trip.
+func heartbeatMember(ctx context.Context, rdb redis.UniversalClient, key, consumer string, ttl time.Duration) ([]string, error) {
+	now := time.Now().UnixMilli()
+	var live *redis.StringSliceCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(now + ttl.Milliseconds()), Member: consumer})
+		p.ZRemRangeByScore(ctx, key, "-inf", fmt.Sprint(now))
+		p.PExpire(ctx, key, 10*ttl)
+		live = p.ZRange(ctx, key, 0, -1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return live.Val(), nil
+}
