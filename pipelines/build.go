@@ -30,6 +30,9 @@ func (p *Pipeline) Options() processor.Options {
 		DeadLetterStream: p.DeadLetter.Stream,
 		DeadLetterMaxLen: p.DeadLetter.MaxLen,
 		ShutdownTimeout:  p.ShutdownTimeout,
+		Ordering:         p.Ordering,
+		Heartbeat:        p.Group.Heartbeat,
+		SessionTimeout:   p.Group.SessionTimeout,
 		Decoder:          p.Decoder(),
 		Handler:          p.Handler(),
 	}

@@ -97,6 +97,12 @@ type Pipeline struct {
 	MaxEventBytes int `yaml:"max_event_bytes"`
 	// ShutdownTimeout bounds the soft stop, > 0. 0: engine default.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Ordering is "key" (default: each partition has one owner at a time,
+	// entries of a key are handled in order across workers) or "none"
+	// (every worker reads every partition; no order across workers).
+	Ordering string `yaml:"ordering"`
+	// Group times the worker pool: membership heartbeats and leases.
+	Group GroupTiming `yaml:"group"`
 	// Retry configures retries of transient failures.
 	Retry Retry `yaml:"retry"`
 	// DeadLetter configures the dead-letter stream.
@@ -138,6 +144,16 @@ type Dedupe struct {
 }
 
 // Retry is a pipeline's "retry" section. A zero field means the engine default.
+// GroupTiming sets how fast the pool notices a worker gone.
+type GroupTiming struct {
+	// Heartbeat is how often a worker renews its membership and leases.
+	// Default 2s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// SessionTimeout is how long a silent worker keeps its partitions.
+	// Default 10s; at least twice the heartbeat.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+}
+
 type Retry struct {
 	// MaxAttempts is tries per entry before it is dead-lettered, >= 1.
 	MaxAttempts int `yaml:"max_attempts"`

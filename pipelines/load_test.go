@@ -273,3 +273,20 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load(missing) = %v, want an error wrapping os.ErrNotExist", err)
 	}
 }
+
+func TestOrderingAndGroupTiming(t *testing.T) {
+	const head = "pipelines:\n  - name: p\n    input: {stream: s}\n    key: k\n"
+	p := parse(t, head+"    ordering: none\n    group: {heartbeat: 250ms, session_timeout: 2s}\n").Pipelines[0]
+	o := p.Options()
+	if o.Ordering != "none" || o.Heartbeat != 250*time.Millisecond || o.SessionTimeout != 2*time.Second {
+		t.Errorf("Options() ordering %q heartbeat %v session_timeout %v, want none 250ms 2s", o.Ordering, o.Heartbeat, o.SessionTimeout)
+	}
+	for _, tt := range []struct{ src, want string }{
+		{head + "    ordering: sorted\n", `test.yaml:5: pipelines[0].ordering: want "key" or "none", got "sorted"`},
+		{head + "    group: {heartbeat: 6s}\n", "test.yaml:5: pipelines[0].group.session_timeout: 10s must be at least twice the heartbeat 6s"},
+	} {
+		if got := problems(t, tt.src, nil); len(got) != 1 || !strings.HasPrefix(got[0], tt.want) {
+			t.Errorf("Parse problems = %q, want one starting %q", got, tt.want)
+		}
+	}
+}

@@ -114,6 +114,19 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	if set("input.partitions") && (in.Partitions < 1 || in.Partitions > MaxPartitions) {
 		c.addf(at("input.partitions"), "must be between 1 and %d", MaxPartitions)
 	}
+	if set("ordering") && p.Ordering != processor.OrderingKey && p.Ordering != processor.OrderingNone {
+		c.addf(at("ordering"), "want %q or %q, got %q", processor.OrderingKey, processor.OrderingNone, p.Ordering)
+	}
+	hb, st := p.Group.Heartbeat, p.Group.SessionTimeout
+	if hb <= 0 {
+		hb = 2 * time.Second
+	}
+	if st <= 0 {
+		st = 10 * time.Second
+	}
+	if (set("group.heartbeat") || set("group.session_timeout")) && p.Group.Heartbeat >= 0 && p.Group.SessionTimeout >= 0 && st < 2*hb {
+		c.addf(at("group.session_timeout"), "%s must be at least twice the heartbeat %s", st, hb)
+	}
 	if set("input.start") && in.Start != processor.StartOldest && in.Start != processor.StartNewest {
 		c.addf(at("input.start"), "want %q or %q, got %q", processor.StartOldest, processor.StartNewest, in.Start)
 	}
@@ -168,7 +181,7 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	for _, k := range []struct {
 		key string
 		v   time.Duration
-	}{{"block", p.Block}, {"shutdown_timeout", p.ShutdownTimeout}, {"retry.backoff", p.Retry.Backoff}, {"retry.max_backoff", p.Retry.MaxBackoff}, {"retry.reclaim_after", p.Retry.ReclaimAfter}} {
+	}{{"block", p.Block}, {"shutdown_timeout", p.ShutdownTimeout}, {"retry.backoff", p.Retry.Backoff}, {"retry.max_backoff", p.Retry.MaxBackoff}, {"retry.reclaim_after", p.Retry.ReclaimAfter}, {"group.heartbeat", p.Group.Heartbeat}, {"group.session_timeout", p.Group.SessionTimeout}} {
 		if set(k.key) {
 			positive(c, at(k.key), k.v)
 		}
