@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Crash tests run the test binary itself as a worker process (the
@@ -91,6 +93,12 @@ func runTestWorker(mode string) int {
 		}
 	}
 	o := workerOptions(os.Getenv("EDDY_TEST_CONSUMER"), h)
+	if os.Getenv("EDDY_TEST_LOG") != "" {
+		o.Logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel))
+	}
+	if s := os.Getenv("EDDY_TEST_PARTITIONS"); s != "" {
+		o.Partitions, _ = strconv.Atoi(s)
+	}
 	if s := os.Getenv("EDDY_TEST_SHUTDOWN"); s != "" {
 		o.ShutdownTimeout, _ = time.ParseDuration(s)
 	}

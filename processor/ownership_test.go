@@ -1,0 +1,139 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redistest"
+)
+
+// owners returns the consumer holding each partition's lease ("" if none).
+func owners(tb testing.TB, c redis.Cmdable, partitions int) []string {
+	tb.Helper()
+	out := make([]string, partitions)
+	for p := range out {
+		v, _ := c.Get(context.Background(), leaseKey("in", p, partitions, "t")).Result()
+		out[p], _, _ = strings.Cut(v, "/")
+	}
+	return out
+}
+
+// A worker paused (SIGSTOP) past its lease wakes up to find its partition
+// owned by another worker: its late commit (or read) is rejected by the
+// fence, the new owner finishes its entries, and every key's outputs are
+// complete, once each and in order.
+func TestFencingRejectsAPausedWorker(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const keys, per = 40, 50
+	produce(t, c, 1, interleaved(keys, per))
+
+	a := startWorker(t, srv.Addr(), "slow", "worker-a", "EDDY_TEST_LOG=1")
+	waitFor(t, 20*time.Second, "worker a to own the partition and commit", func() bool { return xlen(t, c, "out") >= 100 })
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	b := startWorker(t, srv.Addr(), "slow", "worker-b", "EDDY_TEST_LOG=1")
+	waitFor(t, 20*time.Second, "worker b to own the partition", func() bool { return owners(t, c, 1)[0] == "worker-b" })
+	took := time.Since(paused)
+	waitFor(t, 20*time.Second, "worker b to commit", func() bool { return xlen(t, c, "out") >= 300 })
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
+	waitFor(t, 10*time.Second, "the paused worker to notice", func() bool {
+		return strings.Contains(a.stderr.String(), "partition_lease_lost")
+	})
+	for _, w := range []*worker{a, b} {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+		if code := w.exitCode(t, 10*time.Second); code != 0 {
+			t.Errorf("exit code = %d; log:\n%s", code, w.stderr.String())
+		}
+	}
+	t.Logf("worker b owned the partition %v after worker a was paused (session timeout 1.5s)", took.Round(time.Millisecond))
+	for _, l := range strings.Split(a.stderr.String(), "\n") {
+		if strings.Contains(l, "fenced") || strings.Contains(l, "lease_lost") {
+			t.Logf("paused worker: %s", l)
+		}
+	}
+	if !strings.Contains(a.stderr.String(), "commit_fenced") && !strings.Contains(a.stderr.String(), `"noticed_at":"read"`) &&
+		!strings.Contains(a.stderr.String(), `"noticed_at":"renew"`) {
+		t.Errorf("the paused worker's log shows no fenced commit, read or renewal:\n%s", a.stderr.String())
+	}
+	byKey, _ := outputsByKey(t, c)
+	checkExactlyInOrder(t, byKey, keys, per)
+}
+
+// Partitions spread evenly over the workers; when one stops gracefully it
+// hands its partitions over at once, without waiting for its leases to
+// expire.
+func TestRebalanceOnJoinAndLeave(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const partitions = 6
+	newWorker := func(name string) *Processor {
+		o := workerOptions(name, HandlerFunc(emitHandler))
+		o.Partitions, o.SessionTimeout = partitions, time.Minute // only a graceful hand-off can be fast
+		p, err := New(c, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	count := func(own []string, name string) int {
+		n := 0
+		for _, o := range own {
+			if o == name {
+				n++
+			}
+		}
+		return n
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopA()
+	defer stopB()
+	var wg sync.WaitGroup
+	run := func(ctx context.Context, p *Processor) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	run(ctxA, newWorker("a"))
+	waitFor(t, 10*time.Second, "a to own everything", func() bool { return count(owners(t, c, partitions), "a") == partitions })
+	run(ctxB, newWorker("b"))
+	waitFor(t, 10*time.Second, "an even split", func() bool {
+		own := owners(t, c, partitions)
+		return count(own, "a") == 3 && count(own, "b") == 3
+	})
+	// Events keep flowing to every partition after the rebalance.
+	var recs []Record
+	for i := 0; i < 300; i++ {
+		recs = append(recs, Record{Key: "k" + strconv.Itoa(i), Fields: []string{"data", event("k"+strconv.Itoa(i), 0)}})
+	}
+	produce(t, c, partitions, recs)
+	waitFor(t, 10*time.Second, "all outputs", func() bool { return xlen(t, c, "out") == 300 })
+
+	left := time.Now()
+	stopA()
+	waitFor(t, 10*time.Second, "b to own everything", func() bool { return count(owners(t, c, partitions), "b") == partitions })
+	if took := time.Since(left); took > 5*time.Second {
+		t.Errorf("hand-off after a graceful stop took %v; want well under the 1m session timeout", took)
+	} else {
+		t.Logf("hand-off after a graceful stop took %v (session timeout 1m)", took.Round(time.Millisecond))
+	}
+	stopB()
+	wg.Wait()
+}
