@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +26,19 @@ type PartitionStats struct {
 	OldestPending time.Duration
 	// Consumers is the number of consumers in the group.
 	Consumers int64
+	// Owner is the consumer holding the partition's lease and Fence its
+	// full lease value ("<consumer>/<instance>/<token>"); empty when none
+	// (or with ordering none). LeaseTTL is what is left of the lease.
+	Owner, Fence string
+	Token        int64
+	LeaseTTL     time.Duration
+}
+
+// Member is a live worker of the pipeline's group.
+type Member struct {
+	Consumer string
+	// Expires is when its membership lapses unless renewed.
+	Expires time.Time
 }
 
 // Stats reads each partition's length, lag and pending entries, in one
@@ -34,6 +49,8 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 		info    *redis.XInfoStreamCmd
 		groups  *redis.XInfoGroupsCmd
 		pending *redis.XPendingCmd
+		lease   *redis.StringCmd
+		ttl     *redis.DurationCmd
 	}
 	cs := make([]cmds, len(p.parts))
 	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -42,6 +59,8 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 				info:    pipe.XInfoStream(ctx, pt.stream),
 				groups:  pipe.XInfoGroups(ctx, pt.stream),
 				pending: pipe.XPending(ctx, pt.stream, p.o.Group),
+				lease:   pipe.Get(ctx, pt.lease),
+				ttl:     pipe.PTTL(ctx, pt.lease),
 			}
 		}
 		return nil
@@ -69,6 +88,12 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 				s.Lag = 0
 			}
 		}
+		if f := cs[i].lease.Val(); f != "" {
+			s.Fence, s.LeaseTTL = f, max(cs[i].ttl.Val(), 0)
+			parts := strings.Split(f, "/")
+			s.Owner = strings.Join(parts[:max(len(parts)-2, 1)], "/")
+			s.Token, _ = strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		}
 		if pend := cs[i].pending.Val(); pend != nil && pend.Count > 0 {
 			s.Pending = pend.Count
 			if at := idTime(pend.Lower); !at.IsZero() {
@@ -76,6 +101,21 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 			}
 		}
 		out[i] = s
+	}
+	return out, nil
+}
+
+// Members lists the live workers of the pipeline's group (ordering key).
+func (p *Processor) Members(ctx context.Context) ([]Member, error) {
+	zs, err := p.rdb.ZRangeByScoreWithScores(ctx, membersKey(p.o.Stream, p.o.Group), &redis.ZRangeBy{
+		Min: strconv.FormatInt(p.o.Now().UnixMilli(), 10), Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("members of %s: %w", p.o.Pipeline, err)
+	}
+	out := make([]Member, len(zs))
+	for i, z := range zs {
+		out[i] = Member{Consumer: fmt.Sprint(z.Member), Expires: time.UnixMilli(int64(z.Score))}
 	}
 	return out, nil
 }

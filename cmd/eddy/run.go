@@ -18,7 +18,7 @@ import (
 )
 
 func runCommand(g *globals) *cobra.Command {
-	var file, consumer string
+	var file, consumer, httpAddr string
 	var names []string
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
@@ -49,12 +49,16 @@ installed. Its data is lost on exit.`,
 			if consumer == "" {
 				consumer = processor.DefaultConsumer()
 			}
+			if cmd.Flags().Changed("http") {
+				f.HTTP.Addr = httpAddr
+			}
 			return run(cmd.Context(), g, f, ps, consumer, log)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
 	fl.StringSliceVar(&names, "pipeline", nil, "run only these pipelines (repeat or comma-separate; default all)")
+	fl.StringVar(&httpAddr, "http", "", "listen address for /metrics, /healthz, /readyz, overriding http.addr (off: none); one per worker on a machine")
 	fl.StringVar(&consumer, "consumer", "", "consumer name, stable across restarts so that a restarted worker finishes its own pending entries (default <hostname>-<pid>)")
 	return cmd
 }

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/pipelines"
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// statusJSON is what `eddy status --json` prints: one object.
+type statusJSON struct {
+	Pipelines []pipelineStatus `json:"pipelines"`
+}
+
+type pipelineStatus struct {
+	Name       string            `json:"name"`
+	Stream     string            `json:"stream"`
+	Group      string            `json:"group"`
+	Ordering   string            `json:"ordering"`
+	Workers    []workerStatus    `json:"workers"`
+	Partitions []partitionStatus `json:"partitions"`
+}
+
+type workerStatus struct {
+	Consumer    string `json:"consumer"`
+	ExpiresInMs int64  `json:"expires_in_ms"`
+}
+
+type partitionStatus struct {
+	Partition       int    `json:"partition"`
+	Stream          string `json:"stream"`
+	Owner           string `json:"owner"`
+	Token           int64  `json:"token"`
+	LeaseTTLMs      int64  `json:"lease_ttl_ms"`
+	Length          int64  `json:"length"`
+	Lag             int64  `json:"lag"`
+	Pending         int64  `json:"pending"`
+	OldestPendingMs int64  `json:"oldest_pending_ms"`
+}
+
+func statusCommand(g *globals) *cobra.Command {
+	var file string
+	var names []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status -c FILE",
+		Short: "Show live workers, each partition's owner and fencing token, lag, pending entries and the oldest one's age",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			f, err := loadConfig(g, file)
+			if err != nil {
+				return err
+			}
+			ps, err := selectPipelines(f, names)
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			conn, err := openRedis(ctx, g, f, 0, 0, log)
+			if err != nil {
+				return err
+			}
+			defer conn.close()
+			if conn.embedded {
+				return usageError{errors.New("status reads a Redis: give --redis URL or a redis section in the config")}
+			}
+			if err := conn.ping(ctx); err != nil {
+				return err
+			}
+			var out statusJSON
+			for _, p := range ps {
+				st, err := pipelineStatusOf(cmd, conn, p)
+				if err != nil {
+					return err
+				}
+				out.Pipelines = append(out.Pipelines, st)
+			}
+			if asJSON {
+				b, err := json.Marshal(out)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdout, string(b))
+				return nil
+			}
+			printStatus(g, out)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
+	fl.StringSliceVar(&names, "pipeline", nil, "only these pipelines (default all)")
+	fl.BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
+
+func pipelineStatusOf(cmd *cobra.Command, conn *redisConn, p *pipelines.Pipeline) (pipelineStatus, error) {
+	ctx := cmd.Context()
+	proc, err := processor.New(conn.client, p.Options()) // for its defaults and key names; not run
+	if err != nil {
+		return pipelineStatus{}, err
+	}
+	o := proc.Options()
+	st := pipelineStatus{Name: o.Pipeline, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering,
+		Workers: []workerStatus{}, Partitions: []partitionStatus{}}
+	if o.Ordering == processor.OrderingKey {
+		members, err := proc.Members(ctx)
+		if err != nil {
+			return st, err
+		}
+		for _, m := range members {
+			st.Workers = append(st.Workers, workerStatus{Consumer: m.Consumer, ExpiresInMs: time.Until(m.Expires).Milliseconds()})
+		}
+	}
+	stats, err := proc.Stats(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, s := range stats {
+		st.Partitions = append(st.Partitions, partitionStatus{
+			Partition: s.Partition, Stream: s.Stream, Owner: s.Owner, Token: s.Token,
+			LeaseTTLMs: s.LeaseTTL.Milliseconds(), Length: s.Length, Lag: s.Lag, Pending: s.Pending,
+			OldestPendingMs: s.OldestPending.Milliseconds(),
+		})
+	}
+	return st, nil
+}
+
+func printStatus(g *globals, out statusJSON) {
+	for i, p := range out.Pipelines {
+		if i > 0 {
+			fmt.Fprintln(g.stdout)
+		}
+		fmt.Fprintf(g.stdout, "pipeline %s  stream %s  group %s  ordering %s\n", p.Name, p.Stream, p.Group, p.Ordering)
+		if p.Ordering == processor.OrderingKey {
+			var ws []string
+			for _, w := range p.Workers {
+				ws = append(ws, fmt.Sprintf("%s (%.1fs)", w.Consumer, float64(w.ExpiresInMs)/1000))
+			}
+			if len(ws) == 0 {
+				ws = []string{"none"}
+			}
+			fmt.Fprintf(g.stdout, "workers: %s\n", strings.Join(ws, ", "))
+		}
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PARTITION\tSTREAM\tOWNER\tTOKEN\tLEASE\tLENGTH\tLAG\tPENDING\tOLDEST PENDING")
+		for _, s := range p.Partitions {
+			owner, lease := s.Owner, fmt.Sprintf("%.1fs", float64(s.LeaseTTLMs)/1000)
+			if owner == "" {
+				owner, lease = "-", "-"
+			}
+			lag := fmt.Sprint(s.Lag)
+			if s.Lag < 0 {
+				lag = "?"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Partition, s.Stream, owner, s.Token, lease,
+				s.Length, lag, s.Pending, (time.Duration(s.OldestPendingMs) * time.Millisecond).String())
+		}
+		_ = tw.Flush()
+	}
+}
