@@ -174,7 +174,7 @@ func (p *Processor) coordinate(soft context.Context) {
 	round := func() {
 		ctx, cancel := p.bounded(soft)
 		defer cancel()
-		members, err := heartbeatMember(ctx, p.rdb, key, o.Consumer, o.SessionTimeout)
+		members, err := heartbeatMember(ctx, p.rdb, key, o.Consumer, o.SessionTimeout, 3*o.Heartbeat)
 		if err != nil {
 			if ok, n := logs.allow(time.Now(), 10*time.Second); ok && soft.Err() == nil {
 				p.log.Warn("membership_failed", zap.Error(err), zap.Int("suppressed", n))
@@ -249,15 +249,22 @@ func releaseLease(ctx context.Context, rdb redis.UniversalClient, lease, fence s
 }
 
 // heartbeatMember renews consumer's membership, drops expired members and
-// returns the live ones, in one round trip.
-func heartbeatMember(ctx context.Context, rdb redis.UniversalClient, key, consumer string, ttl time.Duration) ([]string, error) {
+// returns those that renewed within the last suspect, in one round trip.
+//
+// Two clocks: a member's leases last ttl after its last renewal (that is
+// what keeps ownership safe), but a member silent for suspect (a few
+// heartbeats) is left out of the assignment at once, so that a second
+// failure soon after a first does not hand partitions to a worker that is
+// already dead, doubling the time they go unowned.
+func heartbeatMember(ctx context.Context, rdb redis.UniversalClient, key, consumer string, ttl, suspect time.Duration) ([]string, error) {
 	now := time.Now().UnixMilli()
+	fresh := now + ttl.Milliseconds() - suspect.Milliseconds()
 	var live *redis.StringSliceCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, key, redis.Z{Score: float64(now + ttl.Milliseconds()), Member: consumer})
 		p.ZRemRangeByScore(ctx, key, "-inf", fmt.Sprint(now))
 		p.PExpire(ctx, key, 10*ttl)
-		live = p.ZRange(ctx, key, 0, -1)
+		live = p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: fmt.Sprint(fresh), Max: "+inf"})
 		return nil
 	})
 	if err != nil {

@@ -137,3 +137,72 @@ func TestRebalanceOnJoinAndLeave(t *testing.T) {
 	stopB()
 	wg.Wait()
 }
+
+// The fence itself, step by step: once another worker holds the lease, a
+// commit, read or claim with the old fence writes, reads and claims
+// nothing.
+func TestStaleFenceIsRejected(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	lease, token := leaseKey("in", 0, 1, "t"), tokenKey("in", 0, 1, "t")
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}})
+
+	old, _, err := acquireLease(ctx, c, lease, token, "zombie", "i1", 200*time.Millisecond)
+	if err != nil || old == "" {
+		t.Fatalf("acquireLease = %q, %v", old, err)
+	}
+	entries, _, fenced, err := fencedRead(ctx, c, "in", lease, "t", "zombie", 1, old)
+	if err != nil || fenced || len(entries) != 1 {
+		t.Fatalf("fencedRead with a valid fence = %v %v %v, want one entry", entries, fenced, err)
+	}
+	if _, holder, _ := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute); holder != old {
+		t.Fatalf("another worker took a held lease (holder %q)", holder)
+	}
+	time.Sleep(300 * time.Millisecond) // the zombie's lease expires
+	fresh, _, err := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute)
+	if err != nil || fresh == "" || fresh == old {
+		t.Fatalf("acquireLease after expiry = %q, %v; want a new fence", fresh, err)
+	}
+	if !strings.HasSuffix(fresh, "/2") {
+		t.Errorf("new fence %q, want token 2", fresh)
+	}
+
+	// The zombie's late commit of the entry it read.
+	var a commitArgs
+	a.reset("in", "in:dlq", lease, old, "t", "", nil, 0, 0)
+	a.processed(entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+	reply, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text()
+	if err != nil || reply != "!fenced" {
+		t.Fatalf("commit with a stale fence = %q, %v; want !fenced", reply, err)
+	}
+	if n := xlen(t, c, "out"); n != 0 {
+		t.Errorf("a fenced commit wrote %d outputs", n)
+	}
+	if n := pendingCount(t, c, "in"); n != 1 {
+		t.Errorf("pending after a fenced commit = %d, want the entry still pending", n)
+	}
+	if _, _, fenced, _ := fencedRead(ctx, c, "in", lease, "t", "zombie", 10, old); !fenced {
+		t.Error("a read with a stale fence was not fenced")
+	}
+	if r, _ := fencedClaim(ctx, c, "in", lease, "t", "zombie", "0-0", old); !r.fenced {
+		t.Error("a claim with a stale fence was not fenced")
+	}
+	if ok, _ := renewLease(ctx, c, lease, old, time.Minute); ok {
+		t.Error("a stale fence renewed the lease")
+	}
+
+	// The new owner takes the zombie's entry over and commits it.
+	r, err := fencedClaim(ctx, c, "in", lease, "t", "b", "0-0", fresh)
+	if err != nil || r.fenced || len(r.entries) != 1 || r.entries[0].deliveries != 2 {
+		t.Fatalf("new owner's claim = %+v, %v; want the entry, delivered twice", r, err)
+	}
+	a.reset("in", "in:dlq", lease, fresh, "t", "", nil, 0, 0)
+	a.processed(r.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+	if reply, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || reply != "p" {
+		t.Fatalf("the owner's commit = %q, %v; want p", reply, err)
+	}
+}
