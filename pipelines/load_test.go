@@ -172,7 +172,7 @@ func TestParseProblems(t *testing.T) {
 		name, src, want string
 	}{
 		{"redis url", "redis: {url: 'http://x:1'}\n" + head, "test.yaml:1: redis.url: want redis://"},
-		{"redis addr", "redis: {addrs: ['x:0', 'y:1']}\n" + head, `test.yaml:1: redis.addrs: Redis Cluster is not supported yet; give url`},
+		{"redis addr", "redis: {addrs: ['x:0', 'y:1']}\n" + head, `test.yaml:1: redis.addrs[0]: want host:port, got "x:0"`},
 		{"dead letter loop", head + "    dead_letter: {stream: s}\n", "test.yaml:5: pipelines[0].dead_letter.stream: must differ from input.stream"},
 		{"same group", head + "  - name: q\n    input: {stream: s, group: p}\n    key: k\n", `test.yaml:6: pipelines[1].input.group: pipelines[0] already reads stream "s" with group "p"`},
 		{"partitions disagree", head + "  - name: q\n    input: {stream: s, partitions: 2}\n    key: k\n", "test.yaml:6: pipelines[1].input.partitions: pipelines[0] reads stream \"s\" with 1 partitions"},

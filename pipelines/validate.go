@@ -62,11 +62,7 @@ func validateRedis(c *checker, r *Redis) {
 	case r.URL != "" && len(r.Addrs) > 0:
 		c.addf("redis.addrs", "set url or addrs, not both")
 	case r.URL == "" && len(r.Addrs) == 0:
-		c.addf("redis.url", "required")
-	case len(r.Addrs) > 0:
-		// Refused until the engine runs on Cluster: its commit writes
-		// outputs and dead letters that may live in other slots.
-		c.addf("redis.addrs", "Redis Cluster is not supported yet; give url")
+		c.addf("redis.url", "required (or addrs for Redis Cluster)")
 	case r.URL != "":
 		if _, err := redis.ParseURL(r.URL); err != nil {
 			// A *url.Error repeats the URL, password and all; keep its cause.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -96,13 +97,27 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			mark, at = pt.p.dd.Mark(pt.dedupe, now)
 			check, exp = pt.p.dd.Check(pt.dedupe, now), at.UnixMilli()
 		}
-		a.reset(pt.stream, o.DeadLetterStream, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
+		// On Redis Cluster, writes outside the partition's slot cannot be in
+		// the script: they are made first, for the entries a dry run of the
+		// script says will commit (see writeElsewhere).
+		dlq, remoteDLQ := o.DeadLetterStream, pt.p.cluster && keySlot(o.DeadLetterStream) != pt.slot
+		if remoteDLQ {
+			dlq = pt.stream // a key of the slot; the script writes no dead letter here
+		}
+		a.reset(pt.stream, dlq, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
+		elsewhere := remoteDLQ
 		for _, t := range batch {
 			switch t.kind {
 			case 'p':
-				a.processed(t.m.ID, t.m.DedupeID, t.m.effects)
+				local, remote := pt.splitEffects(t.m.effects)
+				elsewhere = elsewhere || len(remote) > 0
+				a.processed(t.m.ID, t.m.DedupeID, local)
 			case 'd':
-				a.deadLetter(t.m.ID, pt.deadLetterFields(t, now))
+				if remoteDLQ {
+					a.deadLetter(t.m.ID, nil)
+				} else {
+					a.deadLetter(t.m.ID, pt.deadLetterFields(t, now))
+				}
 			default:
 				a.ackOnly(t.m.ID)
 			}
@@ -111,7 +126,22 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			testHookBeforeCommit(batch)
 		}
 		ctx, cancel := pt.p.bounded(hard)
-		reply, err := commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
+		var reply string
+		var err error
+		if elsewhere {
+			a.dryRun(true)
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
+			a.dryRun(false)
+			if err == nil && !strings.HasPrefix(reply, "!") {
+				var key string
+				if key, err = pt.writeElsewhere(ctx, batch, reply, remoteDLQ, now); key != "" {
+					reply, err = "!other "+key, nil // handled like a wrong type in the slot
+				}
+			}
+		}
+		if err == nil && !strings.HasPrefix(reply, "!") {
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
+		}
 		cancel()
 		if err == nil && reply == "!fenced" {
 			return ErrFenced
@@ -143,6 +173,59 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			return err
 		}
 	}
+}
+
+// splitEffects parts effects into those in the partition's slot and those
+// elsewhere (on Redis Cluster only; on one Redis every key is local).
+func (pt *partition) splitEffects(effects []Effect) (local, remote []Effect) {
+	if !pt.p.cluster {
+		return effects, nil
+	}
+	for _, e := range effects {
+		if keySlot(e.Key) == pt.slot {
+			local = append(local, e)
+		} else {
+			remote = append(remote, e)
+		}
+	}
+	return local, remote
+}
+
+// writeElsewhere makes, before the commit, the writes outside the
+// partition's slot: the effects of entries the dry run reply says will be
+// processed, and dead letters when the dead-letter stream is elsewhere. It
+// is at least once: if the commit then fails (the lease lost, a crash), the
+// entry is handled again and these writes are made again. Outputs carry the
+// event's id for consumers to deduplicate on.
+// A key that refused a write with WRONGTYPE is returned, for the caller to
+// dead-letter the entries writing to it.
+func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply string, remoteDLQ bool, now time.Time) (string, error) {
+	o := pt.p.o
+	cmds, err := pt.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, t := range batch {
+			switch {
+			case reply[i] == 'p':
+				_, remote := pt.splitEffects(t.m.effects)
+				for _, e := range remote {
+					if e.Kind == EffectHSet {
+						p.HSet(ctx, e.Key, e.Fields)
+					} else {
+						p.XAdd(ctx, &redis.XAddArgs{Stream: e.Key, MaxLen: e.MaxLen, Approx: e.MaxLen > 0, Values: e.Fields})
+					}
+				}
+			case reply[i] == 'd' && remoteDLQ:
+				p.XAdd(ctx, &redis.XAddArgs{Stream: o.DeadLetterStream, MaxLen: o.DeadLetterMaxLen, Approx: o.DeadLetterMaxLen > 0,
+					Values: pt.deadLetterFields(t, now)})
+			}
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "WRONGTYPE") && len(c.Args()) > 1 {
+			return fmt.Sprint(c.Args()[1]), nil
+		}
+	}
+	return "", err
 }
 
 // wrongType handles the reply "<type> <key>": key holds a value of another

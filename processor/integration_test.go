@@ -157,8 +157,10 @@ func TestOrderUnderFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200,000 events on a real redis-server")
 	}
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	testOrderUnderFailures(t, redistest.Start(t).Client(t))
+}
+
+func testOrderUnderFailures(t *testing.T, c redis.UniversalClient) {
 	const keys, per, partitions = 5000, 40, 4
 	recs := interleaved(keys, per)
 	produce(t, c, partitions, recs)
@@ -203,8 +205,10 @@ func TestOrderUnderFailures(t *testing.T) {
 // 3b: an id published three times is processed once, whether the copies
 // are in flight together or arrive after the first was committed.
 func TestDedupeSameID(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	testDedupeSameID(t, redistest.Start(t).Client(t))
+}
+
+func testDedupeSameID(t *testing.T, c redis.UniversalClient) {
 	obs := &countingObserver{}
 	var handled atomic.Int64
 	h := HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -289,12 +293,17 @@ func TestCrashBetweenHandleAndCommit(t *testing.T) {
 // lost and nothing doubled.
 func TestReclaimAfterSIGKILL(t *testing.T) {
 	srv := redistest.Start(t)
-	c := srv.Client(t)
+	testReclaimAfterSIGKILL(t, srv.Client(t), "EDDY_TEST_REDIS="+srv.Addr())
+}
+
+// testReclaimAfterSIGKILL runs worker processes that reach Redis as env
+// says (EDDY_TEST_REDIS=addr or EDDY_TEST_CLUSTER=addr,addr,…).
+func testReclaimAfterSIGKILL(t *testing.T, c redis.UniversalClient, env string) {
 	const keys, per = 50, 40
 	recs := interleaved(keys, per)
 	produce(t, c, 1, recs)
 
-	a := startWorker(t, srv.Addr(), "slow", "worker-a")
+	a := startWorker(t, "", "slow", "worker-a", env)
 	waitFor(t, 30*time.Second, "worker a to commit some entries", func() bool { return xlen(t, c, "out") >= 200 })
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -307,7 +316,7 @@ func TestReclaimAfterSIGKILL(t *testing.T) {
 	done := xlen(t, c, "out")
 	t.Logf("killed worker a after %d outputs with %d entries pending", done, left)
 
-	b := startWorker(t, srv.Addr(), "slow", "worker-b")
+	b := startWorker(t, "", "slow", "worker-b", env)
 	waitFor(t, 60*time.Second, "worker b to finish everything", func() bool { return xlen(t, c, "out") >= keys*per })
 	waitFor(t, 10*time.Second, "nothing pending", func() bool { return pendingCount(t, c, "in") == 0 })
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)

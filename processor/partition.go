@@ -25,6 +25,7 @@ type partition struct {
 	hbKey  string
 	lease  string // the lease key
 	token  string // the token counter key
+	slot   int    // the Redis Cluster slot of all of the above
 	log    *zap.Logger
 
 	// desired says whether the current assignment gives this partition to
@@ -60,6 +61,7 @@ func newPartition(p *Processor, n int) *partition {
 		hbKey:  heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
 		lease:  leaseKey(o.Stream, n, o.Partitions, o.Group),
 		token:  tokenKey(o.Stream, n, o.Partitions, o.Group),
+		slot:   keySlot(stream),
 		log:    p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
 		wake:   make(chan struct{}, 1),
 	}

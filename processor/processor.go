@@ -28,6 +28,8 @@ type Processor struct {
 	// instance tells this process's leases from those of an earlier process
 	// with the same consumer name.
 	instance string
+	// cluster is set on Redis Cluster, where a script reaches one slot.
+	cluster bool
 }
 
 // New checks opts and returns a Processor that uses rdb. It does not close
@@ -48,6 +50,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 		rdb:      rdb,
 		o:        opts,
 		instance: hex.EncodeToString(id[:]),
+		cluster:  isCluster(rdb),
 		dd:       dedupe.Window{Window: opts.DedupeWindow, Bucket: opts.DedupeBucket},
 		log: opts.Logger.With(zap.String("pipeline", opts.Pipeline), zap.String("group", opts.Group),
 			zap.String("consumer", opts.Consumer)),
@@ -62,6 +65,11 @@ func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 		p.parts = append(p.parts, newPartition(p, i))
 	}
 	return p, nil
+}
+
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
 }
 
 // readTimeout is the client's read timeout; 0 when there is none or it is

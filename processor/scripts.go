@@ -8,28 +8,27 @@ import (
 
 // commitScript applies one commit of a partition atomically.
 //
-// KEYS[1]   the partition stream
-// KEYS[2]   the dead-letter stream
-// KEYS[3]   the partition's lease (checked when ARGV[5] is not empty)
-// KEYS[4..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
-//
-//	ids up in; after those, every stream and hash an effect writes
-//
-// ARGV[1]   consumer group
-// ARGV[2]   number of dedupe sets to look up in; 0 disables dedupe
-// ARGV[3]   expiry of the mark set, unix ms
-// ARGV[4]   dead-letter MAXLEN ~ (0: none)
-// ARGV[5]   the owner's fence ("" with ordering none): if the lease holds
-//
-//	another, nothing is written and the reply is "!fenced"
-//
-// ARGV[6..] entries, each: id, kind, then by kind
-//
-//	"p" processed: dedupe id ("" for none), effect count, effects;
-//	    an effect is "x" (XADD), key index, maxlen, n, n field/value
-//	    strings; or "h" (HSET), key index, n, n field/value strings
-//	"d" dead letter: n, n field/value strings for the dead letter
-//	"a" ack only (a duplicate found before processing)
+//	KEYS[1]   the partition stream
+//	KEYS[2]   the dead-letter stream
+//	KEYS[3]   the partition's lease (checked when ARGV[5] is not empty)
+//	KEYS[4..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
+//	          ids up in; after those, every stream and hash an effect writes
+//	ARGV[1]   consumer group
+//	ARGV[2]   number of dedupe sets to look up in; 0 disables dedupe
+//	ARGV[3]   expiry of the mark set, unix ms
+//	ARGV[4]   dead-letter MAXLEN ~ (0: none)
+//	ARGV[5]   the owner's fence ("" with ordering none): if the lease holds
+//	          another, nothing is written and the reply is "!fenced"
+//	ARGV[6]   "c" to commit; "d" for a dry run that writes nothing and
+//	          replies what a commit would do now (pending is checked with
+//	          XPENDING instead of XACK)
+//	ARGV[7..] entries, each: id, kind, then by kind
+//	  "p" processed: dedupe id ("" for none), effect count, effects; an
+//	      effect is "x" (XADD), key index, maxlen, n, n field/value strings;
+//	      or "h" (HSET), key index, n, n field/value strings
+//	  "d" dead letter: n, n field/value strings (n = 0: the dead letter was
+//	      written elsewhere already; the entry is only acked)
+//	  "a" ack only (a duplicate found before processing)
 //
 // An entry's effects are written only if its XACK returns 1, so a commit
 // that runs twice, or races another worker's, writes each effect once.
@@ -45,13 +44,14 @@ local group = ARGV[1]
 local nbuckets = tonumber(ARGV[2])
 local dlqmax = tonumber(ARGV[4])
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
+local dry = ARGV[6] == 'd'
 
 -- pass 1: find where each entry starts, collect the dedupe ids and the
 -- type each written key must have
 local starts, kinds, ids = {}, {}, {}
 local want = {[dlq] = 'stream'}
 if nbuckets > 0 then want[KEYS[4]] = 'set' end
-local i = 6
+local i = 7
 while i <= #ARGV do
   local kind = ARGV[i+1]
   starts[#starts+1] = i
@@ -101,6 +101,28 @@ local function fieldargs(from, n, prefix)
   return args
 end
 
+-- a dry run: what a commit would do, writing nothing
+if dry then
+  local out = {}
+  for e = 1, #starts do
+    local s, kind = starts[e], kinds[e]
+    local did = ARGV[s+2]
+    if #redis.call('XPENDING', stream, group, ARGV[s], ARGV[s], 1) == 0 then
+      out[e] = 's'
+    elseif kind == 'a' then
+      out[e] = 'u'
+    elseif kind == 'd' then
+      out[e] = 'd'
+    elseif did ~= '' and seen[did] then
+      out[e] = 'u'
+    else
+      if did ~= '' and nbuckets > 0 then seen[did] = true end
+      out[e] = 'p'
+    end
+  end
+  return table.concat(out)
+end
+
 -- pass 2: ack each entry and write its effects
 local out, marks = {}, {}
 for e = 1, #starts do
@@ -110,6 +132,8 @@ for e = 1, #starts do
     out[e] = 's'
   elseif kind == 'a' then
     out[e] = 'u'
+  elseif kind == 'd' and ARGV[s+2] == '0' then
+    out[e] = 'd'
   elseif kind == 'd' then
     local args = {dlq}
     if dlqmax > 0 then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = dlqmax end
@@ -216,7 +240,15 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 		c.keys = append(c.keys, checkKeys...)
 		nb = len(checkKeys)
 	}
-	c.argv = append(c.argv[:0], group, nb, markExpireMs, dlqMaxLen, fence)
+	c.argv = append(c.argv[:0], group, nb, markExpireMs, dlqMaxLen, fence, "c")
+}
+
+// dryRun turns the built arguments into a dry run's, or back.
+func (c *commitArgs) dryRun(on bool) {
+	c.argv[5] = "c"
+	if on {
+		c.argv[5] = "d"
+	}
 }
 
 func (c *commitArgs) key(k string) int {

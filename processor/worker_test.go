@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -54,7 +55,12 @@ func emitHandler(ctx context.Context, m *Message) error {
 func runTestWorker(mode string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("EDDY_TEST_REDIS")})
+	var rdb redis.UniversalClient
+	if addrs := os.Getenv("EDDY_TEST_CLUSTER"); addrs != "" {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), ContextTimeoutEnabled: true})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: os.Getenv("EDDY_TEST_REDIS"), ContextTimeoutEnabled: true})
+	}
 	defer rdb.Close()
 	h := HandlerFunc(emitHandler)
 	switch mode {
@@ -146,7 +152,10 @@ func startWorker(tb testing.TB, addr, mode, consumer string, env ...string) *wor
 	tb.Helper()
 	w := &worker{exited: make(chan struct{})}
 	w.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	w.cmd.Env = append(os.Environ(), "EDDY_TEST_WORKER="+mode, "EDDY_TEST_REDIS="+addr, "EDDY_TEST_CONSUMER="+consumer)
+	w.cmd.Env = append(os.Environ(), "EDDY_TEST_WORKER="+mode, "EDDY_TEST_CONSUMER="+consumer)
+	if addr != "" {
+		w.cmd.Env = append(w.cmd.Env, "EDDY_TEST_REDIS="+addr)
+	}
 	// The race runtime sleeps 1s before exiting unless told not to; exit
 	// times are measured here.
 	w.cmd.Env = append(w.cmd.Env, "GORACE=atexit_sleep_ms=0")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -32,6 +33,15 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 	readTimeout := max(5*time.Second, minReadTimeout)
 	poolSize := 10*runtime.GOMAXPROCS(0) + 2*partitions
 	switch {
+	case strings.Contains(g.redisURL, "addr="):
+		// redis://host:port?addr=host2:port2&addr=…: Redis Cluster seeds.
+		opt, err := redis.ParseClusterURL(g.redisURL)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("redis cluster url %q: %w", g.redisURL, err)}
+		}
+		opt.ReadTimeout, opt.PoolSize, opt.ContextTimeoutEnabled = readTimeout, poolSize, true
+		c := redis.NewClusterClient(opt)
+		return &redisConn{client: c, where: fmt.Sprint(opt.Addrs), close: func() { _ = c.Close() }}, nil
 	case g.redisURL != "" || (f.Redis != nil && f.Redis.URL != ""):
 		url := g.redisURL
 		if url == "" {

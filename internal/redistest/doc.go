@@ -4,7 +4,8 @@
 // loopback port, a private data directory, waiting until the server answers
 // PING, and stopping it when the test ends. Tests use it for what miniredis
 // does not model faithfully: blocking reads, XAUTOCLAIM edge cases, Lua, and
-// crashes (Kill, Restart).
+// crashes (Kill, Restart). StartCluster starts a Redis Cluster of several
+// masters the same way, joined with redis-cli --cluster create.
 //
 // It does not own any data in those servers, does not touch a Redis it did not
 // start (never the one on the default port), and knows nothing of the engine's
