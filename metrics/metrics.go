@@ -47,6 +47,9 @@ type Metrics struct {
 	pending          *prometheus.GaugeVec // pipeline, partition
 	oldestPendingAge *prometheus.GaugeVec // pipeline, partition
 
+	owned      *prometheus.GaugeVec   // pipeline, partition: 1 while this worker owns it
+	leasesLost *prometheus.CounterVec // pipeline, partition
+
 	produced  *prometheus.CounterVec // pipeline
 	buildInfo *prometheus.GaugeVec   // version
 
@@ -116,6 +119,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			labelPipeline, labelPartition),
 		oldestPendingAge: gauge(proc, "oldest_pending_age_seconds",
 			"Age of the oldest pending entry of the partition, as last sampled; 0 when none is pending.",
+			labelPipeline, labelPartition),
+		owned: gauge(proc, "partition_owned",
+			"1 while this worker holds the partition's lease (ordering key), else 0.",
+			labelPipeline, labelPartition),
+		leasesLost: counter(proc, "leases_lost_total",
+			"Partition leases this worker found taken over (after a pause, a cut-off or a slow renewal); its work on them was fenced.",
 			labelPipeline, labelPartition),
 		produced: counter("ingest", "produced_total",
 			"Entries added to a pipeline's input stream by a producer or simulator.",

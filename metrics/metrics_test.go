@@ -34,6 +34,8 @@ func exercise(m *Metrics) {
 	m.Handled("orders", 150*time.Microsecond)
 	m.SetPartitionStats("orders", 1, 10, 4, 1500*time.Millisecond)
 	m.Produced("orders", 100)
+	m.Owned("orders", 1, true)
+	m.LeaseLost("orders", 2)
 }
 
 func TestLint(t *testing.T) {
@@ -87,6 +89,8 @@ func TestNames(t *testing.T) {
 		"eddy_processor_pending_entries":            dto.MetricType_GAUGE,
 		"eddy_processor_oldest_pending_age_seconds": dto.MetricType_GAUGE,
 		"eddy_ingest_produced_total":                dto.MetricType_COUNTER,
+		"eddy_processor_partition_owned":            dto.MetricType_GAUGE,
+		"eddy_processor_leases_lost_total":          dto.MetricType_COUNTER,
 		"eddy_build_info":                           dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
@@ -380,3 +384,21 @@ func near(a, b float64) bool {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestOwnership(t *testing.T) {
+	t.Parallel()
+	m, _ := newTest(t)
+	m.Owned("orders", 3, true)
+	if got := testutil.ToFloat64(m.owned.WithLabelValues("orders", "3")); got != 1 {
+		t.Errorf("partition_owned after Owned(true) = %v, want 1", got)
+	}
+	m.Owned("orders", 3, false)
+	if got := testutil.ToFloat64(m.owned.WithLabelValues("orders", "3")); got != 0 {
+		t.Errorf("partition_owned after Owned(false) = %v, want 0", got)
+	}
+	m.LeaseLost("orders", 3)
+	m.LeaseLost("orders", 3)
+	if got := testutil.ToFloat64(m.leasesLost.WithLabelValues("orders", "3")); got != 2 {
+		t.Errorf("leases_lost_total = %v, want 2", got)
+	}
+}

@@ -1,12 +1,31 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/eddy-streams/eddy/processor"
 )
 
-var _ processor.Observer = (*Metrics)(nil)
+var (
+	_ processor.Observer          = (*Metrics)(nil)
+	_ processor.OwnershipObserver = (*Metrics)(nil)
+)
+
+// Owned sets eddy_processor_partition_owned for a partition this worker
+// took (true) or gave up (false).
+func (m *Metrics) Owned(pipeline string, partition int, owned bool) {
+	v := 0.0
+	if owned {
+		v = 1
+	}
+	m.owned.WithLabelValues(pipeline, strconv.Itoa(partition)).Set(v)
+}
+
+// LeaseLost counts a lease this worker found taken over.
+func (m *Metrics) LeaseLost(pipeline string, partition int) {
+	m.leasesLost.WithLabelValues(pipeline, strconv.Itoa(partition)).Inc()
+}
 
 // Committed counts one commit of a partition: its processed, duplicate,
 // stale and dead-lettered entries, its duration, and each processed entry's

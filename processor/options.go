@@ -120,6 +120,15 @@ type Observer interface {
 	Handled(pipeline string, d time.Duration)
 }
 
+// OwnershipObserver, when the Observer also implements it, is told which
+// partitions this worker owns (ordering key). Calls must not block.
+type OwnershipObserver interface {
+	// Owned reports that this worker took (true) or gave up (false) a partition.
+	Owned(pipeline string, partition int, owned bool)
+	// LeaseLost reports a lease found taken over by another worker.
+	LeaseLost(pipeline string, partition int)
+}
+
 // Commit describes one committed batch.
 type Commit struct {
 	Pipeline  string

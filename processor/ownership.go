@@ -41,7 +41,13 @@ func (pt *partition) supervise(soft, hard context.Context, lanes []chan *task, f
 			continue
 		}
 		pt.log.Info("partition_acquired", zap.String("fence", fence))
+		if ob, ok := o.Observer.(OwnershipObserver); ok {
+			ob.Owned(o.Pipeline, pt.n, true)
+		}
 		pt.session(soft, hard, lanes, fail, fence)
+		if ob, ok := o.Observer.(OwnershipObserver); ok {
+			ob.Owned(o.Pipeline, pt.n, false)
+		}
 	}
 }
 
@@ -70,6 +76,9 @@ func (pt *partition) session(parentSoft, parentHard context.Context, lanes []cha
 	pt.start(fence, func(where string) {
 		lostOnce.Do(func() {
 			pt.log.Warn("partition_lease_lost", zap.String("fence", fence), zap.String("noticed_at", where))
+			if ob, ok := pt.p.o.Observer.(OwnershipObserver); ok {
+				ob.LeaseLost(pt.p.o.Pipeline, pt.n)
+			}
 			close(lost)
 			stopSoft()
 			stopHard()

@@ -79,8 +79,12 @@ func TestRebalanceOnJoinAndLeave(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	const partitions = 6
+	obs := &ownedObserver{owned: map[int]bool{}}
 	newWorker := func(name string) *Processor {
 		o := workerOptions(name, HandlerFunc(emitHandler))
+		if name == "a" {
+			o.Observer = obs
+		}
 		o.Partitions, o.SessionTimeout = partitions, time.Minute // only a graceful hand-off can be fast
 		p, err := New(c, o)
 		if err != nil {
@@ -118,6 +122,7 @@ func TestRebalanceOnJoinAndLeave(t *testing.T) {
 		own := owners(t, c, partitions)
 		return count(own, "a") == 3 && count(own, "b") == 3
 	})
+	waitFor(t, 5*time.Second, "a's observer to see 3 partitions owned", func() bool { return obs.count() == 3 })
 	// Events keep flowing to every partition after the rebalance.
 	var recs []Record
 	for i := 0; i < 300; i++ {
@@ -136,6 +141,41 @@ func TestRebalanceOnJoinAndLeave(t *testing.T) {
 	}
 	stopB()
 	wg.Wait()
+	if n := obs.count(); n != 0 {
+		t.Errorf("a's observer sees %d partitions owned after a stopped, want 0", n)
+	}
+}
+
+// ownedObserver tracks OwnershipObserver calls.
+type ownedObserver struct {
+	countingObserver
+	mu    sync.Mutex
+	owned map[int]bool
+	lost  int
+}
+
+func (o *ownedObserver) Owned(_ string, p int, owned bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.owned[p] = owned
+}
+
+func (o *ownedObserver) LeaseLost(string, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.lost++
+}
+
+func (o *ownedObserver) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, v := range o.owned {
+		if v {
+			n++
+		}
+	}
+	return n
 }
 
 // The fence itself, step by step: once another worker holds the lease, a

@@ -32,6 +32,22 @@ func (os observers) Handled(pipeline string, d time.Duration) {
 	}
 }
 
+func (os observers) Owned(pipeline string, partition int, owned bool) {
+	for _, o := range os {
+		if oo, ok := o.(processor.OwnershipObserver); ok {
+			oo.Owned(pipeline, partition, owned)
+		}
+	}
+}
+
+func (os observers) LeaseLost(pipeline string, partition int) {
+	for _, o := range os {
+		if oo, ok := o.(processor.OwnershipObserver); ok {
+			oo.LeaseLost(pipeline, partition)
+		}
+	}
+}
+
 // tally counts what every pipeline of this process did, for the summary line.
 type tally struct {
 	processed, duplicates, deadLetters, retries atomic.Int64
