@@ -9,19 +9,27 @@ import "github.com/redis/go-redis/v9"
 // (atomically, in the same script), so a worker that lost its lease while
 // paused can neither read, claim nor commit once it wakes up.
 
-// leaseAcquireScript takes a partition's lease if it is free, or held by an
-// earlier process with this consumer name (a restart), with a new token.
+// leaseAcquireScript takes a partition's lease, with a new token, if it is
+// free, held by this very process (instance), or, when ARGV[4] is "1",
+// held by an earlier process with this consumer name (a restart: the first
+// acquire after it starts). Never from another live process of the same
+// name after that, or two of them would take it from each other forever.
 //
 // KEYS[1] the lease
 // KEYS[2] the token counter
-// ARGV[1] consumer
+// ARGV[1] consumer (no "/")
 // ARGV[2] this process's instance id
 // ARGV[3] lease time, ms
+// ARGV[4] "1" if a holder with this consumer name may be replaced
 //
 // Returns {1, fence} when acquired, {0, current fence} when held by another.
 var leaseAcquireScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '/' then return {0, v} end
+if v then
+  local name, inst = string.match(v, '^([^/]*)/([^/]*)/')
+  local mine = name == ARGV[1] and (inst == ARGV[2] or ARGV[4] == '1')
+  if not mine then return {0, v} end
+end
 local fence = ARGV[1] .. '/' .. ARGV[2] .. '/' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], fence, 'PX', ARGV[3])
 return {1, fence}
@@ -48,16 +56,22 @@ return 1
 `)
 
 // fencedReadScript reads new entries for the owner of a partition, without
-// blocking (scripts cannot block).
+// blocking (scripts cannot block). It first returns entries already
+// delivered to this consumer after the last id the owner has seen (ARGV[5]):
+// those of a read whose reply was lost. go-redis retries a script whose
+// reply was lost, and the retry must not skip them.
 //
 // KEYS[1] the partition stream
 // KEYS[2] the lease
-// ARGV[1] group, ARGV[2] consumer, ARGV[3] count, ARGV[4] fence
+// ARGV[1] group, ARGV[2] consumer, ARGV[3] count, ARGV[4] fence,
+// ARGV[5] the last entry id the owner has dispatched
 //
 // Returns {"fenced"}; {"entries", entries}; or, with nothing new,
 // {"empty", id of the stream's last entry} to block on with XREAD.
 var fencedReadScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[4] then return {'fenced'} end
+local own = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], ARGV[5])
+if own and own[1] and #own[1][2] > 0 then return {'entries', own[1][2]} end
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if r and r[1] and #r[1][2] > 0 then return {'entries', r[1][2]} end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -85,4 +99,22 @@ if #r[2] > 0 and r[2][1] then
   if #p > 0 then count = p[1][4] end
 end
 return {'ok', r[1], r[2], r[3] or {}, count}
+`)
+
+// membershipScript renews a worker's membership and returns the members to
+// assign partitions to, all by Redis's clock, so that workers' clocks do not
+// matter.
+//
+// KEYS[1] the members sorted set (score: membership expiry, unix ms)
+// ARGV[1] consumer, ARGV[2] session timeout ms, ARGV[3] suspect ms
+//
+// Returns the members that renewed within the last suspect ms.
+var membershipScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], 10 * ttl)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now + ttl - tonumber(ARGV[3]), '+inf')
 `)

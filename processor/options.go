@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -165,6 +166,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Ordering != "" && o.Ordering != OrderingKey && o.Ordering != OrderingNone {
 		errs = append(errs, fmt.Errorf("processor: Options.Ordering %q: want %q or %q", o.Ordering, OrderingKey, OrderingNone))
+	}
+	if strings.Contains(o.Consumer, "/") {
+		errs = append(errs, fmt.Errorf("processor: Options.Consumer %q: must not contain '/'", o.Consumer))
 	}
 	if o.Start != "" && o.Start != StartOldest && o.Start != StartNewest {
 		errs = append(errs, fmt.Errorf("processor: Options.Start %q: want %q or %q", o.Start, StartOldest, StartNewest))

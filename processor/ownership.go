@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,13 +23,14 @@ func (pt *partition) supervise(soft, hard context.Context, lanes []chan *task, f
 		pt.session(soft, hard, lanes, fail, "")
 		return
 	}
+	owned := false // by this process yet: until then a same-name holder is an earlier incarnation
 	for soft.Err() == nil {
 		if !pt.desired.Load() {
 			pt.idle(soft)
 			continue
 		}
 		cctx, cancel := pt.p.bounded(soft)
-		fence, holder, err := acquireLease(cctx, pt.p.rdb, pt.lease, pt.token, o.Consumer, pt.p.instance, o.SessionTimeout)
+		fence, holder, err := acquireLease(cctx, pt.p.rdb, pt.lease, pt.token, o.Consumer, pt.p.instance, o.SessionTimeout, !owned)
 		cancel()
 		if err != nil {
 			pt.logReadError("lease_acquire_failed", err)
@@ -36,10 +38,16 @@ func (pt *partition) supervise(soft, hard context.Context, lanes []chan *task, f
 			continue
 		}
 		if fence == "" { // still held: its owner releases it or it expires
-			pt.log.Debug("partition_held", zap.String("holder", holder))
+			if name, _, _ := strings.Cut(holder, "/"); name == o.Consumer && owned {
+				if ok, n := pt.readLog.allow(time.Now(), 10*time.Second); ok {
+					pt.log.Error("duplicate_consumer_name", zap.String("holder", holder), zap.Int("suppressed", n),
+						zap.String("note", "another live process uses this consumer name; give each worker its own --consumer"))
+				}
+			}
 			pt.idle(soft)
 			continue
 		}
+		owned = true
 		pt.log.Info("partition_acquired", zap.String("fence", fence))
 		if ob, ok := o.Observer.(OwnershipObserver); ok {
 			ob.Owned(o.Pipeline, pt.n, true)
@@ -147,6 +155,7 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 				pt.touchInflight(hard, beat)
 				continue
 			}
+			sent := time.Now() // the lease runs from when Redis renews it, at or after this
 			cctx, cancel := pt.p.bounded(hard)
 			ok, err := renewLease(cctx, pt.p.rdb, pt.lease, pt.fence, o.SessionTimeout)
 			cancel()
@@ -155,7 +164,7 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 				pt.lose("renew")
 				return
 			case err == nil:
-				renewed = time.Now()
+				renewed = sent
 			case time.Since(renewed) >= o.SessionTimeout:
 				// The lease has surely expired: another worker may own it.
 				pt.lose("renew_timeout")
@@ -232,8 +241,12 @@ func (p *Processor) coordinate(soft context.Context) {
 
 // acquireLease takes the lease if free; it returns the new fence, or "" and
 // the current holder's fence.
-func acquireLease(ctx context.Context, rdb redis.UniversalClient, lease, token, consumer, instance string, ttl time.Duration) (fence, holder string, err error) {
-	v, err := leaseAcquireScript.Run(ctx, rdb, []string{lease, token}, consumer, instance, ttl.Milliseconds()).Slice()
+func acquireLease(ctx context.Context, rdb redis.UniversalClient, lease, token, consumer, instance string, ttl time.Duration, replaceSameName bool) (fence, holder string, err error) {
+	replace := "0"
+	if replaceSameName {
+		replace = "1"
+	}
+	v, err := leaseAcquireScript.Run(ctx, rdb, []string{lease, token}, consumer, instance, ttl.Milliseconds(), replace).Slice()
 	if err != nil {
 		return "", "", err
 	}
@@ -258,7 +271,8 @@ func releaseLease(ctx context.Context, rdb redis.UniversalClient, lease, fence s
 }
 
 // heartbeatMember renews consumer's membership, drops expired members and
-// returns those that renewed within the last suspect, in one round trip.
+// returns those that renewed within the last suspect, in one round trip, by
+// Redis's clock (membershipScript).
 //
 // Two clocks: a member's leases last ttl after its last renewal (that is
 // what keeps ownership safe), but a member silent for suspect (a few
@@ -266,18 +280,5 @@ func releaseLease(ctx context.Context, rdb redis.UniversalClient, lease, fence s
 // failure soon after a first does not hand partitions to a worker that is
 // already dead, doubling the time they go unowned.
 func heartbeatMember(ctx context.Context, rdb redis.UniversalClient, key, consumer string, ttl, suspect time.Duration) ([]string, error) {
-	now := time.Now().UnixMilli()
-	fresh := now + ttl.Milliseconds() - suspect.Milliseconds()
-	var live *redis.StringSliceCmd
-	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(now + ttl.Milliseconds()), Member: consumer})
-		p.ZRemRangeByScore(ctx, key, "-inf", fmt.Sprint(now))
-		p.PExpire(ctx, key, 10*ttl)
-		live = p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: fmt.Sprint(fresh), Max: "+inf"})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return live.Val(), nil
+	return membershipScript.Run(ctx, rdb, []string{key}, consumer, ttl.Milliseconds(), suspect.Milliseconds()).StringSlice()
 }

@@ -191,19 +191,19 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	}
 	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}})
 
-	old, _, err := acquireLease(ctx, c, lease, token, "zombie", "i1", 200*time.Millisecond)
+	old, _, err := acquireLease(ctx, c, lease, token, "zombie", "i1", 200*time.Millisecond, true)
 	if err != nil || old == "" {
 		t.Fatalf("acquireLease = %q, %v", old, err)
 	}
-	entries, _, fenced, err := fencedRead(ctx, c, "in", lease, "t", "zombie", 1, old)
+	entries, _, fenced, err := fencedRead(ctx, c, "in", lease, "t", "zombie", 1, old, "0-0")
 	if err != nil || fenced || len(entries) != 1 {
 		t.Fatalf("fencedRead with a valid fence = %v %v %v, want one entry", entries, fenced, err)
 	}
-	if _, holder, _ := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute); holder != old {
+	if _, holder, _ := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute, true); holder != old {
 		t.Fatalf("another worker took a held lease (holder %q)", holder)
 	}
 	time.Sleep(300 * time.Millisecond) // the zombie's lease expires
-	fresh, _, err := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute)
+	fresh, _, err := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute, true)
 	if err != nil || fresh == "" || fresh == old {
 		t.Fatalf("acquireLease after expiry = %q, %v; want a new fence", fresh, err)
 	}
@@ -225,7 +225,7 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	if n := pendingCount(t, c, "in"); n != 1 {
 		t.Errorf("pending after a fenced commit = %d, want the entry still pending", n)
 	}
-	if _, _, fenced, _ := fencedRead(ctx, c, "in", lease, "t", "zombie", 10, old); !fenced {
+	if _, _, fenced, _ := fencedRead(ctx, c, "in", lease, "t", "zombie", 10, old, "0-0"); !fenced {
 		t.Error("a read with a stale fence was not fenced")
 	}
 	if r, _ := fencedClaim(ctx, c, "in", lease, "t", "zombie", "0-0", old); !r.fenced {
@@ -244,5 +244,44 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	a.processed(r.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
 	if reply, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || reply != "p" {
 		t.Fatalf("the owner's commit = %q, %v; want p", reply, err)
+	}
+}
+
+// The dry run that precedes a commit on Redis Cluster answers as the commit
+// would: a repeated id in one batch is stale the second time, and a missing
+// group makes every entry stale instead of an error retried forever.
+func TestDryRunAgreesWithCommit(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}})
+	es, _ := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	build := func(dry bool) *commitArgs {
+		var a commitArgs
+		a.reset("in", "in:dlq", leaseKey("in", 0, 1, "t"), "", "t", "", nil, 0, 0)
+		a.processed(es[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+		a.processed(es[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+		a.dryRun(dry)
+		return &a
+	}
+	a := build(true)
+	dry, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text()
+	if err != nil || dry != "ps" {
+		t.Fatalf("dry run = %q, %v; want ps", dry, err)
+	}
+	if n := xlen(t, c, "out"); n != 0 {
+		t.Errorf("a dry run wrote %d outputs", n)
+	}
+	a = build(false)
+	if real, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || real != dry {
+		t.Errorf("commit = %q, %v; want the dry run's %q", real, err, dry)
+	}
+	c.Del(ctx, "in")
+	a = build(true)
+	if dry, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || dry != "ss" {
+		t.Errorf("dry run without the group = %q, %v; want ss", dry, err)
 	}
 }

@@ -37,6 +37,8 @@ type partition struct {
 	// ends the session at once, when the lease is found lost.
 	fence string
 	lose  func(where string)
+	// seen is the highest entry id the session has dispatched (owner only).
+	seen string
 
 	// results carries handled tasks to the committer.
 	results chan *task
@@ -69,7 +71,7 @@ func newPartition(p *Processor, n int) *partition {
 
 // start makes the state of one session.
 func (pt *partition) start(fence string, lose func(string)) {
-	pt.fence, pt.lose = fence, lose
+	pt.fence, pt.lose, pt.seen = fence, lose, "0-0"
 	pt.results = make(chan *task, pt.p.o.MaxInflight)
 	pt.sem = semaphore.NewWeighted(int64(pt.p.o.MaxInflight))
 	pt.mu.Lock()
@@ -169,8 +171,9 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 // first every entry pending in the partition, whoever holds it (the
 // previous owner's unfinished work), one at a time and oldest first; then
 // new entries. Reads and claims check the lease in the same script, so once
-// it is lost nothing more is read. After a read whose reply may have been
-// lost, the pending entries are taken over again before anything newer.
+// it is lost nothing more is read. Each read first returns entries already
+// delivered to this consumer that it has not seen (a read whose reply was
+// lost), so they are not overtaken by later ones.
 func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
 	o := pt.p.o
 	takeover, failures := true, 0
@@ -182,6 +185,9 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			}
 			if err != nil {
 				failures++
+				if isNoGroup(err) {
+					_ = ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
+				}
 				pt.logReadError("take_over_failed", err)
 				wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 				continue
@@ -192,7 +198,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			return
 		}
 		cctx, cancel := pt.p.bounded(hard)
-		entries, last, fenced, err := fencedRead(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence)
+		entries, last, fenced, err := fencedRead(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
 		cancel()
 		pt.sem.Release(int64(o.BatchSize - len(entries)))
 		switch {
@@ -201,20 +207,25 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			return
 		case err != nil && isNoGroup(err):
 			pt.log.Warn("group_missing_recreating", zap.Error(err))
-			_ = ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
+			if err := ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start); err != nil && !pt.retryable(err) {
+				fail(err)
+				return
+			}
+			failures++
+			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
 		case err != nil && !pt.retryable(err):
 			fail(fmt.Errorf("read %s: %w", pt.stream, err))
 			return
 		case err != nil:
 			failures++
-			takeover = true
 			pt.logReadError("read_failed", err)
 			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
 		}
 		failures = 0
 		if len(entries) > 0 {
+			pt.seen = entries[len(entries)-1].id
 			pt.dispatch(hard, hard, lanes, entries, nil)
 			continue
 		}
@@ -234,9 +245,21 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 }
 
 // takeOver claims every entry pending in the partition, one at a time and
-// oldest first, and waits for each to be committed. It returns false when
-// the lease was lost or the session is stopping.
+// oldest first, and waits for each to be committed. It passes over the
+// pending list until a pass finds nothing: an entry whose claim reply was
+// lost is this consumer's then, and the next pass finds it. It returns
+// false when the lease was lost or the session is stopping.
 func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (bool, error) {
+	for {
+		found, ok, err := pt.takeOverPass(soft, hard, lanes)
+		if !ok || err != nil || found == 0 {
+			return ok, err
+		}
+	}
+}
+
+// takeOverPass is one pass of takeOver; it returns how many entries it took.
+func (pt *partition) takeOverPass(soft, hard context.Context, lanes []chan *task) (int, bool, error) {
 	o := pt.p.o
 	cursor, total := "0-0", 0
 	defer func() {
@@ -249,11 +272,11 @@ func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (b
 		r, err := fencedClaim(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, cursor, pt.fence)
 		cancel()
 		if err != nil {
-			return true, err
+			return total, true, err
 		}
 		if r.fenced {
 			pt.lose("claim")
-			return false, nil
+			return total, false, nil
 		}
 		if len(r.deleted) > 0 {
 			pt.log.Warn("pending_entries_deleted_from_stream", zap.Int("count", len(r.deleted)), zap.Strings("entry_ids", r.deleted))
@@ -263,16 +286,19 @@ func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (b
 				continue
 			}
 			total++
+			if IDAfter(e.id, pt.seen) {
+				pt.seen = e.id
+			}
 			if !pt.dispatchSerial(soft, hard, hard, lanes, e) {
-				return false, nil
+				return total, false, nil
 			}
 		}
 		if r.next == "0-0" || r.next == "" {
-			return true, nil
+			return total, true, nil
 		}
 		cursor = r.next
 	}
-	return false, nil
+	return total, false, nil
 }
 
 // retryable reports whether err may go away by itself (a connection

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -231,6 +232,22 @@ func parseEntries(v any) ([]entry, error) {
 	return out, nil
 }
 
+// IDAfter reports whether stream id a ("<ms>-<seq>") comes after b.
+func IDAfter(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) > len(bm)
+	}
+	if am != bm {
+		return am > bm
+	}
+	if len(as) != len(bs) {
+		return len(as) > len(bs)
+	}
+	return as > bs
+}
+
 // idTime returns the time encoded in a stream id ("<ms>-<seq>").
 func idTime(id string) time.Time {
 	for i := 0; i < len(id); i++ {
@@ -334,8 +351,8 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLe
 
 // fencedRead reads up to count new entries if the lease still holds fence.
 // With nothing new it returns the id of the stream's last entry, to wait on.
-func fencedRead(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence string) (entries []entry, last string, fenced bool, err error) {
-	v, err := fencedReadScript.Run(ctx, rdb, []string{stream, lease}, group, consumer, count, fence).Result()
+func fencedRead(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence, seen string) (entries []entry, last string, fenced bool, err error) {
+	v, err := fencedReadScript.Run(ctx, rdb, []string{stream, lease}, group, consumer, count, fence, seen).Result()
 	if err != nil {
 		return nil, "", false, err
 	}

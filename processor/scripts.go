@@ -103,11 +103,13 @@ end
 
 -- a dry run: what a commit would do, writing nothing
 if dry then
-  local out = {}
+  local out, acked = {}, {}
   for e = 1, #starts do
     local s, kind = starts[e], kinds[e]
     local did = ARGV[s+2]
-    if #redis.call('XPENDING', stream, group, ARGV[s], ARGV[s], 1) == 0 then
+    -- a missing group or stream is what XACK would answer 0 to
+    local p = redis.pcall('XPENDING', stream, group, ARGV[s], ARGV[s], 1)
+    if type(p) ~= 'table' or p.err or #p == 0 or acked[ARGV[s]] then
       out[e] = 's'
     elseif kind == 'a' then
       out[e] = 'u'
@@ -119,6 +121,7 @@ if dry then
       if did ~= '' and nbuckets > 0 then seen[did] = true end
       out[e] = 'p'
     end
+    acked[ARGV[s]] = true
   end
   return table.concat(out)
 end

@@ -106,16 +106,23 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 }
 
 // Members lists the live workers of the pipeline's group (ordering key).
+// Expiry times are Redis's clock, as membership is.
 func (p *Processor) Members(ctx context.Context) ([]Member, error) {
+	now, err := p.rdb.Time(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("members of %s: %w", p.o.Pipeline, err)
+	}
 	zs, err := p.rdb.ZRangeByScoreWithScores(ctx, membersKey(p.o.Stream, p.o.Group), &redis.ZRangeBy{
-		Min: strconv.FormatInt(p.o.Now().UnixMilli(), 10), Max: "+inf",
+		Min: strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("members of %s: %w", p.o.Pipeline, err)
 	}
 	out := make([]Member, len(zs))
 	for i, z := range zs {
-		out[i] = Member{Consumer: fmt.Sprint(z.Member), Expires: time.UnixMilli(int64(z.Score))}
+		// Expires in this machine's clock: now plus what is left by Redis's.
+		left := time.Duration(int64(z.Score)-now.UnixMilli()) * time.Millisecond
+		out[i] = Member{Consumer: fmt.Sprint(z.Member), Expires: time.Now().Add(left)}
 	}
 	return out, nil
 }

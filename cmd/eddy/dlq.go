@@ -98,7 +98,7 @@ func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) b
 			fmt.Fprintf(t.g.stderr, "eddy: %s: entry %s is not an eddy dead letter; skipped\n", t.stream, id)
 		}
 		for _, d := range page {
-			if idAfter(d.ID, stop) {
+			if processor.IDAfter(d.ID, stop) {
 				return nil
 			}
 			if (d.Pipeline != "" && d.Pipeline != t.pipeline) || !match(d) {
@@ -109,27 +109,11 @@ func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) b
 				return err
 			}
 		}
-		if last == "" || last == stop || idAfter(last, stop) {
+		if last == "" || last == stop || processor.IDAfter(last, stop) {
 			return nil
 		}
 		after = last
 	}
-}
-
-// idAfter reports whether stream id a comes after b.
-func idAfter(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	if len(am) != len(bm) {
-		return len(am) > len(bm)
-	}
-	if am != bm {
-		return am > bm
-	}
-	if len(as) != len(bs) {
-		return len(as) > len(bs)
-	}
-	return as > bs
 }
 
 func reasonFilter(reason string) func(processor.DeadLetter) bool {

@@ -1,0 +1,196 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redistest"
+)
+
+// dropProxy forwards TCP to addr; when armed, it cuts the connection of
+// the first reply that starts a fenced read's "entries" answer, after
+// Redis has run the script (so the entries are delivered, the reply lost).
+type dropProxy struct {
+	ln    net.Listener
+	armed atomic.Int32 // cut the n-th entries reply (1 = next)
+	seen  atomic.Int32
+}
+
+func newDropProxy(tb testing.TB, addr string) *dropProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a test proxy
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &dropProxy{ln: ln}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			var once sync.Once
+			kill := func() { once.Do(func() { c.Close(); s.Close() }) }
+			go func() { _, _ = io.Copy(s, c); kill() }()
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						if bytes.Contains(buf[:n], []byte("$7\r\nentries\r\n")) {
+							if k := p.seen.Add(1); k == p.armed.Load() {
+								kill()
+								return
+							}
+						}
+						if _, err := c.Write(buf[:n]); err != nil {
+							kill()
+							return
+						}
+					}
+					if err != nil {
+						kill()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// One lost reply of a fenced read (the connection cut after Redis ran the
+// script): go-redis retries EVALSHA by itself, and the retry used to read
+// the NEXT batch, leaving the first delivered but unseen while later
+// entries of its keys were processed. The read now returns such entries
+// first.
+func TestLostFencedReadReplyKeepsOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const keys, per = 5, 40
+	produce(t, c, 1, interleaved(keys, per))
+	px := newDropProxy(t, srv.Addr())
+	px.armed.Store(3) // the third read's reply is lost
+	rdb := redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	o := workerOptions("w", HandlerFunc(emitHandler))
+	o.BatchSize, o.MaxInflight = 10, 10
+	p, err := New(rdb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, 20*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
+	if px.seen.Load() < 3 {
+		t.Fatalf("the proxy saw %d read replies, cut none: the test did not lose a reply", px.seen.Load())
+	}
+	out := xlen(t, c, "out")
+	pend := pendingCount(t, c, "in")
+	byKey, _ := outputsByKey(t, c)
+	stop()
+	<-done
+	t.Logf("%d of %d outputs, %d entries pending, after one lost read reply", out, keys*per, pend)
+	for k, seqs := range byKey {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Errorf("key %s: outputs %v: a gap, order broken", k, seqs)
+				break
+			}
+		}
+	}
+	if pend > 0 {
+		t.Errorf("%d entries left pending and unhandled by the partition's only owner", pend)
+	}
+}
+
+// Two live processes that share a consumer name (a misconfiguration, or
+// "hostname-pid" in two containers) used to take the lease from each other
+// without end, every takeover adding a delivery to every pending entry
+// until they were dead-lettered unhandled. Only a process's first acquire
+// may replace a same-name holder (a restart).
+func TestSameConsumerNameDoesNotPingPong(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const keys, per = 20, 100
+	produce(t, c, 1, interleaved(keys, per))
+	obs := &countingObserver{}
+	slow := HandlerFunc(func(ctx context.Context, m *Message) error {
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return emitHandler(ctx, m)
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		o := workerOptions("same", slow)
+		o.Observer = obs
+		p, err := New(c, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	}
+	waitFor(t, 20*time.Second, "every entry", func() bool { return obs.processed.Load() >= keys*per })
+	stop()
+	wg.Wait()
+	tok, _ := c.Get(context.Background(), tokenKey("in", 0, 1, "t")).Int()
+	t.Logf("fencing token after 4s: %d (owners changed %d times); processed %d of %d; dead letters max_deliveries=%d",
+		tok, tok-1, obs.processed.Load(), keys*per, obs.deadLetters(ReasonMaxDeliveries))
+	if tok > 3 {
+		t.Errorf("lease changed hands %d times between two live processes", tok-1)
+	}
+	if n := obs.deadLetters(ReasonMaxDeliveries); n != 0 {
+		t.Errorf("%d entries dead-lettered as max_deliveries, want 0", n)
+	}
+}
+
+// Membership runs on Redis's clock: a worker's clock cannot make a live
+// worker look dead (left out of the assignment) or a dead one alive.
+func TestMembershipUsesRedisClock(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	key := membersKey("in", "t")
+	ttl, suspect := 1500*time.Millisecond, 600*time.Millisecond
+	if _, err := heartbeatMember(ctx, c, key, "d", ttl, suspect); err != nil {
+		t.Fatal(err)
+	}
+	score := c.ZScore(ctx, key, "d").Val()
+	now := c.Time(ctx).Val()
+	if left := time.Duration(int64(score)-now.UnixMilli()) * time.Millisecond; left < ttl-200*time.Millisecond || left > ttl {
+		t.Errorf("membership expires %v after Redis's now, want about %v", left, ttl)
+	}
+	live, _ := heartbeatMember(ctx, c, key, "a", ttl, suspect)
+	if len(live) != 2 {
+		t.Errorf("members right after both renewed = %v, want a and d", live)
+	}
+	time.Sleep(suspect + 100*time.Millisecond) // d stops renewing
+	live, _ = heartbeatMember(ctx, c, key, "a", ttl, suspect)
+	if len(live) != 1 || live[0] != "a" {
+		t.Errorf("members after d missed its heartbeats = %v, want only a", live)
+	}
+	time.Sleep(ttl)
+	_, _ = heartbeatMember(ctx, c, key, "a", ttl, suspect)
+	if c.ZScore(ctx, key, "d").Err() == nil {
+		t.Error("d's membership outlived the session timeout")
+	}
+}
