@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/eddy-streams/eddy/pipelines"
 )
@@ -43,4 +46,40 @@ func selectPipelines(f *pipelines.File, names []string) ([]*pipelines.Pipeline, 
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// setup is how every command on pipelines starts: load and validate the
+// file, pick the pipelines named (all when none), build the logger.
+func setup(g *globals, file string, names []string) (*pipelines.File, []*pipelines.Pipeline, *zap.Logger, error) {
+	f, err := loadConfig(g, file)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ps, err := selectPipelines(f, names)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return f, ps, log, nil
+}
+
+// connect opens the Redis a command other than run works on: a real one
+// (the embedded Redis lives only inside eddy run) that answers.
+func connect(ctx context.Context, g *globals, f *pipelines.File, log *zap.Logger, command string) (*redisConn, error) {
+	conn, err := openRedis(ctx, g, f, 0, 0, log)
+	if err != nil {
+		return nil, err
+	}
+	if conn.embedded {
+		conn.close()
+		return nil, usageError{fmt.Errorf("%s works on a Redis: give --redis URL or a redis section in the config (the embedded one lives only inside eddy run)", command)}
+	}
+	if err := conn.ping(ctx); err != nil {
+		conn.close()
+		return nil, err
+	}
+	return conn, nil
 }

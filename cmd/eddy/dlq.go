@@ -39,28 +39,12 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 	if pipeline == "" {
 		return nil, usageError{errors.New("--pipeline NAME is required")}
 	}
-	f, err := loadConfig(g, file)
+	f, ps, log, err := setup(g, file, []string{pipeline})
 	if err != nil {
 		return nil, err
 	}
-	ps, err := selectPipelines(f, []string{pipeline})
+	conn, err := connect(ctx, g, f, log, "dlq")
 	if err != nil {
-		return nil, err
-	}
-	log, err := g.logger()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := openRedis(ctx, g, f, 0, 0, log)
-	if err != nil {
-		return nil, err
-	}
-	if conn.embedded {
-		conn.close()
-		return nil, usageError{errors.New("dead letters live in a Redis: give --redis URL or a redis section in the config")}
-	}
-	if err := conn.ping(ctx); err != nil {
-		conn.close()
 		return nil, err
 	}
 	proc, err := processor.New(conn.client, ps[0].Options()) // for the defaults, not to run

@@ -35,15 +35,7 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 			if batch < 1 {
 				return usageError{fmt.Errorf("--batch %d: must be at least 1", batch)}
 			}
-			f, err := loadConfig(g, file)
-			if err != nil {
-				return err
-			}
-			ps, err := selectPipelines(f, []string{pipeline})
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
+			f, ps, log, err := setup(g, file, []string{pipeline})
 			if err != nil {
 				return err
 			}
@@ -56,17 +48,11 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 				defer fh.Close() //nolint:errcheck // read-only file
 				in = fh
 			}
-			conn, err := openRedis(cmd.Context(), g, f, 0, 0, log)
+			conn, err := connect(cmd.Context(), g, f, log, "produce")
 			if err != nil {
 				return err
 			}
 			defer conn.close()
-			if conn.embedded {
-				return usageError{errors.New("produce needs a Redis: give --redis URL or a redis section in the config (the embedded one lives only inside `eddy run`)")}
-			}
-			if err := conn.ping(cmd.Context()); err != nil {
-				return err
-			}
 			res, err := produce(cmd.Context(), ps[0], processor.NewProducer(conn.client, ps[0].Input.Stream, ps[0].Input.Partitions, 0), in, batch, log)
 			note := ""
 			if res.interrupted {

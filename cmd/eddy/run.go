@@ -33,15 +33,7 @@ in-memory Redis and the config's simulators feed it: a demo that needs nothing
 installed. Its data is lost on exit.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := loadConfig(g, file)
-			if err != nil {
-				return err
-			}
-			ps, err := selectPipelines(f, names)
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
+			f, ps, log, err := setup(g, file, names)
 			if err != nil {
 				return err
 			}

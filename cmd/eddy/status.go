@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -55,29 +54,15 @@ func statusCommand(g *globals) *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f, err := loadConfig(g, file)
+			f, ps, log, err := setup(g, file, names)
 			if err != nil {
 				return err
 			}
-			ps, err := selectPipelines(f, names)
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			conn, err := openRedis(ctx, g, f, 0, 0, log)
+			conn, err := connect(ctx, g, f, log, "status")
 			if err != nil {
 				return err
 			}
 			defer conn.close()
-			if conn.embedded {
-				return usageError{errors.New("status reads a Redis: give --redis URL or a redis section in the config")}
-			}
-			if err := conn.ping(ctx); err != nil {
-				return err
-			}
 			var out statusJSON
 			for _, p := range ps {
 				st, err := pipelineStatusOf(cmd, conn, p)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,33 +129,11 @@ func (c *Cluster) newClient() *redis.ClusterClient {
 // free too: Start's kernel-chosen port may be neither.
 func startClusterNode(tb testing.TB, bin string) *Server {
 	tb.Helper()
-	dir := tb.TempDir() // removed after the node is stopped: cleanups run last-in first-out
-	s := &Server{
-		bin:     bin,
-		dir:     dir,
-		logPath: filepath.Join(dir, "redis-server.log"),
-		args: []string{
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-node-timeout", clusterNodeTimeout,
-		},
-	}
-	tb.Cleanup(s.stop)
-	for attempt := 1; ; attempt++ {
-		port, err := freeClusterPort()
-		if err != nil {
-			tb.Fatalf("redistest: find a free cluster port: %v", err)
-		}
-		s.port = port
-		err = s.start()
-		if err == nil {
-			return s
-		}
-		// A taken bus port is logged as "Address already in use" too.
-		if !errors.Is(err, errPortInUse) || attempt == portAttempts {
-			tb.Fatalf("redistest: start cluster node: %v", err)
-		}
-	}
+	dir := tb.TempDir()
+	return startOn(tb, bin, dir, freeClusterPort,
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+		"--cluster-node-timeout", clusterNodeTimeout)
 }
 
 // freeClusterPort asks the kernel for free loopback ports until it gets one,

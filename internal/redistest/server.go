@@ -81,16 +81,22 @@ func Start(tb testing.TB, args ...string) *Server {
 	if err != nil {
 		tb.Fatal("redistest: redis-server not found; install it (apt-get install -y redis-server) — .ci/run does")
 	}
-	dir := tb.TempDir() // removed after the server is stopped: cleanups run last-in first-out
+	return startOn(tb, bin, tb.TempDir(), freePort, args...)
+}
+
+// startOn starts a server with data directory dir on a port from pick,
+// trying another port when the one picked turns out to be taken.
+func startOn(tb testing.TB, bin, dir string, pick func() (int, error), args ...string) *Server {
+	tb.Helper()
 	s := &Server{
 		bin:     bin,
-		dir:     dir,
+		dir:     dir, // a TempDir, removed after the server is stopped: cleanups run last-in first-out
 		logPath: filepath.Join(dir, "redis-server.log"),
 		args:    args,
 	}
 	tb.Cleanup(s.stop)
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := pick()
 		if err != nil {
 			tb.Fatalf("redistest: find a free port: %v", err)
 		}
@@ -99,6 +105,7 @@ func Start(tb testing.TB, args ...string) *Server {
 		if err == nil {
 			return s
 		}
+		// A taken cluster bus port is logged as "Address already in use" too.
 		if !errors.Is(err, errPortInUse) || attempt == portAttempts {
 			tb.Fatalf("redistest: start redis-server: %v", err)
 		}
