@@ -46,6 +46,6 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("reclaim", func(t *testing.T) {
 		flush(t)
-		testReclaimAfterSIGKILL(t, c, env)
+		testReclaimAfterSIGKILL(t, c, env, true)
 	})
 }

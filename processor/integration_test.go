@@ -72,10 +72,16 @@ func xlen(tb testing.TB, c redis.Cmdable, stream string) int64 {
 // in stream order, and the number of outputs per dedupe id.
 func outputsByKey(tb testing.TB, c redis.Cmdable) (map[string][]int, map[string]int) {
 	tb.Helper()
+	return outputsOf(tb, c, "out")
+}
+
+// outputsOf is outputsByKey for any output stream.
+func outputsOf(tb testing.TB, c redis.Cmdable, stream string) (map[string][]int, map[string]int) {
+	tb.Helper()
 	byKey, byID := map[string][]int{}, map[string]int{}
 	start := "-"
 	for {
-		es, err := c.XRangeN(context.Background(), "out", start, "+", 10000).Result()
+		es, err := c.XRangeN(context.Background(), stream, start, "+", 10000).Result()
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -293,12 +299,16 @@ func TestCrashBetweenHandleAndCommit(t *testing.T) {
 // lost and nothing doubled.
 func TestReclaimAfterSIGKILL(t *testing.T) {
 	srv := redistest.Start(t)
-	testReclaimAfterSIGKILL(t, srv.Client(t), "EDDY_TEST_REDIS="+srv.Addr())
+	testReclaimAfterSIGKILL(t, srv.Client(t), "EDDY_TEST_REDIS="+srv.Addr(), false)
 }
 
 // testReclaimAfterSIGKILL runs worker processes that reach Redis as env
-// says (EDDY_TEST_REDIS=addr or EDDY_TEST_CLUSTER=addr,addr,…).
-func testReclaimAfterSIGKILL(t *testing.T, c redis.UniversalClient, env string) {
+// says (EDDY_TEST_REDIS=addr or EDDY_TEST_CLUSTER=addr,addr,…). With
+// cluster, "out" lives in another slot than the partition: it is written
+// before the commit, at least once, and checked after dedupe by event id,
+// as a downstream consumer would; "{in}:out" shares the partition's slot
+// and must come out exactly once either way.
+func testReclaimAfterSIGKILL(t *testing.T, c redis.UniversalClient, env string, cluster bool) {
 	const keys, per = 50, 40
 	recs := interleaved(keys, per)
 	produce(t, c, 1, recs)
@@ -323,15 +333,28 @@ func testReclaimAfterSIGKILL(t *testing.T, c redis.UniversalClient, env string) 
 	if code := b.exitCode(t, 10*time.Second); code != 0 {
 		t.Fatalf("worker b exit code = %d; stderr:\n%s", code, b.stderr.String())
 	}
-	byKey, _ := outputsByKey(t, c)
-	for k := 0; k < keys; k++ {
-		if got := len(byKey["k"+strconv.Itoa(k)]); got != per {
-			t.Errorf("outputs of k%d = %d, want %d", k, got, per)
+	sameSlot, _ := outputsOf(t, c, "{in}:out")
+	checkExactlyInOrder(t, sameSlot, keys, per)
+	byKey, byID := outputsByKey(t, c)
+	if cluster {
+		doubled := 0
+		for _, n := range byID {
+			doubled += n - 1
+		}
+		t.Logf("outputs in another slot written twice across the kill: %d (at least once, by design)", doubled)
+		for k, seqs := range byKey { // what a consumer deduplicating by id sees
+			seen := map[int]bool{}
+			var first []int
+			for _, s := range seqs {
+				if !seen[s] {
+					seen[s] = true
+					first = append(first, s)
+				}
+			}
+			byKey[k] = first
 		}
 	}
-	// Orphans were handled one by one after the takeover, oldest first, so
-	// each key's outputs are complete; the order across the kill is
-	// guaranteed by partition ownership (issue 3), not checked here.
+	checkExactlyInOrder(t, byKey, keys, per)
 	if n := xlen(t, c, "in:dlq"); n != 0 {
 		t.Errorf("dead letters = %d, want 0", n)
 	}
