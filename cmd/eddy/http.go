@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,13 @@ import (
 )
 
 // httpServer serves /metrics, /healthz (the process is up) and /readyz
-// (the pipelines have started and Redis answers).
+// (the pipelines have started and Redis answers), and with pprof set the
+// Go profiler under /debug/pprof/.
 type httpServer struct {
 	addr  string
 	reg   *prometheus.Registry
 	rdb   redis.UniversalClient
+	pprof bool
 	ready atomic.Bool
 }
 
@@ -44,6 +47,13 @@ func (s *httpServer) Run(ctx context.Context) error {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	var lc net.ListenConfig
+	if s.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("http.addr %s: %w", s.addr, err)

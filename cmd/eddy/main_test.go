@@ -182,7 +182,7 @@ func TestDemoOnEmbeddedRedis(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	cfg := writeFile(t, "demo.yaml", string(demo)+"\nhttp:\n  addr: "+addr+"\n")
-	p := startEddy(t, "run", "-c", cfg)
+	p := startEddy(t, "run", "-c", cfg, "--pprof")
 	series := []string{
 		"eddy_processor_processed_total", "eddy_processor_duplicates_total", "eddy_processor_retries_total",
 		"eddy_processor_dead_letters_total", "eddy_processor_end_to_end_latency_seconds_count",
@@ -208,6 +208,10 @@ func TestDemoOnEmbeddedRedis(t *testing.T) {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %v %v, want 200", resp, err)
+	}
+	resp, err = http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/debug/pprof/heap with --pprof = %v %v, want 200", resp, err)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t, 15*time.Second); code != 0 {

@@ -207,6 +207,9 @@ func TestReadyzWithManyPartitions(t *testing.T) {
 	if fails > 0 {
 		t.Errorf("/readyz failed %d of 10 times on a healthy idle worker", fails)
 	}
+	if code, err := httpGet("http://" + addr + "/debug/pprof/"); err != nil || code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without --pprof = %d %v, want 404", code, err)
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t, 20*time.Second)
 }

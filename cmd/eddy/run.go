@@ -19,6 +19,7 @@ import (
 
 func runCommand(g *globals) *cobra.Command {
 	var file, consumer, httpAddr string
+	var withPprof bool
 	var names []string
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
@@ -44,18 +45,19 @@ installed. Its data is lost on exit.`,
 			if cmd.Flags().Changed("http") {
 				f.HTTP.Addr = httpAddr
 			}
-			return run(cmd.Context(), g, f, ps, consumer, log)
+			return run(cmd.Context(), g, f, ps, consumer, withPprof, log)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
 	fl.StringSliceVar(&names, "pipeline", nil, "run only these pipelines (repeat or comma-separate; default all)")
+	fl.BoolVar(&withPprof, "pprof", false, "serve the Go profiler (CPU, heap, allocations) under /debug/pprof/ on the HTTP listener")
 	fl.StringVar(&httpAddr, "http", "", "listen address for /metrics, /healthz, /readyz, overriding http.addr (off: none); one per worker on a machine")
 	fl.StringVar(&consumer, "consumer", "", "consumer name, stable across restarts so that a restarted worker finishes its own pending entries (default <hostname>-<pid>)")
 	return cmd
 }
 
-func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pipeline, consumer string, log *zap.Logger) error {
+func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pipeline, consumer string, withPprof bool, log *zap.Logger) error {
 	maxBlock, partitions := time.Duration(0), 0
 	for _, p := range ps {
 		maxBlock = max(maxBlock, p.Block)
@@ -91,7 +93,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	grp, gctx := errgroup.WithContext(ctx)
 	var srv *httpServer
 	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
-		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client}
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: withPprof}
 		grp.Go(func() error { return srv.Run(gctx) })
 	}
 	for _, proc := range procs {
