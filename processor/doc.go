@@ -32,18 +32,24 @@
 //     replay from the dead-letter stream is processed again.
 //   - The process crashes, or shutdown passes its hard deadline: nothing of the
 //     entry's uncommitted effects exists in Redis, and the entry stays in the
-//     pending-entries list. Its owner re-reads it on restart; any other worker
-//     takes it over with XAUTOCLAIM once it has been idle for ReclaimAfter.
-//     Each delivery counts as an attempt: an entry delivered more than
-//     MaxAttempts times (a poison entry that kills the worker) is
+//     pending-entries list. With ordering "key", the partition's next owner
+//     (the restarted worker at once, another once the lease has expired) takes
+//     every pending entry over, oldest first, before reading new ones; with
+//     "none", another worker reclaims it with XAUTOCLAIM once it has been idle
+//     for ReclaimAfter. Each delivery counts as an attempt: an entry delivered
+//     more than MaxAttempts times (a poison entry that kills the worker) is
 //     dead-lettered with reason "max_deliveries" without calling the handler.
+//   - The worker loses the partition's lease (paused past SessionTimeout, cut
+//     off): its reads, claims and commits are fenced, so nothing of what it
+//     was doing is written; the entries are the next owner's, as above.
 //
 // An entry's effects are applied only by the commit that acks it (XACK
 // returns 1): if two workers ever finish the same entry, the second commit
 // writes nothing. So a lost commit reply can be retried safely, and a
 // redelivered entry never doubles an effect, with or without dedupe.
 //
-// Outputs and state hashes that live in another Redis Cluster slot than the
-// partition cannot be part of the same script; see the README's "Redis
-// Cluster" section for what changes then.
+// On Redis Cluster, outputs, state hashes and a dead-letter stream in
+// another slot than the partition cannot be part of the script: they are
+// written just before it, for the entries a dry run of it says will commit,
+// and so at least once (see the README's "Redis Cluster" section).
 package processor

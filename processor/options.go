@@ -68,11 +68,13 @@ type Options struct {
 	Backoff time.Duration
 	// MaxBackoff caps the wait between attempts. Default 10s.
 	MaxBackoff time.Duration
-	// ReclaimAfter is how long an entry must sit idle in another consumer's
-	// pending list before this worker takes it over. Default 30s.
+	// ReclaimAfter (ordering none) is how long an entry must sit idle in
+	// another consumer's pending list before this worker takes it over.
+	// Default 30s. With ordering key an owner takes every pending entry of
+	// its partition over when it gets the lease, and this is not used.
 	ReclaimAfter time.Duration
-	// ReclaimInterval is how often the worker looks for such entries.
-	// Default ReclaimAfter / 2, at most 5s.
+	// ReclaimInterval (ordering none) is how often the worker looks for such
+	// entries. Default ReclaimAfter / 2, at most 5s.
 	ReclaimInterval time.Duration
 	// Heartbeat is how often the worker announces itself and renews its
 	// partition leases. Default 2s.

@@ -105,7 +105,7 @@ func (pt *partition) session(parentSoft, parentHard context.Context, lanes []cha
 		return
 	default:
 	}
-	if fence == "" {
+	if fence == "" || parentHard.Err() != nil { // past the hard stop the lease just expires
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parentHard), 2*time.Second)

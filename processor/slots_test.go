@@ -10,10 +10,12 @@ func TestKeySlot(t *testing.T) {
 	}{
 		{"123456789", 12739}, // the spec's CRC16 check value 0x31C3 → 12739
 		{"foo", 12182},
-		{"{user1000}.following", keySlot("user1000")},
-		{"foo{}{bar}", keySlot("foo{}{bar}")}, // an empty tag hashes the whole key
-		{"{clicks:3}", keySlot("clicks:3")},
-		{"{clicks:3}:eddy:lease:g", keySlot("clicks:3")},
+		// The spec's hash tag examples: what is hashed is the part named.
+		{"{user1000}.following", int(crc16("user1000") % 16384)},
+		{"foo{}{bar}", int(crc16("foo{}{bar}") % 16384)}, // an empty tag hashes the whole key
+		{"foo{{bar}}zap", int(crc16("{bar") % 16384)},
+		{"foo{bar}{zap}", int(crc16("bar") % 16384)},
+		{"{clicks:3}:eddy:lease:g", int(crc16("clicks:3") % 16384)},
 	}
 	for _, tt := range tests {
 		if got := keySlot(tt.key); got != tt.want {
