@@ -125,12 +125,18 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		if testHookBeforeCommit != nil {
 			testHookBeforeCommit(batch)
 		}
+		if a.conflict != "" {
+			if err := pt.wrongType(batch, "conflict "+a.conflict); err != nil {
+				return err
+			}
+			continue
+		}
 		ctx, cancel := pt.p.bounded(hard)
 		var reply string
 		var err error
 		if elsewhere {
 			a.dryRun(true)
-			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.args()...).Text()
 			a.dryRun(false)
 			if err == nil && !strings.HasPrefix(reply, "!") {
 				var key string
@@ -140,7 +146,7 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			}
 		}
 		if err == nil && !strings.HasPrefix(reply, "!") {
-			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.argv...).Text()
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.args()...).Text()
 		}
 		cancel()
 		if err == nil && reply == "!fenced" {

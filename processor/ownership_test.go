@@ -215,7 +215,7 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	var a commitArgs
 	a.reset("in", "in:dlq", lease, old, "t", "", nil, 0, 0)
 	a.processed(entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
-	reply, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text()
+	reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
 	if err != nil || reply != "!fenced" {
 		t.Fatalf("commit with a stale fence = %q, %v; want !fenced", reply, err)
 	}
@@ -242,7 +242,7 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	}
 	a.reset("in", "in:dlq", lease, fresh, "t", "", nil, 0, 0)
 	a.processed(r.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
-	if reply, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || reply != "p" {
+	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "p" {
 		t.Fatalf("the owner's commit = %q, %v; want p", reply, err)
 	}
 }
@@ -268,7 +268,7 @@ func TestDryRunAgreesWithCommit(t *testing.T) {
 		return &a
 	}
 	a := build(true)
-	dry, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text()
+	dry, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
 	if err != nil || dry != "ps" {
 		t.Fatalf("dry run = %q, %v; want ps", dry, err)
 	}
@@ -276,12 +276,12 @@ func TestDryRunAgreesWithCommit(t *testing.T) {
 		t.Errorf("a dry run wrote %d outputs", n)
 	}
 	a = build(false)
-	if real, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || real != dry {
+	if real, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || real != dry {
 		t.Errorf("commit = %q, %v; want the dry run's %q", real, err, dry)
 	}
 	c.Del(ctx, "in")
 	a = build(true)
-	if dry, err := commitScript.Run(ctx, c, a.keys, a.argv...).Text(); err != nil || dry != "ss" {
+	if dry, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || dry != "ss" {
 		t.Errorf("dry run without the group = %q, %v; want ss", dry, err)
 	}
 }

@@ -1,8 +1,6 @@
 package processor
 
 import (
-	"strconv"
-
 	"github.com/redis/go-redis/v9"
 )
 
@@ -22,158 +20,141 @@ import (
 //	ARGV[6]   "c" to commit; "d" for a dry run that writes nothing and
 //	          replies what a commit would do now (pending is checked with
 //	          XPENDING instead of XACK)
-//	ARGV[7..] entries, each: id, kind, then by kind
-//	  "p" processed: dedupe id ("" for none), effect count, effects; an
-//	      effect is "x" (XADD), key index, maxlen, n, n field/value strings;
-//	      or "h" (HSET), key index, n, n field/value strings
+//	ARGV[7]   the type each key must have, one letter per key of KEYS: "s"
+//	          stream, "h" hash, "S" set, "-" not checked
+//	ARGV[8]   D, the number of dedupe ids, which follow: ARGV[9..8+D]
+//	ARGV[9+D..] entries, each: id, kind, then by kind
+//	  "p" processed: the index of its dedupe id among the D (0 for none),
+//	      effect count, effects; an effect is "x" (XADD), key index,
+//	      maxlen, n, n field/value strings; or "h" (HSET), key index, n, n
+//	      field/value strings
 //	  "d" dead letter: n, n field/value strings (n = 0: the dead letter was
 //	      written elsewhere already; the entry is only acked)
 //	  "a" ack only (a duplicate found before processing)
 //
 // An entry's effects are written only if its XACK returns 1, so a commit
 // that runs twice, or races another worker's, writes each effect once.
+// Two effects that write one key as a stream and as a hash are refused by
+// the caller before the script runs (commitArgs.conflict).
 //
 // Returns a string with one letter per entry: "p" processed, "u" duplicate,
 // "d" dead-lettered, "s" stale (already acked; nothing written). If a key to
 // be written holds the wrong type, nothing is written and the reply is
-// "!<type> <key>"; if two effects write one key as a stream and as a hash,
-// "!conflict <key>".
+// "!<type> <key>".
+//
+// The script is the hot path: it reads fields straight out of ARGV with
+// unpack and makes one call per entry and effect, nothing more.
 var commitScript = redis.NewScript(`
 local stream, dlq = KEYS[1], KEYS[2]
 local group = ARGV[1]
 local nbuckets = tonumber(ARGV[2])
-local dlqmax = tonumber(ARGV[4])
+local dlqmax = ARGV[4]
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
 local dry = ARGV[6] == 'd'
-
--- pass 1: find where each entry starts, collect the dedupe ids and the
--- type each written key must have
-local starts, kinds, ids = {}, {}, {}
-local want = {[dlq] = 'stream'}
-if nbuckets > 0 then want[KEYS[4]] = 'set' end
-local i = 7
-while i <= #ARGV do
-  local kind = ARGV[i+1]
-  starts[#starts+1] = i
-  kinds[#kinds+1] = kind
-  if kind == 'p' then
-    if ARGV[i+2] ~= '' then ids[#ids+1] = ARGV[i+2] end
-    local neff = tonumber(ARGV[i+3])
-    i = i + 4
-    for _ = 1, neff do
-      local k, t = KEYS[tonumber(ARGV[i+1])], 'hash'
-      if ARGV[i] == 'x' then t = 'stream' end
-      if want[k] and want[k] ~= t then return '!conflict ' .. k end
-      want[k] = t
-      if t == 'stream' then i = i + 4 + tonumber(ARGV[i+3]) else i = i + 3 + tonumber(ARGV[i+2]) end
-    end
-  elseif kind == 'd' then
-    i = i + 3 + tonumber(ARGV[i+2])
-  else
-    i = i + 2
-  end
-end
 
 -- Nothing is written unless every write can succeed: a script that fails
 -- half-way keeps its earlier writes, and an entry is acked before its
 -- writes. Key types are checked here; argument counts (Lua's unpack takes
 -- fewer than 8000 values) are bounded by the caller.
-for k, t in pairs(want) do
-  local got = redis.call('TYPE', k)['ok']
-  if got ~= 'none' and got ~= t then return '!' .. got .. ' ' .. k end
+local names = {s = 'stream', h = 'hash', S = 'set'}
+local types = ARGV[7]
+for k = 1, #types do
+  local want = names[string.sub(types, k, k)]
+  if want then
+    local got = redis.call('TYPE', KEYS[k])['ok']
+    if got ~= 'none' and got ~= want then return '!' .. got .. ' ' .. KEYS[k] end
+  end
 end
 
+local nids = tonumber(ARGV[8])
+local first = 9
 local seen = {}
-if nbuckets > 0 and #ids > 0 then
+if nbuckets > 0 and nids > 0 then
   for b = 1, nbuckets do
-    for s = 1, #ids, 1000 do
-      local chunk = {}
-      for j = s, math.min(s + 999, #ids) do chunk[#chunk+1] = ids[j] end
-      local hit = redis.call('SMISMEMBER', KEYS[4 + b], unpack(chunk))
-      for j = 1, #hit do if hit[j] == 1 then seen[chunk[j]] = true end end
+    local set = KEYS[4 + b]
+    if redis.call('EXISTS', set) == 1 then
+      for s = 0, nids - 1, 4000 do
+        local from = first + s
+        local hit = redis.call('SMISMEMBER', set, unpack(ARGV, from, first + math.min(s + 4000, nids) - 1))
+        for j = 1, #hit do if hit[j] == 1 then seen[ARGV[from + j - 1]] = true end end
+      end
     end
   end
 end
 
-local function fieldargs(from, n, prefix)
-  local args = prefix
-  for j = from, from + n - 1 do args[#args+1] = ARGV[j] end
-  return args
-end
-
--- a dry run: what a commit would do, writing nothing
-if dry then
-  local out, acked = {}, {}
-  for e = 1, #starts do
-    local s, kind = starts[e], kinds[e]
-    local did = ARGV[s+2]
+local out, marks, acked = {}, {}, {}
+local nargv = #ARGV
+local i, e = first + nids, 0
+while i <= nargv do
+  local id, kind = ARGV[i], ARGV[i+1]
+  e = e + 1
+  local pending
+  if dry then
     -- a missing group or stream is what XACK would answer 0 to
-    local p = redis.pcall('XPENDING', stream, group, ARGV[s], ARGV[s], 1)
-    if type(p) ~= 'table' or p.err or #p == 0 or acked[ARGV[s]] then
-      out[e] = 's'
-    elseif kind == 'a' then
-      out[e] = 'u'
-    elseif kind == 'd' then
-      out[e] = 'd'
-    elseif did ~= '' and seen[did] then
-      out[e] = 'u'
-    else
-      if did ~= '' and nbuckets > 0 then seen[did] = true end
-      out[e] = 'p'
-    end
-    acked[ARGV[s]] = true
-  end
-  return table.concat(out)
-end
-
--- pass 2: ack each entry and write its effects
-local out, marks = {}, {}
-for e = 1, #starts do
-  local s, kind = starts[e], kinds[e]
-  local id = ARGV[s]
-  if redis.call('XACK', stream, group, id) == 0 then
-    out[e] = 's'
-  elseif kind == 'a' then
-    out[e] = 'u'
-  elseif kind == 'd' and ARGV[s+2] == '0' then
-    out[e] = 'd'
-  elseif kind == 'd' then
-    local args = {dlq}
-    if dlqmax > 0 then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = dlqmax end
-    args[#args+1] = '*'
-    redis.call('XADD', unpack(fieldargs(s + 3, tonumber(ARGV[s+2]), args)))
-    out[e] = 'd'
+    local p = redis.pcall('XPENDING', stream, group, id, id, 1)
+    pending = type(p) == 'table' and not p.err and #p > 0 and not acked[id]
+    acked[id] = true
   else
-    local did = ARGV[s+2]
-    if did ~= '' and seen[did] then
+    pending = redis.call('XACK', stream, group, id) == 1
+  end
+  if kind == 'p' then
+    local k, neff = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
+    local did = nil
+    if k > 0 then did = ARGV[first + k - 1] end
+    local write = false
+    if not pending then
+      out[e] = 's'
+    elseif did and seen[did] then
       out[e] = 'u'
     else
-      if did ~= '' and nbuckets > 0 then seen[did] = true; marks[#marks+1] = did end
-      local neff = tonumber(ARGV[s+3])
-      local j = s + 4
-      for _ = 1, neff do
-        if ARGV[j] == 'x' then
-          local args = {KEYS[tonumber(ARGV[j+1])]}
-          local maxlen = tonumber(ARGV[j+2])
-          if maxlen > 0 then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = maxlen end
-          args[#args+1] = '*'
-          local n = tonumber(ARGV[j+3])
-          redis.call('XADD', unpack(fieldargs(j + 4, n, args)))
-          j = j + 4 + n
+      if did then seen[did] = true; marks[#marks+1] = did end
+      out[e] = 'p'
+      write = not dry
+    end
+    local j = i + 4
+    for _ = 1, neff do
+      if ARGV[j] == 'x' then
+        local n = tonumber(ARGV[j+3])
+        if write then
+          local key, maxlen = KEYS[tonumber(ARGV[j+1])], ARGV[j+2]
+          if maxlen ~= '0' then
+            redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, j + 4, j + 3 + n))
+          else
+            redis.call('XADD', key, '*', unpack(ARGV, j + 4, j + 3 + n))
+          end
+        end
+        j = j + 4 + n
+      else
+        local n = tonumber(ARGV[j+2])
+        if write then redis.call('HSET', KEYS[tonumber(ARGV[j+1])], unpack(ARGV, j + 3, j + 2 + n)) end
+        j = j + 3 + n
+      end
+    end
+    i = j
+  elseif kind == 'd' then
+    local n = tonumber(ARGV[i+2])
+    if not pending then
+      out[e] = 's'
+    else
+      if n > 0 and not dry then
+        if dlqmax ~= '0' then
+          redis.call('XADD', dlq, 'MAXLEN', '~', dlqmax, '*', unpack(ARGV, i + 3, i + 2 + n))
         else
-          local n = tonumber(ARGV[j+2])
-          redis.call('HSET', unpack(fieldargs(j + 3, n, {KEYS[tonumber(ARGV[j+1])]})))
-          j = j + 3 + n
+          redis.call('XADD', dlq, '*', unpack(ARGV, i + 3, i + 2 + n))
         end
       end
-      out[e] = 'p'
+      out[e] = 'd'
     end
+    i = i + 3 + n
+  else
+    if pending then out[e] = 'u' else out[e] = 's' end
+    i = i + 2
   end
 end
 
-if #marks > 0 then
-  for s = 1, #marks, 1000 do
-    redis.call('SADD', KEYS[4], unpack(marks, s, math.min(s + 999, #marks)))
+if #marks > 0 and not dry then
+  for s = 1, #marks, 4000 do
+    redis.call('SADD', KEYS[4], unpack(marks, s, math.min(s + 3999, #marks)))
   end
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 end
@@ -224,71 +205,112 @@ end
 return #ids
 `)
 
-// commitArgs builds KEYS and ARGV for commitScript.
+// commitArgs builds KEYS and ARGV for commitScript. Its slices are reused
+// from one commit to the next.
 type commitArgs struct {
 	keys   []string
-	argv   []any
+	types  []byte // ARGV[7]: the type each key must have
+	head   []any  // ARGV[1..6]
+	ids    []any  // the dedupe ids
+	body   []any  // the entries
+	argv   []any  // head, types, ids and body, put together by args
 	keyIdx map[string]int
+	// conflict is the first key that effects write both as a stream and
+	// as a hash (or the dead-letter stream or the mark set as another
+	// type); the commit is refused before the script runs.
+	conflict string
+	dedupe   bool
 }
 
 func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
 	c.keys = append(c.keys[:0], stream, dlq, lease)
+	c.types = append(c.types[:0], '-', 's', '-')
 	if c.keyIdx == nil {
 		c.keyIdx = make(map[string]int)
 	}
 	clear(c.keyIdx)
+	c.keyIdx[dlq] = 2
+	c.conflict = ""
 	nb := 0
-	if markKey != "" {
+	c.dedupe = markKey != ""
+	if c.dedupe {
 		c.keys = append(c.keys, markKey)
-		c.keys = append(c.keys, checkKeys...)
+		c.types = append(c.types, 'S')
+		if _, ok := c.keyIdx[markKey]; !ok {
+			c.keyIdx[markKey] = len(c.keys)
+		}
+		for _, k := range checkKeys {
+			c.keys = append(c.keys, k)
+			c.types = append(c.types, '-')
+		}
 		nb = len(checkKeys)
 	}
-	c.argv = append(c.argv[:0], group, nb, markExpireMs, dlqMaxLen, fence, "c")
+	c.head = append(c.head[:0], group, nb, markExpireMs, dlqMaxLen, fence, "c")
+	c.ids = c.ids[:0]
+	c.body = c.body[:0]
 }
 
 // dryRun turns the built arguments into a dry run's, or back.
 func (c *commitArgs) dryRun(on bool) {
-	c.argv[5] = "c"
+	c.head[5] = "c"
 	if on {
-		c.argv[5] = "d"
+		c.head[5] = "d"
 	}
 }
 
-func (c *commitArgs) key(k string) int {
+// args returns ARGV for the script.
+func (c *commitArgs) args() []any {
+	c.argv = append(c.argv[:0], c.head...)
+	c.argv = append(c.argv, string(c.types), len(c.ids))
+	c.argv = append(c.argv, c.ids...)
+	return append(c.argv, c.body...)
+}
+
+// key returns the KEYS index of k, which an effect writes as type t.
+func (c *commitArgs) key(k string, t byte) int {
 	if i, ok := c.keyIdx[k]; ok {
+		if c.types[i-1] != t && c.conflict == "" {
+			c.conflict = k
+		}
 		return i
 	}
 	c.keys = append(c.keys, k)
+	c.types = append(c.types, t)
 	i := len(c.keys) // Lua indexes from 1
 	c.keyIdx[k] = i
 	return i
 }
 
 func (c *commitArgs) appendStrings(ss []string) {
-	c.argv = append(c.argv, len(ss))
+	c.body = append(c.body, len(ss))
 	for _, s := range ss {
-		c.argv = append(c.argv, s)
+		c.body = append(c.body, s)
 	}
 }
 
 func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
-	c.argv = append(c.argv, id, "p", dedupeID, len(effects))
+	k := 0
+	if c.dedupe && dedupeID != "" {
+		c.ids = append(c.ids, dedupeID)
+		k = len(c.ids)
+	}
+	c.body = append(c.body, id, "p", k, len(effects))
 	for _, e := range effects {
 		switch e.Kind {
 		case EffectHSet:
-			c.argv = append(c.argv, "h", c.key(e.Key))
+			c.body = append(c.body, "h", c.key(e.Key, 'h'))
 		default:
-			c.argv = append(c.argv, "x", c.key(e.Key), strconv.FormatInt(e.MaxLen, 10))
+			c.body = append(c.body, "x", c.key(e.Key, 's'), e.MaxLen)
 		}
 		c.appendStrings(e.Fields)
 	}
 }
 
 func (c *commitArgs) deadLetter(id string, fields []string) {
-	c.argv = append(c.argv, id, "d")
+	c.body = append(c.body, id, "d")
 	c.appendStrings(fields)
 }
 
 func (c *commitArgs) ackOnly(id string) {
-	c.argv = append(c.argv, id, "a")
+	c.body = append(c.body, id, "a")
 }
