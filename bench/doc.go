@@ -1,0 +1,22 @@
+// Package bench runs the scenarios of `eddy bench`: it measures Eddy's
+// engine against a minimal hand-written go-redis consumer (Baseline) on the
+// same machine, in the same run, and reports both sides and their ratios.
+//
+// It owns the benchmark's life from start to end: the redis-server it may
+// start (server.go), the key names of every run under one unique prefix and
+// their removal (keys.go), the generated events and the pre-fill
+// (events.go), the two sides run as child processes of the same eddy binary
+// (side.go, child.go, procfs_*.go), the throughput, memory and latency
+// scenarios (throughput.go, latency.go), the statistics (stats.go) and the
+// report, as a table or as JSON (report.go).
+//
+// It does not own the engine or its configuration: the Eddy side is `eddy
+// run` on a YAML file written here, the baseline side is `eddy
+// bench-baseline`, which cmd/eddy wires to Baseline.Run. Unlike the engine,
+// this package creates (and closes) its own Redis clients, for the server it
+// starts or the one named by Options.RedisURL; on a server it did not start
+// it never flushes anything and deletes only the keys under its own prefix.
+//
+// Import direction: cmd/eddy -> bench -> processor (the producer's routing
+// and partition stream names only).
+package bench

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/eddy-streams/eddy/processor"
+)
+
+// Side is one of the two things measured.
+type Side string
+
+const (
+	// SideBaseline is the hand-written consumer, `eddy bench-baseline`.
+	SideBaseline Side = "baseline"
+	// SideEddy is the engine, `eddy run` on an ordered pipeline with dedupe
+	// and one output.
+	SideEddy Side = "eddy"
+)
+
+// other is the side that is not s.
+func (s Side) other() Side {
+	if s == SideEddy {
+		return SideBaseline
+	}
+	return SideEddy
+}
+
+// outputMaxLen is the MAXLEN ~ of both sides' output: far more than any run
+// writes, so nothing is trimmed, and both pay the same check per XADD.
+const outputMaxLen = 100_000_000
+
+// sideRun is how to run one side on the keys of one scenario run.
+type sideRun struct {
+	side   Side
+	names  names
+	inputs []string // the input streams: Eddy's partitions, or the one stream
+	group  string
+	prod   *processor.Producer // routes events to inputs
+	args   []string            // the eddy binary's arguments
+}
+
+// prepare returns how to run side on n, writing Eddy's config file to dir.
+// Eddy reads partitions = Options.Consumers partition streams in one
+// process; the baseline reads one stream with that many consumers. With
+// one, both read the stream input() itself.
+func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
+	o := b.o
+	r := &sideRun{side: side, names: n}
+	global := []string{"--redis", b.url, "--log-level", "warn", "--log-format", "console"}
+	switch side {
+	case SideEddy:
+		r.group = eddyGroup
+		for p := range o.Consumers {
+			r.inputs = append(r.inputs, processor.PartitionStream(n.input(), p, o.Consumers))
+		}
+		r.prod = processor.NewProducer(b.rdb, n.input(), o.Consumers, 0)
+		cfg := filepath.Join(b.dir, "eddy-"+strconv.Itoa(b.runs)+".yaml")
+		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o)), 0o600); err != nil {
+			return nil, fmt.Errorf("write the eddy config: %w", err)
+		}
+		r.args = append(global, "run", "-c", cfg, "--consumer", "bench-1", "--http", "off")
+	case SideBaseline:
+		r.group = baselineGroup
+		r.inputs = []string{n.input()}
+		r.prod = processor.NewProducer(b.rdb, n.input(), 1, 0)
+		r.args = append(global, "bench-baseline",
+			"--stream", n.input(), "--group", baselineGroup, "--output", n.output(), "--seen", n.seen(),
+			"--consumers", strconv.Itoa(o.Consumers), "--batch", strconv.Itoa(o.Batch),
+			"--max-len", strconv.Itoa(outputMaxLen))
+	default:
+		return nil, fmt.Errorf("unknown side %q", side)
+	}
+	return r, nil
+}
+
+// eddyConfig is the pipeline under test, like configs/bench.yaml: ordered
+// by user_id (ordering key, the default), dedupe on event_id, one output.
+// A mistake in it makes `eddy run` fail at once, with the problems on its
+// stderr, which the run's error quotes.
+func eddyConfig(n names, o Options) string {
+	return fmt.Sprintf(`# written by eddy bench
+http:
+  addr: "off"
+pipelines:
+  - name: %s
+    input:
+      stream: %q
+      partitions: %d
+      payload: %s
+    key: user_id
+    dedupe:
+      id: event_id
+      window: 1h
+    batch_size: %d
+    lanes: %d
+    steps:
+      - output: {stream: %q, max_len: %d}
+`, eddyGroup, n.input(), o.Consumers, payloadField, o.Batch, o.Lanes, n.output(), outputMaxLen)
+}
+
+// probes returns one event per input stream, so that a latency run can
+// tell that every partition is being read before it starts the clock.
+// (Every partition count up to the engine's 1024 is covered by the first
+// few thousand users.)
+func (r *sideRun) probes(ev *events, now int64) []processor.Record {
+	parts := len(r.inputs)
+	recs := make([]processor.Record, 0, parts)
+	covered := make([]bool, parts)
+	for user := 0; len(recs) < parts; user++ {
+		p := processor.PartitionOf("u"+strconv.Itoa(user), parts)
+		if covered[p] {
+			continue
+		}
+		covered[p] = true
+		recs = append(recs, ev.of(user, now))
+	}
+	return recs
+}
