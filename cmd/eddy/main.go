@@ -74,7 +74,8 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		"Redis URL for every command, overriding the config's redis section (env EDDY_REDIS_URL)")
 	pf.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g))
+	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g),
+		benchCommand(g), benchBaselineCommand(g))
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError
