@@ -1,7 +1,7 @@
 # Common loops. `make test` is what CI runs.
 GOLANGCI_LINT ?= GOFLAGS= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: test short lint bench throughput demo build tidy
+.PHONY: test short lint bench bench-quick microbench throughput demo build tidy
 
 test:          ## gofmt, vet, go test -race ./... (installs redis-server if missing)
 	bash scripts/test.sh
@@ -12,7 +12,13 @@ short:         ## quick loop: skips the 200,000-event order test
 lint:          ## golangci-lint with .golangci.yml
 	$(GOLANGCI_LINT) run ./...
 
-bench:         ## Go micro-benchmarks of the hot paths
+bench:         ## eddy bench, the standard set: Eddy against a hand-written go-redis consumer (own redis-server)
+	go run ./cmd/eddy bench
+
+bench-quick:   ## eddy bench --quick: the smaller set, within about a minute
+	go run ./cmd/eddy bench --quick
+
+microbench:    ## Go micro-benchmarks of the hot paths
 	go test -run '^$$' -bench . -benchmem ./...
 
 throughput:    ## events/s of eddy run on 500,000 pre-filled events (own redis-server)
