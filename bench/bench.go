@@ -68,7 +68,7 @@ func Quick() Options {
 	o := Standard()
 	o.Events, o.Runs, o.Backlog = 100_000, 3, 200_000
 	o.Warmup, o.Duration = 500*time.Millisecond, 2*time.Second
-	o.LatencyRuns, o.MaxRateTries, o.SearchDuration = 1, 2, 1500*time.Millisecond
+	o.LatencyRuns, o.MaxRateTries, o.SearchDuration = 1, 3, 1500*time.Millisecond
 	return o
 }
 

@@ -4,8 +4,10 @@ package bench
 
 import "syscall"
 
-// childAttr has the kernel kill a child (a side, a redis-server) if the
-// bench process dies without stopping it, so that none outlives the run.
+// childAttr puts a child (a side, a redis-server) in a process group of its
+// own, so that a Ctrl-C at the terminal reaches only the bench, which then
+// stops it, and has the kernel kill it if the bench process dies without
+// stopping it, so that none outlives the run.
 func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -112,12 +112,13 @@ func WriteTable(w io.Writer, r *Report) error {
 			p("\teddy\t%s\t%.2f", latencyCells(rl.Eddy, rl.BehindEddy), rl.P99Ratio)
 		}
 		if mr := l.MaxRate; mr != nil {
-			found := "none of the tries"
+			found := fmt.Sprintf("not found in %d tries", len(mr.Tries))
 			if mr.Found {
 				found = count(mr.Rate) + " events/s"
 			}
 			p("")
-			p("max rate\t%s: the highest tried at which eddy caught up within %v of the producer stopping with p99 < %.0fms", found, catchUpSearch, maxRateP99)
+			p("max rate\t%s: the first rate, going down from %.1f × eddy's throughput by × %.1f, at which eddy", found, searchStart, searchStep)
+			p("\tcaught up within %v of the producer stopping and kept p99 under %.0fms", catchUpSearch, maxRateP99)
 			for i, t := range mr.Tries {
 				verdict := "not sustained"
 				if t.OK {

@@ -86,7 +86,7 @@ run that fails makes the command exit 1, naming the run and the side.
 	fl.IntVar(&o.MaxRateTries, "max-rate-tries", o.MaxRateTries, "tries of the search for the highest rate Eddy sustains (0: no search)")
 	fl.BoolVar(&o.SkipMemory, "skip-memory", false, "leave out the memory runs")
 	fl.BoolVar(&o.SkipLatency, "skip-latency", false, "leave out the latency runs")
-	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, backlog 200k, duration 2s, 1 latency run, 2 max-rate tries (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, backlog 200k, duration 2s, 1 latency run, 3 max-rate tries (flags given win)")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object on stdout (progress stays on stderr)")
 	return cmd
 }
