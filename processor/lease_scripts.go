@@ -55,30 +55,6 @@ redis.call('DEL', KEYS[1])
 return 1
 `)
 
-// fencedReadScript reads new entries for the owner of a partition, without
-// blocking (scripts cannot block). It first returns entries already
-// delivered to this consumer after the last id the owner has seen (ARGV[5]):
-// those of a read whose reply was lost. go-redis retries a script whose
-// reply was lost, and the retry must not skip them.
-//
-// KEYS[1] the partition stream
-// KEYS[2] the lease
-// ARGV[1] group, ARGV[2] consumer, ARGV[3] count, ARGV[4] fence,
-// ARGV[5] the last entry id the owner has dispatched
-//
-// Returns {"fenced"}; {"entries", entries}; or, with nothing new,
-// {"empty", id of the stream's last entry} to block on with XREAD.
-var fencedReadScript = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[4] then return {'fenced'} end
-local own = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], ARGV[5])
-if own and own[1] and #own[1][2] > 0 then return {'entries', own[1][2]} end
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
-if r and r[1] and #r[1][2] > 0 then return {'entries', r[1][2]} end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then return {'empty', last[1][1]} end
-return {'empty', '0-0'}
-`)
-
 // fencedClaimScript takes over, for the owner of a partition, the next
 // pending entry from cursor, whoever holds it (XAUTOCLAIM min-idle 0,
 // COUNT 1), with its delivery count.

@@ -195,9 +195,9 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	if err != nil || old == "" {
 		t.Fatalf("acquireLease = %q, %v", old, err)
 	}
-	entries, _, fenced, err := fencedRead(ctx, c, "in", lease, "t", "zombie", 1, old, "0-0")
-	if err != nil || fenced || len(entries) != 1 {
-		t.Fatalf("fencedRead with a valid fence = %v %v %v, want one entry", entries, fenced, err)
+	r, err := readOwned(ctx, c, "in", lease, "t", "zombie", 1, old, "0-0")
+	if err != nil || r.fenced || len(r.entries) != 1 || r.foreign != 0 {
+		t.Fatalf("readOwned with a valid fence = %+v, %v; want one entry", r, err)
 	}
 	if _, holder, _ := acquireLease(ctx, c, lease, token, "b", "i2", time.Minute, true); holder != old {
 		t.Fatalf("another worker took a held lease (holder %q)", holder)
@@ -214,7 +214,7 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	// The zombie's late commit of the entry it read.
 	var a commitArgs
 	a.reset("in", "in:dlq", lease, old, "t", "", nil, 0, 0)
-	a.processed(entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+	a.processed(r.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
 	reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
 	if err != nil || reply != "!fenced" {
 		t.Fatalf("commit with a stale fence = %q, %v; want !fenced", reply, err)
@@ -225,8 +225,12 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	if n := pendingCount(t, c, "in"); n != 1 {
 		t.Errorf("pending after a fenced commit = %d, want the entry still pending", n)
 	}
-	if _, _, fenced, _ := fencedRead(ctx, c, "in", lease, "t", "zombie", 10, old, "0-0"); !fenced {
-		t.Error("a read with a stale fence was not fenced")
+	if r, _ := readOwned(ctx, c, "in", lease, "t", "zombie", 10, old, r.entries[0].id); !r.fenced || len(r.entries) != 0 {
+		t.Errorf("a read with a stale fence = %+v, want fenced and no entries", r)
+	}
+	// That read took the second entry all the same; the new owner sees it.
+	if r, err := readOwned(ctx, c, "in", lease, "t", "b", 10, fresh, "0-0"); err != nil || r.fenced || r.foreign != 2 || len(r.entries) != 0 {
+		t.Errorf("the new owner's read = %+v, %v; want both entries pending for another consumer", r, err)
 	}
 	if r, _ := fencedClaim(ctx, c, "in", lease, "t", "zombie", "0-0", old); !r.fenced {
 		t.Error("a claim with a stale fence was not fenced")
@@ -236,12 +240,12 @@ func TestStaleFenceIsRejected(t *testing.T) {
 	}
 
 	// The new owner takes the zombie's entry over and commits it.
-	r, err := fencedClaim(ctx, c, "in", lease, "t", "b", "0-0", fresh)
-	if err != nil || r.fenced || len(r.entries) != 1 || r.entries[0].deliveries != 2 {
-		t.Fatalf("new owner's claim = %+v, %v; want the entry, delivered twice", r, err)
+	cl, err := fencedClaim(ctx, c, "in", lease, "t", "b", "0-0", fresh)
+	if err != nil || cl.fenced || len(cl.entries) != 1 || cl.entries[0].deliveries != 2 {
+		t.Fatalf("new owner's claim = %+v, %v; want the entry, delivered twice", cl, err)
 	}
 	a.reset("in", "in:dlq", lease, fresh, "t", "", nil, 0, 0)
-	a.processed(r.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+	a.processed(cl.entries[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
 	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "p" {
 		t.Fatalf("the owner's commit = %q, %v; want p", reply, err)
 	}

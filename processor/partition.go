@@ -198,11 +198,14 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			return
 		}
 		cctx, cancel := pt.p.bounded(hard)
-		entries, last, fenced, err := fencedRead(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
+		r, err := readOwned(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
 		cancel()
-		pt.sem.Release(int64(o.BatchSize - len(entries)))
+		// The read holds BatchSize units; it may bring up to twice as many
+		// entries (this consumer's unseen ones, then new ones).
+		held := min(len(r.entries), o.BatchSize)
+		pt.sem.Release(int64(o.BatchSize - held))
 		switch {
-		case fenced:
+		case r.fenced:
 			pt.lose("read")
 			return
 		case err != nil && isNoGroup(err):
@@ -224,9 +227,31 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			continue
 		}
 		failures = 0
-		if len(entries) > 0 {
-			pt.seen = entries[len(entries)-1].id
-			pt.dispatch(hard, hard, lanes, entries, nil)
+		if len(r.entries) > 0 {
+			pt.seen = r.entries[len(r.entries)-1].id
+		}
+		if r.foreign > 0 {
+			// A worker that lost its lease read entries after the takeover.
+			// They come before these: leave these pending, let every entry
+			// in flight commit, and take them all over, oldest first.
+			pt.log.Warn("entries_read_by_former_owner", zap.Int64("count", r.foreign))
+			pt.sem.Release(int64(held))
+			if !pt.drain(soft) {
+				return
+			}
+			takeover = true
+			continue
+		}
+		if len(r.entries) > 0 {
+			pt.dispatch(hard, hard, lanes, r.entries[:held], nil)
+			for rest := r.entries[held:]; len(rest) > 0; {
+				k := min(len(rest), o.BatchSize)
+				if pt.sem.Acquire(hard, int64(k)) != nil {
+					return // the hard stop: the rest stays pending
+				}
+				pt.dispatch(hard, hard, lanes, rest[:k], nil)
+				rest = rest[k:]
+			}
 			continue
 		}
 		// Nothing new: wait for an entry after the last one, without
@@ -234,7 +259,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 		block := min(o.Block, o.Heartbeat)
 		cctx, cancel = pt.p.bounded(hard)
 		cctx, cancelWait := context.WithTimeout(cctx, block+time.Second)
-		err = waitForEntries(cctx, pt.p.rdb, pt.stream, last, block)
+		err = waitForEntries(cctx, pt.p.rdb, pt.stream, r.last, block)
 		cancelWait()
 		cancel()
 		if err != nil && soft.Err() == nil {
@@ -583,4 +608,15 @@ func (pt *partition) settled(batch []*task) {
 			close(t.done)
 		}
 	}
+}
+
+// drain waits until every entry in flight is committed. It returns false
+// if ctx is done first.
+func (pt *partition) drain(ctx context.Context) bool {
+	all := int64(pt.p.o.MaxInflight)
+	if err := pt.sem.Acquire(ctx, all); err != nil {
+		return false
+	}
+	pt.sem.Release(all)
+	return true
 }

@@ -349,35 +349,84 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLe
 	return add.Val(), nil
 }
 
-// fencedRead reads up to count new entries if the lease still holds fence.
-// With nothing new it returns the id of the stream's last entry, to wait on.
-func fencedRead(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence, seen string) (entries []entry, last string, fenced bool, err error) {
-	v, err := fencedReadScript.Run(ctx, rdb, []string{stream, lease}, group, consumer, count, fence, seen).Result()
+// ownedRead is what one read of an owned partition found.
+type ownedRead struct {
+	// entries are this consumer's entries after the last one it has seen
+	// (those of a read whose reply was lost), then new ones, in stream order.
+	entries []entry
+	// last is the id of the stream's last entry, to wait for newer ones.
+	last string
+	// fenced is set when the lease holds another fence: the partition is
+	// another worker's, and entries is empty.
+	fenced bool
+	// foreign counts entries pending for other consumers. The owner's
+	// takeover claimed them all, so these were read by a worker that had
+	// lost its lease and had not yet noticed; they come before entries in
+	// the stream and must be taken over before entries are dispatched.
+	foreign int64
+}
+
+// readOwned reads new entries of an owned partition in one MULTI/EXEC: the
+// lease, this consumer's entries after seen (delivered by a read whose reply
+// was lost: go-redis retries a transaction whose reply was lost, and the
+// retry must not skip them), up to count new entries, the consumers with
+// entries pending, and the stream's last id.
+//
+// Reading is not refused to a worker whose lease has gone, as a script could
+// do: passing every entry through Lua doubled the cost of a read in Redis.
+// What such a worker reads stays pending under its name (its commits are
+// fenced), and the transaction lets the owner see it at its next read:
+// everything pending for another consumer was delivered before that read.
+func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence, seen string) (ownedRead, error) {
+	if seen == "" {
+		seen = "0-0"
+	}
+	var get *redis.StringCmd
+	var own, fresh, last *redis.Cmd
+	var pend *redis.XPendingCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, lease)
+		own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, seen)
+		fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
+		pend = p.XPending(ctx, stream, group)
+		last = p.Do(ctx, "XREVRANGE", stream, "+", "-", "COUNT", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ownedRead{}, err
+	}
+	for _, c := range []redis.Cmder{own, fresh, pend, last} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return ownedRead{}, err // NOGROUP, say
+		}
+	}
+	var r ownedRead
+	if get.Val() != fence {
+		r.fenced = true
+		return r, nil
+	}
+	mine, err := parseReadReply(own.Val())
 	if err != nil {
-		return nil, "", false, err
+		return ownedRead{}, err
 	}
-	arr, ok := v.([]any)
-	if !ok || len(arr) == 0 {
-		return nil, "", false, fmt.Errorf("fenced read: unexpected reply %T", v)
+	news, err := parseReadReply(fresh.Val())
+	if err != nil {
+		return ownedRead{}, err
 	}
-	switch arr[0] {
-	case "fenced":
-		return nil, "", true, nil
-	case "entries":
-		if len(arr) < 2 {
-			return nil, "", false, fmt.Errorf("fenced read: short reply")
-		}
-		entries, err = parseEntries(arr[1])
-		for i := range entries {
-			entries[i].deliveries = 1
-		}
-		return entries, "", false, err
-	default:
-		if len(arr) > 1 {
-			last, _ = arr[1].(string)
-		}
-		return nil, last, false, nil
+	r.entries = append(mine, news...)
+	for i := range r.entries {
+		r.entries[i].deliveries = 1
 	}
+	for name, n := range pend.Val().Consumers {
+		if name != consumer {
+			r.foreign += n
+		}
+	}
+	r.last = "0-0"
+	if es, err := parseEntries(last.Val()); err == nil && len(es) > 0 {
+		r.last = es[0].id
+	}
+	return r, nil
 }
 
 // claimed is what one fenced claim found.

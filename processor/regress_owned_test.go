@@ -1,10 +1,10 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,8 +16,9 @@ import (
 )
 
 // dropProxy forwards TCP to addr; when armed, it cuts the connection of
-// the first reply that starts a fenced read's "entries" answer, after
-// Redis has run the script (so the entries are delivered, the reply lost).
+// the n-th reply that delivers entries of stream "in" (an owned read's
+// MULTI/EXEC), after Redis has run it (so the entries are delivered, the
+// reply lost).
 type dropProxy struct {
 	ln    net.Listener
 	armed atomic.Int32 // cut the n-th entries reply (1 = next)
@@ -50,7 +51,7 @@ func newDropProxy(tb testing.TB, addr string) *dropProxy {
 				for {
 					n, err := s.Read(buf)
 					if n > 0 {
-						if bytes.Contains(buf[:n], []byte("$7\r\nentries\r\n")) {
+						if deliversEntries.Match(buf[:n]) {
 							if k := p.seen.Add(1); k == p.armed.Load() {
 								kill()
 								return
@@ -72,11 +73,13 @@ func newDropProxy(tb testing.TB, addr string) *dropProxy {
 	return p
 }
 
-// One lost reply of a fenced read (the connection cut after Redis ran the
-// script): go-redis retries EVALSHA by itself, and the retry used to read
-// the NEXT batch, leaving the first delivered but unseen while later
-// entries of its keys were processed. The read now returns such entries
-// first.
+// deliversEntries matches an XREADGROUP reply with entries of stream "in".
+var deliversEntries = regexp.MustCompile(`\$2\r\nin\r\n\*[1-9]`)
+
+// One lost reply of an owned read (the connection cut after Redis ran it):
+// go-redis retries by itself, and the retry used to read the NEXT batch,
+// leaving the first delivered but unseen while later entries of its keys
+// were processed. The read now returns such entries first.
 func TestLostFencedReadReplyKeepsOrder(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
@@ -193,4 +196,56 @@ func TestMembershipUsesRedisClock(t *testing.T) {
 	if c.ZScore(ctx, key, "d").Err() == nil {
 		t.Error("d's membership outlived the session timeout")
 	}
+}
+
+// A worker that has lost its lease can still read: its read is not fenced,
+// only its commits are. Entries it reads after the owner took over wait in
+// its pending list; the owner sees them at its next read, lets what it has
+// in flight commit, and takes them over before anything newer, so every
+// key stays in order and nothing is left pending.
+func TestEntriesReadByFormerOwnerAreTakenOver(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	const keys, per = 3, 40
+	produce(t, c, 1, interleaved(keys, per))
+	o := workerOptions("owner", HandlerFunc(func(ctx context.Context, m *Message) error {
+		time.Sleep(time.Millisecond)
+		return emitHandler(ctx, m)
+	}))
+	o.BatchSize, o.MaxInflight = 5, 10
+	p, err := New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	waitFor(t, 10*time.Second, "the owner's first outputs", func() bool { return xlen(t, c, "out") >= 10 })
+	// the former owner's late read
+	stolen, err := readNew(ctx, c, "in", "t", "former-owner", 7, 0)
+	if err != nil || len(stolen) == 0 {
+		t.Fatalf("the former owner's read = %d entries, %v; want some", len(stolen), err)
+	}
+	waitFor(t, 20*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	byKey, byID := outputsByKey(t, c)
+	for k, seqs := range byKey {
+		for i := range seqs {
+			if seqs[i] != i {
+				t.Errorf("key %s: outputs %v: out of order or doubled", k, seqs)
+				break
+			}
+		}
+	}
+	if len(byID) != keys*per {
+		t.Errorf("%d distinct outputs, want %d", len(byID), keys*per)
+	}
+	if n := pendingCount(t, c, "in"); n != 0 {
+		t.Errorf("%d entries left pending", n)
+	}
+	t.Logf("the former owner read %d entries (from %s); all %d outputs once, in order", len(stolen), stolen[0].id, keys*per)
 }
