@@ -74,10 +74,34 @@ func (w Window) Mark(prefix string, now time.Time) (key string, expireAt time.Ti
 	return bucketKey(prefix, i), time.UnixMilli((i+1)*b + w.Window.Milliseconds())
 }
 
+// seenScript looks ids up in the sets of a window, skipping sets that do
+// not exist. One script instead of a pipeline of SMISMEMBER per set: Redis
+// parses the ids once, and sets not created yet (all but one in a young
+// window) cost nothing.
+//
+//	KEYS    the sets to look up in
+//	ARGV    the ids
+//
+// Returns a string with one character per id: "1" seen, "0" not.
+var seenScript = redis.NewScript(`
+local n = #ARGV
+local hit = {}
+for b = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[b]) == 1 then
+    for s = 1, n, 4000 do
+      local r = redis.call('SMISMEMBER', KEYS[b], unpack(ARGV, s, math.min(s + 3999, n)))
+      for j = 1, #r do if r[j] == 1 then hit[s + j - 1] = true end end
+    end
+  end
+end
+local out = {}
+for i = 1, n do if hit[i] then out[i] = '1' else out[i] = '0' end end
+return table.concat(out)
+`)
+
 // Seen reports, for each id, whether it is in any of the sets Check names.
-// Empty ids are never seen. It costs one round trip (one SMISMEMBER per set,
-// pipelined).
-func (w Window) Seen(ctx context.Context, c redis.Cmdable, prefix string, now time.Time, ids []string) ([]bool, error) {
+// Empty ids are never seen. It costs one round trip (seenScript).
+func (w Window) Seen(ctx context.Context, c redis.Scripter, prefix string, now time.Time, ids []string) ([]bool, error) {
 	seen := make([]bool, len(ids))
 	if !w.Enabled() || len(ids) == 0 {
 		return seen, nil
@@ -93,22 +117,16 @@ func (w Window) Seen(ctx context.Context, c redis.Cmdable, prefix string, now ti
 	if len(members) == 0 {
 		return seen, nil
 	}
-	keys := w.Check(prefix, now)
-	cmds := make([]*redis.BoolSliceCmd, len(keys))
-	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.SMIsMember(ctx, k, members...)
-		}
-		return nil
-	})
+	hits, err := seenScript.Run(ctx, c, w.Check(prefix, now), members...).Text()
 	if err != nil {
 		return nil, fmt.Errorf("dedupe: look up %d ids: %w", len(members), err)
 	}
-	for _, cmd := range cmds {
-		for j, ok := range cmd.Val() {
-			if ok {
-				seen[idx[j]] = true
-			}
+	if len(hits) != len(members) {
+		return nil, fmt.Errorf("dedupe: look up %d ids: %d answers", len(members), len(hits))
+	}
+	for j := range hits {
+		if hits[j] == '1' {
+			seen[idx[j]] = true
 		}
 	}
 	return seen, nil
