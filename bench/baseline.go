@@ -88,7 +88,7 @@ func (b Baseline) consume(ctx context.Context, consumer string) error {
 		case errors.Is(err, redis.Nil):
 			continue // nothing new within the block time
 		case err != nil && ctx.Err() != nil:
-			return nil
+			return nil //nolint:nilerr // a read cut short by the stop is how the loop ends
 		case err != nil:
 			return fmt.Errorf("baseline %s: read %s: %w", consumer, b.Stream, err)
 		}
@@ -114,8 +114,11 @@ func (b Baseline) handle(ctx context.Context, msgs []redis.XMessage) error {
 		var ev struct {
 			EventID string `json:"event_id"`
 		}
-		if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.EventID == "" {
-			return fmt.Errorf("entry %s of %s: no event_id in field %q (%v)", m.ID, b.Stream, payloadField, err)
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			return fmt.Errorf("entry %s of %s: field %q: no event_id: %w", m.ID, b.Stream, payloadField, err)
+		}
+		if ev.EventID == "" {
+			return fmt.Errorf("entry %s of %s: field %q: no event_id", m.ID, b.Stream, payloadField)
 		}
 		pipe.SAdd(ctx, b.Seen, ev.EventID)
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.Output, MaxLen: b.MaxLen, Approx: b.MaxLen > 0, Values: m.Values})

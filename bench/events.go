@@ -48,7 +48,8 @@ func (e *events) next(ts int64) processor.Record {
 // of returns the next event, of user "u<user>", stamped with ts.
 func (e *events) of(user int, ts int64) processor.Record {
 	e.n++
-	b := append(e.buf[:0], `{"event_id":"`...)
+	b := e.buf[:0]
+	b = append(b, `{"event_id":"`...)
 	b = append(b, e.tag...)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, e.n, 10)

@@ -350,7 +350,7 @@ func (rd *reader) Run(ctx context.Context) error {
 		case errors.Is(err, redis.Nil):
 			continue
 		case err != nil && ctx.Err() != nil:
-			return nil
+			return nil //nolint:nilerr // a read cut short by the stop is how the loop ends
 		case err != nil:
 			return fmt.Errorf("read %s: %w", rd.stream, err)
 		}

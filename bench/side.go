@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/eddy-streams/eddy/processor"
@@ -61,15 +62,15 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o)), 0o600); err != nil {
 			return nil, fmt.Errorf("write the eddy config: %w", err)
 		}
-		r.args = append(global, "run", "-c", cfg, "--consumer", "bench-1", "--http", "off")
+		r.args = slices.Concat(global, []string{"run", "-c", cfg, "--consumer", "bench-1", "--http", "off"})
 	case SideBaseline:
 		r.group = baselineGroup
 		r.inputs = []string{n.input()}
 		r.prod = processor.NewProducer(b.rdb, n.input(), 1, 0)
-		r.args = append(global, "bench-baseline",
+		r.args = slices.Concat(global, []string{"bench-baseline",
 			"--stream", n.input(), "--group", baselineGroup, "--output", n.output(), "--seen", n.seen(),
 			"--consumers", strconv.Itoa(o.Consumers), "--batch", strconv.Itoa(o.Batch),
-			"--max-len", strconv.Itoa(outputMaxLen))
+			"--max-len", strconv.Itoa(outputMaxLen)})
 	default:
 		return nil, fmt.Errorf("unknown side %q", side)
 	}
