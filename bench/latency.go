@@ -204,10 +204,10 @@ func medianLatency(runs []Latency) Latency {
 // read. It then waits up to catchUp for the rest, stops the side and, if
 // it caught up, verifies the output count and that nothing is pending.
 func (b *bencher) latencyRun(ctx context.Context, side Side, rate int, measure, catchUp time.Duration) (LatencyRun, error) {
-	names := b.next()
-	defer func() { _ = b.clean(ctx, names) }()
+	keys := b.next()
+	defer func() { _ = b.clean(ctx, keys) }()
 	run := LatencyRun{Side: side, Rate: rate}
-	r, err := b.prepare(side, names)
+	r, err := b.prepare(side, keys)
 	if err != nil {
 		return run, err
 	}
@@ -223,19 +223,19 @@ func (b *bencher) latencyRun(ctx context.Context, side Side, rate int, measure, 
 		return run, fmt.Errorf("send probes: %w", err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	err = b.waitOutputs(rctx, c, names.output(), int64(len(probes)), readyTimeout)
+	err = b.waitOutputs(rctx, c, keys.output(), int64(len(probes)), readyTimeout)
 	cancel()
 	if err != nil {
 		return run, fmt.Errorf("waiting for %d probe event(s) to come out: %w", len(probes), err)
 	}
-	from, err := lastID(ctx, b.rdb, names.output())
+	from, err := lastID(ctx, b.rdb, keys.output())
 	if err != nil {
 		return run, err
 	}
 
 	start := time.Now()
 	measureFrom, stopAt := start.Add(b.o.Warmup), start.Add(b.o.Warmup+measure)
-	rd := &reader{rdb: b.rdb, stream: names.output(), from: from, measureFrom: measureFrom.UnixNano()}
+	rd := &reader{rdb: b.rdb, stream: keys.output(), from: from, measureFrom: measureFrom.UnixNano()}
 	rdctx, stopReader := context.WithCancel(ctx)
 	defer stopReader()
 	var rg errgroup.Group

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -120,13 +121,13 @@ func perMillion(seconds float64, events int) float64 {
 // process start until the output holds n entries; then stops it with
 // SIGTERM and verifies the output length and that nothing is pending.
 func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, error) {
-	names := b.next()
-	defer func() { _ = b.clean(ctx, names) }() // an error here shows on the next run
-	r, err := b.prepare(side, names)
+	keys := b.next()
+	defer func() { _ = b.clean(ctx, keys) }() // an error here shows on the next run
+	r, err := b.prepare(side, keys)
 	if err != nil {
 		return RunStats{}, err
 	}
-	ev := newEvents("t"+fmt.Sprint(b.runs), uint64(b.runs))
+	ev := newEvents("t"+strconv.Itoa(b.runs), uint64(b.runs))
 	if err := prefill(ctx, r.prod, ev, n, func() int64 { return time.Now().UnixNano() }); err != nil {
 		return RunStats{}, fmt.Errorf("pre-fill: %w", err)
 	}
@@ -139,7 +140,7 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, e
 		return RunStats{}, err
 	}
 	defer c.kill()
-	if err := b.waitOutputs(ctx, c, names.output(), int64(n), stuckAfter); err != nil {
+	if err := b.waitOutputs(ctx, c, keys.output(), int64(n), stuckAfter); err != nil {
 		return RunStats{}, err
 	}
 	took := time.Since(c.started)

@@ -1,0 +1,59 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestWriteTable(t *testing.T) {
+	run := func(side Side, eps float64) RunStats {
+		return RunStats{Side: side, Events: 1000, EventsPerSec: eps, CPUSeconds: 0.01, RedisCPUSeconds: 0.02, PeakRSSBytes: 30e6, Outputs: 1000}
+	}
+	r := &Report{
+		Command:  "eddy bench --quick",
+		Machine:  Machine{CPUs: 2, GOOS: "linux", GOARCH: "amd64", Redis: "own redis-server", RedisVersion: "7.0.15"},
+		Settings: settingsOf(Quick()),
+		Throughput: &Throughput{
+			Events:   1000,
+			Pairs:    []Pair{{First: SideBaseline, Baseline: run(SideBaseline, 100000), Eddy: run(SideEddy, 50000), Ratio: 0.5}},
+			Baseline: SideSummary{EventsPerSec: 100000, CPUPerMillion: 6, RedisCPUPerMillion: 4},
+			Eddy:     SideSummary{EventsPerSec: 50000, CPUPerMillion: 14, RedisCPUPerMillion: 11},
+			Ratio:    0.5,
+		},
+		Memory: &Memory{Backlog: 1000, Baseline: run(SideBaseline, 1), Eddy: run(SideEddy, 1), TargetBytes: memoryTarget, EddyWithinTarget: true},
+		Latency: &LatencyReport{
+			Rates: []RateLatency{
+				{Rate: 5000, Baseline: Latency{P50: 0.5, P99: 1, P999: 2, Max: 3}, Eddy: Latency{P50: 1, P99: 3, P999: 4, Max: 5}, P99Ratio: 3, BehindEddy: 1},
+				{Rate: 30000, Max: true, P99Ratio: 2},
+			},
+			MaxRate: &MaxRate{Found: true, Rate: 30000, Tries: []SearchTry{{Rate: 40000, P99: 80}, {Rate: 30000, CaughtUp: true, P99: 20, OK: true}}},
+		},
+	}
+	var out strings.Builder
+	if err := WriteTable(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"eddy bench --quick", "2 CPUs, linux/amd64", "7.0.15",
+		"events/s", "100,000", "50,000", "0.50",
+		"peak RSS", "30.0 MB", "target: eddy < 150.0 MB, met",
+		"5,000/s", "3.00", "(1 run(s) fell behind)", "30,000/s (max)",
+		"max rate", "30,000 events/s", "40,000/s: p99 80.00ms, caught up: false: not sustained",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("WriteTable output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	tb := &tailBuffer{max: 10}
+	for _, s := range []string{"line one\n", "line two\n", "three\n"} {
+		if n, err := tb.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if got := tb.String(); got != "three\n" {
+		t.Errorf("tailBuffer after 3 lines, max 10 bytes = %q, want the whole last line %q", got, "three\n")
+	}
+}
