@@ -61,7 +61,9 @@ func (p *Pipeline) Decoder() processor.Decoder {
 // event goes through the steps in order until one drops it, fails, or the
 // last one passes it on. A step's error is returned wrapped with the step's
 // position and type; permanent errors stay permanent.
-func (p *Pipeline) Handler() processor.Handler { return handler(p.steps) }
+func (p *Pipeline) Handler() processor.Handler {
+	return &handler{steps: p.steps, payload: p.Input.Payload}
+}
 
 // boundStep is a built step and where it came from.
 type boundStep struct {
@@ -70,11 +72,17 @@ type boundStep struct {
 	step  Step
 }
 
-type handler []boundStep
+type handler struct {
+	steps   []boundStep
+	payload string // the entry field holding the JSON payload, if any
+}
 
-func (h handler) Handle(ctx context.Context, m *processor.Message) error {
+func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
 	ev := NewEvent(m)
-	for _, s := range h {
+	if h.payload != "" {
+		ev.raw, _ = m.Field(h.payload)
+	}
+	for _, s := range h.steps {
 		keep, err := s.step.Process(ctx, ev)
 		if err != nil {
 			return fmt.Errorf("steps[%d] %s: %w", s.index, s.typ, err)
@@ -86,4 +94,4 @@ func (h handler) Handle(ctx context.Context, m *processor.Message) error {
 	return nil
 }
 
-var _ processor.Handler = handler(nil)
+var _ processor.Handler = (*handler)(nil)

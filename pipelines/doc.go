@@ -38,7 +38,8 @@
 //   - map: {field: <expression>, …} — sets top-level payload fields, in
 //     YAML order; each expression sees the fields set before it.
 //   - output: {stream, max_len} — emits "key", "id" (dedupe id, or entry id)
-//     and "data" (the payload as JSON) to stream, capped at max_len (0: no cap).
+//     and "data" (the payload as JSON, as it arrived unless a step changed
+//     it) to stream, capped at max_len (0: no cap).
 //   - state: {hash, fields: {field: <expression>, …}} — HSETs the fields of
 //     hash, where "{key}" stands for the message key; a nil result leaves
 //     its field as it is.

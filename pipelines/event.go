@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"encoding/json"
 	"maps"
 
 	"github.com/eddy-streams/eddy/processor"
@@ -23,6 +24,7 @@ type Event struct {
 	payload map[string]any
 	owned   bool           // payload is this event's own copy
 	env     map[string]any // expression environment, built on first use
+	raw     string         // the payload's JSON as it arrived, if it came as JSON
 }
 
 // NewEvent returns the event of m, whose Data is the payload decoded by a
@@ -69,6 +71,17 @@ func (e *Event) Delete(field string) {
 	if e.env != nil && !reserved(field) {
 		delete(e.env, field)
 	}
+}
+
+// payloadJSON returns the payload as JSON: as it arrived while no step has
+// changed it (no work, and numbers exactly as they were written), encoded
+// again otherwise.
+func (e *Event) payloadJSON() (string, error) {
+	if !e.owned && e.raw != "" {
+		return e.raw, nil
+	}
+	b, err := json.Marshal(e.Payload())
+	return string(b), err
 }
 
 func (e *Event) own() {

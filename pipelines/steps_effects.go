@@ -2,7 +2,6 @@ package pipelines
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +11,8 @@ import (
 
 // output: {stream, max_len} — emits the event to stream with the fields
 // "key" (the message key), "id" (the dedupe id, or the entry id without
-// dedupe) and "data" (the payload as JSON).
+// dedupe) and "data" (the payload as JSON: as it arrived, unless a step
+// changed it).
 type outputStep struct {
 	stream string
 	maxLen int64
@@ -39,7 +39,7 @@ func newOutput(cfg StepConfig) (Step, error) {
 }
 
 func (s *outputStep) Process(_ context.Context, ev *Event) (bool, error) {
-	data, err := json.Marshal(ev.Payload())
+	data, err := ev.payloadJSON()
 	if err != nil { // a NaN or Inf set by map
 		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("encoding the payload: %w", err))
 	}
@@ -48,7 +48,7 @@ func (s *outputStep) Process(_ context.Context, ev *Event) (bool, error) {
 	if id == "" {
 		id = m.ID
 	}
-	m.Emit(s.stream, s.maxLen, "key", m.Key, "id", id, "data", string(data))
+	m.Emit(s.stream, s.maxLen, "key", m.Key, "id", id, "data", data)
 	return true, nil
 }
 

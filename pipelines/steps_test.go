@@ -30,7 +30,7 @@ func TestHandler(t *testing.T) {
 			name:    "filter passes",
 			steps:   "      - filter: 'type == \"click\"'\n      - output: {stream: out}\n",
 			data:    `{"user":{"id":"u1"},"type":"click"}`,
-			effects: []processor.Effect{{Kind: processor.EffectXAdd, Key: "out", Fields: []string{"key", "u1", "id", "1700000000000-0", "data", `{"type":"click","user":{"id":"u1"}}`}}},
+			effects: []processor.Effect{{Kind: processor.EffectXAdd, Key: "out", Fields: []string{"key", "u1", "id", "1700000000000-0", "data", `{"user":{"id":"u1"},"type":"click"}`}}}, // as it arrived
 		},
 		{
 			name:   "map sets then output",
@@ -122,7 +122,14 @@ func TestHandler(t *testing.T) {
 			steps: "      - filter: 'type == \"click\" && type(ts) == \"int\" && len(page) == 5'\n      - output: {stream: out}\n",
 			data:  `{"user":{"id":"u1"},"type":"click","ts":1,"page":"/Home"}`,
 			effects: []processor.Effect{{Kind: processor.EffectXAdd, Key: "out", Fields: []string{"key", "u1", "id", "1700000000000-0", "data",
-				`{"page":"/Home","ts":1,"type":"click","user":{"id":"u1"}}`}}},
+				`{"user":{"id":"u1"},"type":"click","ts":1,"page":"/Home"}`}}},
+		},
+		{
+			name:  "unchanged payload passes through as written",
+			steps: "      - output: {stream: out}\n",
+			data:  `{ "user": {"id": "u1"}, "n": 1.50, "big": 18446744073709551616 }`,
+			effects: []processor.Effect{{Kind: processor.EffectXAdd, Key: "out", Fields: []string{"key", "u1", "id", "1700000000000-0", "data",
+				`{ "user": {"id": "u1"}, "n": 1.50, "big": 18446744073709551616 }`}}},
 		},
 		{
 			name:  "effects before a filter are kept",
