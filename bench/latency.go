@@ -48,6 +48,9 @@ type LatencyRun struct {
 	// back from the output before the run ended.
 	Sent int `json:"sent"`
 	Read int `json:"read"`
+	// SentRate is Sent over the time the producer took: below Rate when
+	// the bench process itself could not keep up.
+	SentRate float64 `json:"sent_rate"`
 	// CaughtUp says whether every event was read back within the catch-up
 	// time after the producer stopped; CatchUpMs is how long after.
 	CaughtUp  bool    `json:"caught_up"`
@@ -159,7 +162,7 @@ func (b *bencher) ratePairs(ctx context.Context, rate int) (RateLatency, error) 
 			if !run.CaughtUp {
 				behind = fmt.Sprintf("  BEHIND: %d of %d events unread %v after the producer stopped", run.Sent-run.Read, run.Sent, catchUpFixed)
 			}
-			b.progress("latency  %-8s %7d/s  p50 %7.2fms  p99 %7.2fms  p999 %7.2fms  max %7.2fms%s", side, rate, run.P50, run.P99, run.P999, run.Max, behind)
+			b.progress("latency  %-8s %7d/s  p50 %7.2fms  p99 %7.2fms  p999 %7.2fms  max %7.2fms  (sent %.0f/s)%s", side, rate, run.P50, run.P99, run.P999, run.Max, run.SentRate, behind)
 			rl.Runs = append(rl.Runs, run)
 			if side == SideEddy {
 				eddy, p99[1] = append(eddy, run.Latency), run.P99
@@ -254,6 +257,7 @@ func (b *bencher) latencyRun(ctx context.Context, side Side, rate int, measure, 
 		return run, err
 	}
 	run.Sent, run.Read, run.CaughtUp = sent, int(rd.count.Load()), err == nil
+	run.SentRate = math.Round(float64(sent) / stopped.Sub(start).Seconds())
 	if run.CaughtUp {
 		run.CatchUpMs = ms(max(0, time.Unix(0, rd.lastRead.Load()).Sub(stopped)))
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -154,7 +155,7 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, e
 	}
 	s := RunStats{
 		Side: side, Events: n, Seconds: took.Seconds(), EventsPerSec: float64(n) / took.Seconds(),
-		CPUSeconds: u.cpu.Seconds(), RedisCPUSeconds: redis1 - redis0, PeakRSSBytes: u.peakRSS,
+		CPUSeconds: u.cpu.Seconds(), RedisCPUSeconds: math.Round((redis1-redis0)*1e6) / 1e6, PeakRSSBytes: u.peakRSS,
 	}
 	if s.Outputs, s.Pending, err = b.verify(ctx, r, int64(n)); err != nil {
 		return s, err
