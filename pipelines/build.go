@@ -62,7 +62,11 @@ func (p *Pipeline) Decoder() processor.Decoder {
 // last one passes it on. A step's error is returned wrapped with the step's
 // position and type; permanent errors stay permanent.
 func (p *Pipeline) Handler() processor.Handler {
-	return &handler{steps: p.steps, payload: p.Input.Payload}
+	h := &handler{steps: p.steps}
+	for _, s := range p.steps {
+		h.decode = h.decode || s.typ != "output"
+	}
+	return h
 }
 
 // boundStep is a built step and where it came from.
@@ -73,14 +77,18 @@ type boundStep struct {
 }
 
 type handler struct {
-	steps   []boundStep
-	payload string // the entry field holding the JSON payload, if any
+	steps []boundStep
+	// decode is set when a step reads the payload: every step but output,
+	// which writes a payload no step changed as it arrived.
+	decode bool
 }
 
 func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
 	ev := NewEvent(m)
-	if h.payload != "" {
-		ev.raw, _ = m.Field(h.payload)
+	if h.decode {
+		if err := ev.decode(); err != nil {
+			return processor.Permanentf(processor.ReasonNotJSON, "payload: %w", err)
+		}
 	}
 	for _, s := range h.steps {
 		keep, err := s.step.Process(ctx, ev)

@@ -40,25 +40,31 @@ func (d *decoder) path(s string) Path {
 	return p
 }
 
-// Decode sets m's Data (the payload, a map[string]any), Key and DedupeID.
+// Decode sets m's Data, Key and DedupeID. Data is the payload: with
+// input.payload, its JSON as it arrived (a jsonPayload, checked here and
+// decoded when a step needs it); otherwise a map[string]any of the fields.
 func (d *decoder) Decode(m *processor.Message) error {
-	var payload map[string]any
 	if d.payload != "" {
 		raw, ok := m.Field(d.payload)
 		if !ok {
 			return processor.Permanentf(processor.ReasonNotJSON, "entry %s: payload field %q is missing", m.ID, d.payload)
 		}
-		var err error
-		if payload, err = decodeObject([]byte(raw)); err != nil {
+		obj, err := parseObject(raw)
+		if err != nil {
 			return processor.Permanentf(processor.ReasonNotJSON, "entry %s: payload field %q: %w", m.ID, d.payload, err)
 		}
-	} else {
-		payload = make(map[string]any, len(m.Fields)/2)
-		for i := 0; i+1 < len(m.Fields); i += 2 {
-			payload[m.Fields[i]] = m.Fields[i+1]
+		key, id, err := d.extract(func(p Path) any { v, _ := lookupJSON(obj, p); return v })
+		if err != nil {
+			return fmt.Errorf("entry %s: %w", m.ID, err)
 		}
+		m.Data, m.Key, m.DedupeID = jsonPayload(raw), key, id
+		return nil
 	}
-	key, id, err := d.extract(payload)
+	payload := make(map[string]any, len(m.Fields)/2)
+	for i := 0; i+1 < len(m.Fields); i += 2 {
+		payload[m.Fields[i]] = m.Fields[i+1]
+	}
+	key, id, err := d.extract(func(p Path) any { v, _ := p.Lookup(payload); return v })
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", m.ID, err)
 	}
@@ -66,15 +72,15 @@ func (d *decoder) Decode(m *processor.Message) error {
 	return nil
 }
 
-// extract returns the key and dedupe id of a decoded payload.
-func (d *decoder) extract(payload map[string]any) (key, id string, err error) {
-	v, _ := d.key.Lookup(payload)
+// extract returns the key and dedupe id of a payload, found with lookup.
+func (d *decoder) extract(lookup func(Path) any) (key, id string, err error) {
+	v := lookup(d.key)
 	key, ok := scalarString(v)
 	if !ok {
 		return "", "", processor.Permanentf(processor.ReasonMissingKey, "key %q %s", d.key, notScalar(v))
 	}
 	if d.dedupe {
-		v, _ = d.id.Lookup(payload)
+		v = lookup(d.id)
 		if id, ok = scalarString(v); !ok {
 			return "", "", processor.Permanentf(ReasonMissingID, "dedupe id %q %s", d.id, notScalar(v))
 		}
@@ -106,11 +112,11 @@ func (p *Pipeline) EncodeEvent(line []byte) (key string, fields []string, err er
 		return "", nil, fmt.Errorf("pipelines: pipeline %q was not built by Load or Parse", p.Name)
 	}
 	if d.payload != "" {
-		payload, err := decodeObject(line)
+		obj, err := parseObject(string(line))
 		if err != nil {
 			return "", nil, fmt.Errorf("event is not a JSON object: %w", err)
 		}
-		if key, _, err = d.extract(payload); err != nil {
+		if key, _, err = d.extract(func(p Path) any { v, _ := lookupJSON(obj, p); return v }); err != nil {
 			return "", nil, err
 		}
 		var buf bytes.Buffer
@@ -144,7 +150,7 @@ func (p *Pipeline) EncodeEvent(line []byte) (key string, fields []string, err er
 		fields = append(fields, name, s)
 		payload[name] = s
 	}
-	if key, _, err = d.extract(payload); err != nil {
+	if key, _, err = d.extract(func(p Path) any { v, _ := p.Lookup(payload); return v }); err != nil {
 		return "", nil, err
 	}
 	return key, fields, nil

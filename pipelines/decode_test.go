@@ -26,7 +26,8 @@ func TestDecoderJSON(t *testing.T) {
 		{"payload field missing", []string{"other", `{}`}, "", "", processor.ReasonNotJSON, `entry 5-0: payload field "data" is missing`},
 		{"not JSON", []string{"data", `{"user":`}, "", "", processor.ReasonNotJSON, `entry 5-0: payload field "data"`},
 		{"array", []string{"data", `[1]`}, "", "", processor.ReasonNotJSON, "want a JSON object, got an array"},
-		{"trailing data", []string{"data", `{} x`}, "", "", processor.ReasonNotJSON, "after the JSON value"},
+		{"trailing data", []string{"data", `{} x`}, "", "", processor.ReasonNotJSON, "after top-level value"},
+		{"duplicate names: the last counts", []string{"data", `{"user":{"id":"a","id":"b"},"event_id":"e","event_id":"f"}`}, "b", "f", "", ""},
 		{"key missing", []string{"data", `{"user":{},"event_id":"e"}`}, "", "", processor.ReasonMissingKey, `entry 5-0: key "user.id" is missing or null`},
 		{"key null", []string{"data", `{"user":{"id":null},"event_id":"e"}`}, "", "", processor.ReasonMissingKey, "missing or null"},
 		{"key object", []string{"data", `{"user":{"id":{}},"event_id":"e"}`}, "", "", processor.ReasonMissingKey, "not a string or number"},
@@ -50,8 +51,12 @@ func TestDecoderJSON(t *testing.T) {
 			if m.Key != tt.key || m.DedupeID != tt.id {
 				t.Errorf("Decode(%q): key %q, id %q; want %q, %q", tt.fields, m.Key, m.DedupeID, tt.key, tt.id)
 			}
-			if _, ok := m.Data.(map[string]any); !ok {
-				t.Errorf("Decode(%q): Data is %T, want map[string]any", tt.fields, m.Data)
+			want, err := decodeObject([]byte(tt.fields[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := NewEvent(m).Payload(); !reflect.DeepEqual(got, want) {
+				t.Errorf("Decode(%q): payload %v, want %v", tt.fields, got, want)
 			}
 		})
 	}
@@ -122,6 +127,42 @@ func BenchmarkDecoder(b *testing.B) {
 		m := &processor.Message{ID: "1-0", Fields: fields}
 		if err := p.Decoder().Decode(m); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// lookupJSON, on the payload as it arrived, finds what Path.Lookup finds
+// in the decoded payload: keys and dedupe ids must not depend on which of
+// the two a pipeline uses (EncodeEvent routes with the same lookups).
+func TestLookupJSONAgreesWithDecoded(t *testing.T) {
+	payloads := []string{
+		`{"a":"x","b":{"c":1,"d":{"e":true}},"a.b":"dotted","n":18446744073709551616,"f":-0.5e2}`,
+		`{"a":{"b":"inner"},"a.b":"top"}`,
+		`{"a":{"b":"inner"}}`,
+		`{"a":[1,2],"b":null,"c":{},"d":"","u":"\u00e9\n"}`,
+		`{"a":1,"a":{"b":2}}`,
+		`{"a":{"b":2},"a":3}`,
+		`{"x":{"y":{"z":"deep"}}}`,
+	}
+	paths := []string{"a", "a.b", "b", "b.c", "b.d.e", "n", "f", "c", "d", "u", "x.y.z", "x.y", "missing", "a.b.c"}
+	for _, raw := range payloads {
+		obj, err := parseObject(raw)
+		if err != nil {
+			t.Fatalf("parseObject(%s) = %v", raw, err)
+		}
+		decoded, err := decodeObject([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ps := range paths {
+			p, _ := ParsePath(ps)
+			want, wok := p.Lookup(decoded)
+			got, gok := lookupJSON(obj, p)
+			ws, wscalar := scalarString(want)
+			gs, gscalar := scalarString(got)
+			if gok != wok || ws != gs || wscalar != gscalar || notScalar(want) != notScalar(got) {
+				t.Errorf("%s at %q: lookupJSON = %#v %v, Lookup on the decoded object = %#v %v", raw, ps, got, gok, want, wok)
+			}
 		}
 	}
 }

@@ -27,13 +27,32 @@ type Event struct {
 	raw     string         // the payload's JSON as it arrived, if it came as JSON
 }
 
-// NewEvent returns the event of m, whose Data is the payload decoded by a
-// pipeline's Decoder (a map[string]any; anything else is an empty payload).
-// A pipeline's Handler makes one per attempt; tests of custom steps may
-// use it directly.
+// NewEvent returns the event of m, whose Data is the payload as a
+// pipeline's Decoder left it (a map[string]any, or JSON checked by the
+// Decoder and decoded here on first use; anything else is an empty
+// payload). A pipeline's Handler makes one per attempt; tests of custom
+// steps may use it directly.
 func NewEvent(m *processor.Message) *Event {
-	payload, _ := m.Data.(map[string]any)
-	return &Event{msg: m, payload: payload}
+	switch d := m.Data.(type) {
+	case map[string]any:
+		return &Event{msg: m, payload: d}
+	case jsonPayload:
+		return &Event{msg: m, raw: string(d)}
+	}
+	return &Event{msg: m}
+}
+
+// decode decodes a payload that came as JSON, once.
+func (e *Event) decode() error {
+	if e.payload != nil || e.raw == "" {
+		return nil
+	}
+	p, err := decodeObject([]byte(e.raw))
+	if err != nil {
+		return err
+	}
+	e.payload = p
+	return nil
 }
 
 // Message returns the engine's message: its Key, ID and DedupeID, and Emit
@@ -42,6 +61,7 @@ func (e *Event) Message() *processor.Message { return e.msg }
 
 // Payload returns the payload object. Treat it as read-only; see Set.
 func (e *Event) Payload() map[string]any {
+	_ = e.decode() // the handler has decoded it already if it could be
 	if e.payload == nil {
 		e.payload = map[string]any{}
 		e.owned = true
@@ -51,6 +71,7 @@ func (e *Event) Payload() map[string]any {
 
 // Get returns the value at path and whether it is present and not null.
 func (e *Event) Get(path Path) (any, bool) {
+	_ = e.decode()
 	v, ok := path.Lookup(e.payload)
 	return v, ok && v != nil
 }
@@ -85,6 +106,7 @@ func (e *Event) payloadJSON() (string, error) {
 }
 
 func (e *Event) own() {
+	_ = e.decode()
 	if !e.owned {
 		e.payload = maps.Clone(e.payload)
 		if e.payload == nil {
@@ -99,6 +121,7 @@ func (e *Event) own() {
 // It is built on first use and kept in step with Set and Delete.
 func (e *Event) Env() map[string]any {
 	if e.env == nil {
+		_ = e.decode()
 		e.env = make(map[string]any, len(e.payload)+2)
 		maps.Copy(e.env, e.payload)
 		e.env[EnvKey] = e.msg.Key
