@@ -40,8 +40,12 @@
 //     more than MaxAttempts times (a poison entry that kills the worker) is
 //     dead-lettered with reason "max_deliveries" without calling the handler.
 //   - The worker loses the partition's lease (paused past SessionTimeout, cut
-//     off): its reads, claims and commits are fenced, so nothing of what it
-//     was doing is written; the entries are the next owner's, as above.
+//     off): its claims and commits are fenced, so nothing of what it was
+//     doing is written; the entries are the next owner's, as above. Its
+//     reads are not refused, but it stops at the first one (each read
+//     returns the lease too), and the owner's next read shows the owner
+//     what it took: the owner lets its own entries in flight commit and
+//     takes those over before anything newer.
 //
 // An entry's effects are applied only by the commit that acks it (XACK
 // returns 1): if two workers ever finish the same entry, the second commit
