@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +59,16 @@ installed. Its data is lost on exit.`,
 	return cmd
 }
 
+// workerGCPercent is the GOGC of `eddy run` unless GOGC is set: a worker's
+// live heap is small (reads stop at max_inflight entries per partition),
+// and collecting it at 100% growth cost a sixth of the worker's CPU in the
+// throughput run (6.6 -> 5.5 µs per event at 400).
+const workerGCPercent = 400
+
 func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pipeline, consumer string, withPprof bool, log *zap.Logger) error {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(workerGCPercent)
+	}
 	maxBlock, partitions := time.Duration(0), 0
 	for _, p := range ps {
 		maxBlock = max(maxBlock, p.Block)
