@@ -277,8 +277,11 @@ func (b *bencher) latencyRun(ctx context.Context, side Side, rate int, measure, 
 // lastID returns the id of stream's last entry.
 func lastID(ctx context.Context, rdb redis.UniversalClient, stream string) (string, error) {
 	msgs, err := rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
-	if err != nil || len(msgs) == 0 {
-		return "", fmt.Errorf("last entry of %s: %d entries, %w", stream, len(msgs), err)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("last entry of %s: %w", stream, err)
+	case len(msgs) == 0:
+		return "", fmt.Errorf("last entry of %s: the stream is empty", stream)
 	}
 	return msgs[0].ID, nil
 }
