@@ -23,7 +23,9 @@ import (
 //	ARGV[7]   the type each key must have, one letter per key of KEYS: "s"
 //	          stream, "h" hash, "S" set, "-" not checked
 //	ARGV[8]   D, the number of dedupe ids, which follow: ARGV[9..8+D]
-//	ARGV[9+D..] entries, each: id, kind, then by kind
+//	ARGV[9+D] A, the number of entry ids to ack with one XACK, which
+//	          follow; 0 to ack each entry on its own
+//	ARGV[10+D+A..] entries, each: id, kind, then by kind
 //	  "p" processed: the index of its dedupe id among the D (0 for none),
 //	      effect count, effects; an effect is "x" (XADD), key index,
 //	      maxlen, n, n field/value strings; or "h" (HSET), key index, n, n
@@ -31,9 +33,17 @@ import (
 //	  "d" dead letter: n, n field/value strings (n = 0: the dead letter was
 //	      written elsewhere already; the entry is only acked)
 //	  "a" ack only (a duplicate found before processing)
+//	  "z" the id again, later in the same commit: stale
 //
 // An entry's effects are written only if its XACK returns 1, so a commit
 // that runs twice, or races another worker's, writes each effect once.
+//
+// The owner of a partition (a fence) acks the whole batch with one XACK:
+// only the owner acks the partition's entries, and a commit is all or
+// nothing, so its entries are either all pending or all acked by an earlier
+// run of the same commit (a retry after a lost reply): the count tells
+// which. If an operator acked some by hand meanwhile, which ones is not
+// known; every effect is written (nothing is lost) and Redis logs a warning.
 // Two effects that write one key as a stream and as a hash are refused by
 // the caller before the script runs (commitArgs.conflict).
 //
@@ -82,14 +92,30 @@ if nbuckets > 0 and nids > 0 then
   end
 end
 
+local ackat = first + nids
+local nacks = tonumber(ARGV[ackat])
+local batch, all = nacks > 0 and not dry, false
+if batch then
+  local got = 0
+  for s = 0, nacks - 1, 4000 do
+    got = got + redis.call('XACK', stream, group, unpack(ARGV, ackat + 1 + s, ackat + math.min(s + 4000, nacks)))
+  end
+  all = got > 0
+  if all and got < nacks then
+    redis.log(redis.LOG_WARNING, 'eddy: ' .. (nacks - got) .. ' of ' .. nacks .. ' entries of a commit to ' .. stream .. ' were acked by someone else; writing every effect')
+  end
+end
+
 local out, marks, acked = {}, {}, {}
 local nargv = #ARGV
-local i, e = first + nids, 0
+local i, e = ackat + 1 + nacks, 0
 while i <= nargv do
   local id, kind = ARGV[i], ARGV[i+1]
   e = e + 1
   local pending
-  if dry then
+  if batch then
+    pending = all
+  elseif dry then
     -- a missing group or stream is what XACK would answer 0 to
     local p = redis.pcall('XPENDING', stream, group, id, id, 1)
     pending = type(p) == 'table' and not p.err and #p > 0 and not acked[id]
@@ -146,6 +172,9 @@ while i <= nargv do
       out[e] = 'd'
     end
     i = i + 3 + n
+  elseif kind == 'z' then
+    out[e] = 's'
+    i = i + 2
   else
     if pending then out[e] = 'u' else out[e] = 's' end
     i = i + 2
@@ -212,14 +241,19 @@ type commitArgs struct {
 	types  []byte // ARGV[7]: the type each key must have
 	head   []any  // ARGV[1..6]
 	ids    []any  // the dedupe ids
+	acks   []any  // the entry ids to ack with one XACK (with a fence)
 	body   []any  // the entries
-	argv   []any  // head, types, ids and body, put together by args
+	argv   []any  // head, types, ids, acks and body, put together by args
 	keyIdx map[string]int
 	// conflict is the first key that effects write both as a stream and
 	// as a hash (or the dead-letter stream or the mark set as another
 	// type); the commit is refused before the script runs.
 	conflict string
 	dedupe   bool
+	// batchAck is set with a fence: the batch is acked with one XACK, and
+	// an id repeated in the batch is marked stale here.
+	batchAck bool
+	acked    map[string]struct{}
 }
 
 func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
@@ -247,7 +281,28 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	}
 	c.head = append(c.head[:0], group, nb, markExpireMs, dlqMaxLen, fence, "c")
 	c.ids = c.ids[:0]
+	c.acks = c.acks[:0]
 	c.body = c.body[:0]
+	c.batchAck = fence != ""
+	if c.acked == nil {
+		c.acked = make(map[string]struct{})
+	}
+	clear(c.acked)
+}
+
+// entry starts an entry in the body. It returns false for an id already in
+// this batch, entered as stale.
+func (c *commitArgs) entry(id, kind string) bool {
+	if c.batchAck {
+		if _, dup := c.acked[id]; dup {
+			c.body = append(c.body, id, "z")
+			return false
+		}
+		c.acked[id] = struct{}{}
+		c.acks = append(c.acks, id)
+	}
+	c.body = append(c.body, id, kind)
+	return true
 }
 
 // dryRun turns the built arguments into a dry run's, or back.
@@ -263,6 +318,8 @@ func (c *commitArgs) args() []any {
 	c.argv = append(c.argv[:0], c.head...)
 	c.argv = append(c.argv, string(c.types), len(c.ids))
 	c.argv = append(c.argv, c.ids...)
+	c.argv = append(c.argv, len(c.acks))
+	c.argv = append(c.argv, c.acks...)
 	return append(c.argv, c.body...)
 }
 
@@ -289,12 +346,15 @@ func (c *commitArgs) appendStrings(ss []string) {
 }
 
 func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
+	if !c.entry(id, "p") {
+		return
+	}
 	k := 0
 	if c.dedupe && dedupeID != "" {
 		c.ids = append(c.ids, dedupeID)
 		k = len(c.ids)
 	}
-	c.body = append(c.body, id, "p", k, len(effects))
+	c.body = append(c.body, k, len(effects))
 	for _, e := range effects {
 		switch e.Kind {
 		case EffectHSet:
@@ -307,10 +367,11 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 }
 
 func (c *commitArgs) deadLetter(id string, fields []string) {
-	c.body = append(c.body, id, "d")
-	c.appendStrings(fields)
+	if c.entry(id, "d") {
+		c.appendStrings(fields)
+	}
 }
 
 func (c *commitArgs) ackOnly(id string) {
-	c.body = append(c.body, id, "a")
+	c.entry(id, "a")
 }

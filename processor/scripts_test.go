@@ -1,8 +1,12 @@
 package processor
 
 import (
+	"context"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
 // commitArgs tells the script which type each key must have, and finds
@@ -70,11 +74,68 @@ func TestCommitArgsReuse(t *testing.T) {
 	if !reflect.DeepEqual(k1, k2) || !reflect.DeepEqual(v1, v2) {
 		t.Errorf("second build differs:\n%v %v\n%v %v", k1, v1, k2, v2)
 	}
-	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", 1, "e1",
+	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", 1, "e1", 3, "1-1", "1-2", "1-3",
 		"1-1", "p", 1, 1, "x", 6, int64(10), 2, "a", "b",
 		"1-2", "d", 2, "x", "y",
 		"1-3", "a"}
 	if !reflect.DeepEqual(v1, want) {
 		t.Errorf("argv =\n%v\nwant\n%v", v1, want)
+	}
+}
+
+// With a fence the batch is acked with one XACK. A commit run twice (a
+// retry after a lost reply) writes its effects once; an id repeated in a
+// batch is stale the second time; and a batch of which someone else acked
+// a part by hand writes every effect rather than lose one.
+func TestCommitWithOneXACK(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	lease := leaseKey("in", 0, 1, "t")
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, lease, "f1", time.Minute)
+	var recs []Record
+	for i := range 6 {
+		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
+	}
+	produce(t, c, 1, recs)
+	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	if err != nil || len(es) != 6 {
+		t.Fatalf("read %d entries, %v", len(es), err)
+	}
+	out := func(k string) []Effect { return []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", k}}} }
+	commit := func(ids ...string) string {
+		t.Helper()
+		var a commitArgs
+		a.reset("in", "in:dlq", lease, "f1", "t", "m", []string{"m"}, time.Now().Add(time.Hour).UnixMilli(), 0)
+		for _, id := range ids {
+			a.processed(id, "e-"+id, out(id))
+		}
+		reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	if got := commit(es[0].id, es[1].id, es[0].id); got != "pps" {
+		t.Errorf("commit = %q, want pps", got)
+	}
+	if got := commit(es[0].id, es[1].id); got != "ss" {
+		t.Errorf("the same commit again = %q, want ss (already acked, nothing written)", got)
+	}
+	if n := xlen(t, c, "out"); n != 2 {
+		t.Errorf("%d outputs after a commit and its retry, want 2", n)
+	}
+	c.XAck(ctx, "in", "t", es[2].id) // by hand
+	if got := commit(es[2].id, es[3].id, es[4].id); got != "ppp" {
+		t.Errorf("commit after an ack by hand = %q, want ppp (every effect written)", got)
+	}
+	if n := xlen(t, c, "out"); n != 5 {
+		t.Errorf("%d outputs, want 5", n)
+	}
+	if n := pendingCount(t, c, "in"); n != 1 {
+		t.Errorf("%d pending, want 1 (the sixth entry)", n)
 	}
 }
