@@ -25,7 +25,13 @@ import (
 //	ARGV[8]   D, the number of dedupe ids, which follow: ARGV[9..8+D]
 //	ARGV[9+D] A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
-//	ARGV[10+D+A..] entries, each: id, kind, then by kind
+//	then      the commit's common effect, written by entries "o" and "O":
+//	          "XADD", key index, maxlen, n, n field names; or "HSET", key
+//	          index, "0", n, n field names; or "" for none
+//	then      entries, each: id, kind, then by kind
+//	  "O" processed with one common effect: its n field values; its dedupe
+//	      id is the next of the D
+//	  "o" the same without a dedupe id
 //	  "p" processed: the index of its dedupe id among the D (0 for none),
 //	      effect count, effects; an effect is "x" (XADD), key index,
 //	      maxlen, n, n field/value strings; or "h" (HSET), key index, n, n
@@ -106,9 +112,36 @@ if batch then
   end
 end
 
+-- the commit's common effect: entries "o"/"O" give only its values
+local at = ackat + 1 + nacks
+local scmd, sargs, spos, snf = ARGV[at], nil, 0, 0
+if scmd ~= '' then
+  sargs = {KEYS[tonumber(ARGV[at+1])]}
+  if scmd == 'XADD' then
+    if ARGV[at+2] ~= '0' then sargs[2] = 'MAXLEN'; sargs[3] = '~'; sargs[4] = ARGV[at+2] end
+    sargs[#sargs+1] = '*'
+  end
+  spos, snf = #sargs, tonumber(ARGV[at+3])
+  for f = 1, snf do sargs[spos + 2*f - 1] = ARGV[at + 3 + f] end
+  at = at + 4 + snf
+else
+  at = at + 1
+end
+
 local out, marks, acked = {}, {}, {}
 local nargv = #ARGV
-local i, e = ackat + 1 + nacks, 0
+local i, e, idn = at, 0, 0
+
+-- decide answers for a pending or stale entry with dedupe id did (or nil)
+-- and tells whether its effects are to be written
+local function decide(pending, did)
+  if not pending then out[e] = 's'; return false end
+  if did and seen[did] then out[e] = 'u'; return false end
+  if did then seen[did] = true; marks[#marks+1] = did end
+  out[e] = 'p'
+  return not dry
+end
+
 while i <= nargv do
   local id, kind = ARGV[i], ARGV[i+1]
   e = e + 1
@@ -123,20 +156,19 @@ while i <= nargv do
   else
     pending = redis.call('XACK', stream, group, id) == 1
   end
-  if kind == 'p' then
+  if kind == 'O' or kind == 'o' then
+    local did = nil
+    if kind == 'O' then idn = idn + 1; did = ARGV[first + idn - 1] end
+    if decide(pending, did) then
+      for f = 1, snf do sargs[spos + 2*f] = ARGV[i + 1 + f] end
+      redis.call(scmd, unpack(sargs))
+    end
+    i = i + 2 + snf
+  elseif kind == 'p' then
     local k, neff = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
     local did = nil
-    if k > 0 then did = ARGV[first + k - 1] end
-    local write = false
-    if not pending then
-      out[e] = 's'
-    elseif did and seen[did] then
-      out[e] = 'u'
-    else
-      if did then seen[did] = true; marks[#marks+1] = did end
-      out[e] = 'p'
-      write = not dry
-    end
+    if k > 0 then idn = k; did = ARGV[first + k - 1] end
+    local write = decide(pending, did)
     local j = i + 4
     for _ = 1, neff do
       if ARGV[j] == 'x' then
@@ -254,6 +286,12 @@ type commitArgs struct {
 	// an id repeated in the batch is marked stale here.
 	batchAck bool
 	acked    map[string]struct{}
+	// common is the commit's common effect (the first single effect of an
+	// entry): entries whose only effect has its kind, key, cap and field
+	// names send just the values.
+	common    Effect
+	hasCommon bool
+	commonKey int
 }
 
 func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
@@ -284,6 +322,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	c.acks = c.acks[:0]
 	c.body = c.body[:0]
 	c.batchAck = fence != ""
+	c.hasCommon = false
 	if c.acked == nil {
 		c.acked = make(map[string]struct{})
 	}
@@ -320,6 +359,18 @@ func (c *commitArgs) args() []any {
 	c.argv = append(c.argv, c.ids...)
 	c.argv = append(c.argv, len(c.acks))
 	c.argv = append(c.argv, c.acks...)
+	if c.hasCommon {
+		cmd := "XADD"
+		if c.common.Kind == EffectHSet {
+			cmd = "HSET"
+		}
+		c.argv = append(c.argv, cmd, c.commonKey, c.common.MaxLen, len(c.common.Fields)/2)
+		for i := 0; i < len(c.common.Fields); i += 2 {
+			c.argv = append(c.argv, c.common.Fields[i])
+		}
+	} else {
+		c.argv = append(c.argv, "")
+	}
 	return append(c.argv, c.body...)
 }
 
@@ -345,12 +396,57 @@ func (c *commitArgs) appendStrings(ss []string) {
 	}
 }
 
+// isCommon reports whether e is the commit's common effect but for its
+// values, making it the common effect if there is none yet.
+func (c *commitArgs) isCommon(e Effect) bool {
+	n := len(e.Fields)
+	if n == 0 || n%2 != 0 {
+		return false
+	}
+	if !c.hasCommon {
+		t := byte('s')
+		if e.Kind == EffectHSet {
+			t = 'h'
+		}
+		c.common, c.hasCommon, c.commonKey = e, true, c.key(e.Key, t)
+		return true
+	}
+	k := c.common
+	if e.Kind != k.Kind || e.Key != k.Key || e.MaxLen != k.MaxLen || n != len(k.Fields) {
+		return false
+	}
+	for i := 0; i < n; i += 2 {
+		if e.Fields[i] != k.Fields[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
+	hasID := c.dedupe && dedupeID != ""
+	if len(effects) == 1 && c.isCommon(effects[0]) {
+		kind := "o"
+		if hasID {
+			kind = "O"
+		}
+		if !c.entry(id, kind) {
+			return
+		}
+		if hasID {
+			c.ids = append(c.ids, dedupeID)
+		}
+		f := effects[0].Fields
+		for i := 1; i < len(f); i += 2 {
+			c.body = append(c.body, f[i])
+		}
+		return
+	}
 	if !c.entry(id, "p") {
 		return
 	}
 	k := 0
-	if c.dedupe && dedupeID != "" {
+	if hasID {
 		c.ids = append(c.ids, dedupeID)
 		k = len(c.ids)
 	}

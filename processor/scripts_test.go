@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -75,7 +76,8 @@ func TestCommitArgsReuse(t *testing.T) {
 		t.Errorf("second build differs:\n%v %v\n%v %v", k1, v1, k2, v2)
 	}
 	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", 1, "e1", 3, "1-1", "1-2", "1-3",
-		"1-1", "p", 1, 1, "x", 6, int64(10), 2, "a", "b",
+		"XADD", 6, int64(10), 1, "a",
+		"1-1", "O", "b",
 		"1-2", "d", 2, "x", "y",
 		"1-3", "a"}
 	if !reflect.DeepEqual(v1, want) {
@@ -137,5 +139,68 @@ func TestCommitWithOneXACK(t *testing.T) {
 	}
 	if n := pendingCount(t, c, "in"); n != 1 {
 		t.Errorf("%d pending, want 1 (the sixth entry)", n)
+	}
+}
+
+// Entries whose one effect is the commit's common effect send only its
+// values; everything else goes the general way. Mixed in one commit, with
+// and without dedupe ids and with a duplicate, every effect lands as it
+// would one by one.
+func TestCommitCommonEffect(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 7 {
+		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
+	}
+	produce(t, c, 1, recs)
+	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	if err != nil || len(es) != 7 {
+		t.Fatalf("read %d entries, %v", len(es), err)
+	}
+	x := func(key string, kv ...string) Effect { return Effect{Kind: EffectXAdd, Key: key, Fields: kv} }
+	h := func(key string, kv ...string) Effect { return Effect{Kind: EffectHSet, Key: key, Fields: kv} }
+	for _, fence := range []string{"", "f1"} {
+		t.Run("fence="+fence, func(t *testing.T) {
+			c.Del(ctx, "out", "other", "h", "m")
+			c.XGroupSetID(ctx, "in", "t", "0")
+			if _, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			lease := leaseKey("in", 0, 1, "t")
+			c.Set(ctx, lease, fence, time.Minute)
+			var a commitArgs
+			a.reset("in", "in:dlq", lease, fence, "t", "m", []string{"m"}, time.Now().Add(time.Hour).UnixMilli(), 0)
+			a.processed(es[0].id, "d0", []Effect{x("out", "k", "v0", "n", "0")})                   // common, with id
+			a.processed(es[1].id, "", []Effect{x("out", "k", "v1", "n", "1")})                     // common, no id
+			a.processed(es[2].id, "d2", []Effect{x("out", "k", "v2")})                             // other fields
+			a.processed(es[3].id, "d3", []Effect{x("out", "k", "v3", "n", "3"), h("h", "f", "3")}) // two effects
+			a.processed(es[4].id, "d0", []Effect{x("out", "k", "dup", "n", "4")})                  // duplicate of d0
+			a.processed(es[5].id, "d5", []Effect{h("h", "g", "5")})                                // a hash only
+			a.processed(es[6].id, "d6", []Effect{x("out", "k", "v6", "n", "6")})                   // common again
+			reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+			if err != nil || reply != "ppppupp" {
+				t.Fatalf("commit = %q, %v; want ppppupp", reply, err)
+			}
+			msgs, _ := c.XRange(ctx, "out", "-", "+").Result()
+			var got []string
+			for _, m := range msgs {
+				got = append(got, fmt.Sprint(m.Values))
+			}
+			want := []string{"map[k:v0 n:0]", "map[k:v1 n:1]", "map[k:v2]", "map[k:v3 n:3]", "map[k:v6 n:6]"}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("out = %v, want %v", got, want)
+			}
+			if hv := c.HGetAll(ctx, "h").Val(); !reflect.DeepEqual(hv, map[string]string{"f": "3", "g": "5"}) {
+				t.Errorf("hash = %v", hv)
+			}
+			if m := c.SMembers(ctx, "m").Val(); len(m) != 5 {
+				t.Errorf("marks = %v, want d0 d2 d3 d5 d6", m)
+			}
+		})
 	}
 }
