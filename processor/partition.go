@@ -176,7 +176,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 // lost), so they are not overtaken by later ones.
 func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
 	o := pt.p.o
-	takeover, failures := true, 0
+	takeover, failures, idle := true, 0, false
 	for soft.Err() == nil {
 		if takeover {
 			ok, err := pt.takeOver(soft, hard, lanes)
@@ -198,8 +198,20 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			return
 		}
 		cctx, cancel := pt.p.bounded(hard)
-		r, err := readOwned(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
+		var r ownedRead
+		var err error
+		if idle {
+			// Nothing was there last time: wait for new entries in the read
+			// itself, so that one arriving is handled one round trip later.
+			block := min(o.Block, o.Heartbeat)
+			wctx, cancelWait := context.WithTimeout(cctx, block+time.Second)
+			r, err = readOwnedWaiting(wctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, block, pt.fence, pt.seen)
+			cancelWait()
+		} else {
+			r, err = readOwned(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
+		}
 		cancel()
+		idle = false
 		// The read holds BatchSize units; it may bring up to twice as many
 		// entries (this consumer's unseen ones, then new ones).
 		held := min(len(r.entries), o.BatchSize)
@@ -254,18 +266,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			}
 			continue
 		}
-		// Nothing new: wait for an entry after the last one, without
-		// taking it (a plain XREAD), then read it with the lease checked.
-		block := min(o.Block, o.Heartbeat)
-		cctx, cancel = pt.p.bounded(hard)
-		cctx, cancelWait := context.WithTimeout(cctx, block+time.Second)
-		err = waitForEntries(cctx, pt.p.rdb, pt.stream, r.last, block)
-		cancelWait()
-		cancel()
-		if err != nil && soft.Err() == nil {
-			pt.logReadError("wait_failed", err)
-			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures+1))
-		}
+		idle = true
 	}
 }
 

@@ -354,23 +354,22 @@ type ownedRead struct {
 	// entries are this consumer's entries after the last one it has seen
 	// (those of a read whose reply was lost), then new ones, in stream order.
 	entries []entry
-	// last is the id of the stream's last entry, to wait for newer ones.
-	last string
 	// fenced is set when the lease holds another fence: the partition is
 	// another worker's, and entries is empty.
 	fenced bool
 	// foreign counts entries pending for other consumers. The owner's
 	// takeover claimed them all, so these were read by a worker that had
-	// lost its lease and had not yet noticed; they come before entries in
-	// the stream and must be taken over before entries are dispatched.
+	// lost its lease and had not yet noticed; those read before entries
+	// come before them in the stream, so all are taken over, oldest first,
+	// before entries are dispatched.
 	foreign int64
 }
 
 // readOwned reads new entries of an owned partition in one MULTI/EXEC: the
 // lease, this consumer's entries after seen (delivered by a read whose reply
 // was lost: go-redis retries a transaction whose reply was lost, and the
-// retry must not skip them), up to count new entries, the consumers with
-// entries pending, and the stream's last id.
+// retry must not skip them), up to count new entries, and the consumers
+// with entries pending.
 //
 // Reading is not refused to a worker whose lease has gone, as a script could
 // do: passing every entry through Lua doubled the cost of a read in Redis.
@@ -382,20 +381,19 @@ func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, gr
 		seen = "0-0"
 	}
 	var get *redis.StringCmd
-	var own, fresh, last *redis.Cmd
+	var own, fresh *redis.Cmd
 	var pend *redis.XPendingCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		get = p.Get(ctx, lease)
 		own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, seen)
 		fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
 		pend = p.XPending(ctx, stream, group)
-		last = p.Do(ctx, "XREVRANGE", stream, "+", "-", "COUNT", 1)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return ownedRead{}, err
 	}
-	for _, c := range []redis.Cmder{own, fresh, pend, last} {
+	for _, c := range []redis.Cmder{own, fresh, pend} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return ownedRead{}, err // NOGROUP, say
 		}
@@ -414,18 +412,60 @@ func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, gr
 		return ownedRead{}, err
 	}
 	r.entries = append(mine, news...)
+	r.finish(pend.Val(), consumer)
+	return r, nil
+}
+
+func (r *ownedRead) finish(pend *redis.XPending, consumer string) {
 	for i := range r.entries {
 		r.entries[i].deliveries = 1
 	}
-	for name, n := range pend.Val().Consumers {
+	for name, n := range pend.Consumers {
 		if name != consumer {
 			r.foreign += n
 		}
 	}
-	r.last = "0-0"
-	if es, err := parseEntries(last.Val()); err == nil && len(es) > 0 {
-		r.last = es[0].id
+}
+
+// readOwnedWaiting is readOwned for an idle partition, in one round trip
+// that waits up to block for new entries: a blocking XREADGROUP, then this
+// consumer's entries after seen (the new ones, and any a read whose reply
+// was lost or a same-named process that lost its lease delivered to this
+// name before them), the lease and the consumers with entries pending.
+// Not being a transaction, the pending list may also show entries another
+// worker read after this read; they are taken over all the same, which is
+// safe, only slower.
+func readOwnedWaiting(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, block time.Duration, fence, seen string) (ownedRead, error) {
+	if seen == "" {
+		seen = "0-0"
 	}
+	var get *redis.StringCmd
+	var fresh, own *redis.Cmd
+	var pend *redis.XPendingCmd
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", max(block.Milliseconds(), 1), "STREAMS", stream, ">")
+		own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", 2*count, "STREAMS", stream, seen)
+		get = p.Get(ctx, lease)
+		pend = p.XPending(ctx, stream, group)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ownedRead{}, err
+	}
+	for _, c := range []redis.Cmder{fresh, own, pend} {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return ownedRead{}, err
+		}
+	}
+	var r ownedRead
+	if get.Val() != fence {
+		r.fenced = true
+		return r, nil
+	}
+	if r.entries, err = parseReadReply(own.Val()); err != nil {
+		return ownedRead{}, err
+	}
+	r.finish(pend.Val(), consumer)
 	return r, nil
 }
 
@@ -471,17 +511,4 @@ func fencedClaim(ctx context.Context, rdb redis.UniversalClient, stream, lease, 
 		c.entries[i].deliveries = max(count, 1)
 	}
 	return c, nil
-}
-
-// waitForEntries blocks until the stream has an entry after id, or block
-// passes. It reads without a group, so nothing is delivered or claimed.
-func waitForEntries(ctx context.Context, rdb redis.UniversalClient, stream, id string, block time.Duration) error {
-	if id == "" {
-		id = "0-0"
-	}
-	err := rdb.Do(ctx, "XREAD", "COUNT", 1, "BLOCK", block.Milliseconds(), "STREAMS", stream, id).Err()
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
-	return err
 }

@@ -249,3 +249,108 @@ func TestEntriesReadByFormerOwnerAreTakenOver(t *testing.T) {
 	}
 	t.Logf("the former owner read %d entries (from %s); all %d outputs once, in order", len(stolen), stolen[0].id, keys*per)
 }
+
+// The same for the read an idle partition makes (it waits inside the read):
+// entries arrive in bursts, one reply that delivers some is lost, and the
+// next read returns them before anything newer.
+func TestLostWaitingReadReplyKeepsOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const keys, per = 5, 40
+	if err := ensureGroup(context.Background(), c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	px := newDropProxy(t, srv.Addr())
+	px.armed.Store(2)
+	rdb := redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	o := workerOptions("w", HandlerFunc(emitHandler))
+	o.BatchSize, o.MaxInflight = 10, 10
+	p, err := New(rdb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	recs := interleaved(keys, per)
+	for len(recs) > 0 {
+		time.Sleep(20 * time.Millisecond) // idle between bursts
+		n := min(len(recs), 7)
+		produce(t, c, 1, recs[:n])
+		recs = recs[n:]
+	}
+	waitFor(t, 20*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
+	if px.seen.Load() < 2 {
+		t.Fatalf("the proxy saw %d read replies, cut none", px.seen.Load())
+	}
+	byKey, byID := outputsByKey(t, c)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for k, seqs := range byKey {
+		for i := range seqs {
+			if seqs[i] != i {
+				t.Errorf("key %s: outputs %v: out of order or doubled", k, seqs)
+				break
+			}
+		}
+	}
+	if len(byID) != keys*per || pendingCount(t, c, "in") != 0 {
+		t.Errorf("%d distinct outputs of %d, %d pending", len(byID), keys*per, pendingCount(t, c, "in"))
+	}
+}
+
+// Entries delivered to this consumer's name by someone else while the
+// partition waited idle (a same-named process that lost its lease, or a
+// read retried by go-redis after a lost reply) come before the new ones the
+// waiting read wakes up with, and are handled first.
+func TestWaitingReadReturnsEntriesDeliveredToItsName(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	o := workerOptions("w", HandlerFunc(emitHandler))
+	o.Block = 2 * time.Second
+	p, err := New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	waitFor(t, 10*time.Second, "the partition owned", func() bool { return c.Exists(ctx, leaseKey("in", 0, 1, "t")).Val() == 1 })
+	time.Sleep(200 * time.Millisecond) // waiting in its read now
+	recs := interleaved(2, 6)
+	// in one transaction: the worker wakes up after it, to find only the
+	// fourth entry new
+	pipe := c.TxPipeline()
+	for _, r := range recs[:4] {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: "in", Values: r.Fields})
+	}
+	pipe.Do(ctx, "XREADGROUP", "GROUP", "t", "w", "COUNT", 3, "STREAMS", "in", ">")
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, c, 1, recs[4:])
+	waitFor(t, 10*time.Second, "every output", func() bool { return xlen(t, c, "out") >= int64(len(recs)) })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	byKey, byID := outputsByKey(t, c)
+	for k, seqs := range byKey {
+		for i := range seqs {
+			if seqs[i] != i {
+				t.Errorf("key %s: outputs %v: out of order or doubled", k, seqs)
+				break
+			}
+		}
+	}
+	if len(byID) != len(recs) || pendingCount(t, c, "in") != 0 {
+		t.Errorf("%d distinct outputs of %d, %d pending", len(byID), len(recs), pendingCount(t, c, "in"))
+	}
+}
