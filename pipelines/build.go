@@ -39,6 +39,10 @@ func (p *Pipeline) Options() processor.Options {
 	if p.Dedupe != nil {
 		o.DedupeWindow = p.Dedupe.Window
 		o.DedupeBucket = p.Dedupe.Bucket
+		// Steps have no side effects but their effects, which the commit
+		// writes only for events it has not seen. A registered step that
+		// acts outside its effects needs DedupeAtCommit set back to false.
+		o.DedupeAtCommit = true
 	}
 	return o
 }

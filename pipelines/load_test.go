@@ -259,7 +259,7 @@ func TestOptions(t *testing.T) {
 		BatchSize: 256, Block: time.Second, Lanes: 32, MaxInflight: 2048, MaxEventBytes: 65536,
 		MaxAttempts: 5, Backoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, ReclaimAfter: 30 * time.Second,
 		DeadLetterStream: "clicks:dlq", DeadLetterMaxLen: 1000000,
-		DedupeWindow: 24 * time.Hour, DedupeBucket: time.Hour,
+		DedupeWindow: 24 * time.Hour, DedupeBucket: time.Hour, DedupeAtCommit: true,
 		ShutdownTimeout: 15 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -212,9 +212,12 @@ func testOrderUnderFailures(t *testing.T, c redis.UniversalClient) {
 // are in flight together or arrive after the first was committed.
 func TestDedupeSameID(t *testing.T) {
 	testDedupeSameID(t, redistest.Start(t).Client(t))
+	t.Run("at commit only", func(t *testing.T) {
+		testDedupeSameID(t, redistest.Start(t).Client(t), func(o *Options) { o.DedupeAtCommit = true })
+	})
 }
 
-func testDedupeSameID(t *testing.T, c redis.UniversalClient) {
+func testDedupeSameID(t *testing.T, c redis.UniversalClient, opts ...func(*Options)) {
 	obs := &countingObserver{}
 	var handled atomic.Int64
 	h := HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -223,6 +226,9 @@ func testDedupeSameID(t *testing.T, c redis.UniversalClient) {
 	})
 	o := workerOptions("c1", h)
 	o.Observer = obs
+	for _, f := range opts {
+		f(&o)
+	}
 	p, err := New(c, o)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +238,8 @@ func testDedupeSameID(t *testing.T, c redis.UniversalClient) {
 		{Key: "b", Fields: []string{"data", event("b", 1)}}, {Key: "a", Fields: []string{"data", same}}})
 	runUntil(t, p, func() bool { return obs.processed.Load()+obs.duplicates.Load() == 4 }, 10*time.Second)
 
-	// A fourth copy after the first was committed is caught before the handler.
+	// A fourth copy after the first was committed is caught before the
+	// handler, or with DedupeAtCommit by the commit, after it.
 	before := handled.Load()
 	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", same}}})
 	runUntil(t, p, func() bool { return obs.duplicates.Load() == 3 }, 10*time.Second)
@@ -244,8 +251,11 @@ func testDedupeSameID(t *testing.T, c redis.UniversalClient) {
 	if got := obs.processed.Load(); got != 2 {
 		t.Errorf("processed = %d, want 2", got)
 	}
-	if handled.Load() != before {
-		t.Errorf("handler ran %d times for a copy that was already committed, want 0", handled.Load()-before)
+	switch got := handled.Load() - before; {
+	case o.DedupeAtCommit && got != 1:
+		t.Errorf("with DedupeAtCommit the handler ran %d times for the late copy, want 1 (no lookup before it)", got)
+	case !o.DedupeAtCommit && got != 0:
+		t.Errorf("handler ran %d times for a copy that was already committed, want 0", got)
 	}
 	if n := pendingCount(t, c, "in"); n != 0 {
 		t.Errorf("pending = %d, want 0", n)

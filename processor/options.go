@@ -94,6 +94,14 @@ type Options struct {
 	DedupeWindow time.Duration
 	// DedupeBucket is the width of one dedupe set. Default DedupeWindow / 8.
 	DedupeBucket time.Duration
+	// DedupeAtCommit leaves duplicates to the commit alone. By default (false)
+	// each read's dedupe ids are looked up before handling, one round trip,
+	// so the handler is not called for a duplicate. Set it when the handler
+	// has no side effects outside its Message's effects: a duplicate is then
+	// handled, and the commit writes none of its effects and counts it as a
+	// duplicate, which saves the round trip (about 0.15 ms at p50) and the
+	// look-up in Redis. Pipelines built from YAML set it.
+	DedupeAtCommit bool
 
 	// ShutdownTimeout bounds the soft stop: after Run's ctx is done, entries
 	// in flight are finished and committed for at most this long. Default 10s.

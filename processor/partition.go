@@ -522,7 +522,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 			idTasks = append(idTasks, t)
 		}
 	}
-	if len(ids) > 0 {
+	if len(ids) > 0 && !o.DedupeAtCommit {
 		cctx, cancel := pt.p.bounded(rctx)
 		seen, err := pt.p.dd.Seen(cctx, pt.p.rdb, pt.dedupe, o.Now(), ids)
 		cancel()
