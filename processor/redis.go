@@ -403,15 +403,14 @@ func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, gr
 		r.fenced = true
 		return r, nil
 	}
-	mine, err := parseReadReply(own.Val())
-	if err != nil {
+	if r.entries, err = parseReadReply(own.Val()); err != nil {
 		return ownedRead{}, err
 	}
 	news, err := parseReadReply(fresh.Val())
 	if err != nil {
 		return ownedRead{}, err
 	}
-	r.entries = append(mine, news...)
+	r.entries = append(r.entries, news...) // own unseen entries come first
 	r.finish(pend.Val(), consumer)
 	return r, nil
 }
