@@ -21,7 +21,8 @@ import (
 //	          replies what a commit would do now (pending is checked with
 //	          XPENDING instead of XACK)
 //	ARGV[7]   the type each key must have, one letter per key of KEYS: "s"
-//	          stream, "h" hash, "S" set, "-" not checked
+//	          stream, "h" hash, "S" set, "-" not checked (the dead-letter
+//	          stream when nothing is written to it)
 //	ARGV[8]   D, the number of dedupe ids, which follow: ARGV[9..8+D]
 //	ARGV[9+D] A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
@@ -88,7 +89,7 @@ local seen = {}
 if nbuckets > 0 and nids > 0 then
   for b = 1, nbuckets do
     local set = KEYS[4 + b]
-    if redis.call('EXISTS', set) == 1 then
+    if nids <= 4 or redis.call('EXISTS', set) == 1 then
       for s = 0, nids - 1, 4000 do
         local from = first + s
         local hit = redis.call('SMISMEMBER', set, unpack(ARGV, from, first + math.min(s + 4000, nids) - 1))
@@ -282,6 +283,9 @@ type commitArgs struct {
 	// type); the commit is refused before the script runs.
 	conflict string
 	dedupe   bool
+	// dlqUsed is set when the commit writes to the dead-letter stream; its
+	// type is checked in Redis only then.
+	dlqUsed bool
 	// batchAck is set with a fence: the batch is acked with one XACK, and
 	// an id repeated in the batch is marked stale here.
 	batchAck bool
@@ -303,6 +307,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	clear(c.keyIdx)
 	c.keyIdx[dlq] = 2
 	c.conflict = ""
+	c.dlqUsed = false
 	nb := 0
 	c.dedupe = markKey != ""
 	if c.dedupe {
@@ -355,7 +360,11 @@ func (c *commitArgs) dryRun(on bool) {
 // args returns ARGV for the script.
 func (c *commitArgs) args() []any {
 	c.argv = append(c.argv[:0], c.head...)
-	c.argv = append(c.argv, string(c.types), len(c.ids))
+	types := string(c.types)
+	if !c.dlqUsed {
+		types = types[:1] + "-" + types[2:]
+	}
+	c.argv = append(c.argv, types, len(c.ids))
 	c.argv = append(c.argv, c.ids...)
 	c.argv = append(c.argv, len(c.acks))
 	c.argv = append(c.argv, c.acks...)
@@ -377,6 +386,7 @@ func (c *commitArgs) args() []any {
 // key returns the KEYS index of k, which an effect writes as type t.
 func (c *commitArgs) key(k string, t byte) int {
 	if i, ok := c.keyIdx[k]; ok {
+		c.dlqUsed = c.dlqUsed || i == 2
 		if c.types[i-1] != t && c.conflict == "" {
 			c.conflict = k
 		}
@@ -464,6 +474,7 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 
 func (c *commitArgs) deadLetter(id string, fields []string) {
 	if c.entry(id, "d") {
+		c.dlqUsed = c.dlqUsed || len(fields) > 0
 		c.appendStrings(fields)
 	}
 }

@@ -204,3 +204,38 @@ func TestCommitCommonEffect(t *testing.T) {
 		})
 	}
 }
+
+// The dead-letter stream's type is checked only by a commit that writes a
+// dead letter: a commit of outputs alone goes through, one with a dead
+// letter is refused before it writes anything.
+func TestDeadLetterStreamOfAnotherType(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}})
+	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("read %d entries, %v", len(es), err)
+	}
+	c.HSet(ctx, "in:dlq", "not", "a stream")
+	var a commitArgs
+	a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
+	a.processed(es[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}})
+	if got := a.args()[6]; got != "---s" {
+		t.Errorf("types without a dead letter = %q, want ---s", got)
+	}
+	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "p" {
+		t.Fatalf("commit of an output = %q, %v; want p", reply, err)
+	}
+	a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
+	a.deadLetter(es[1].id, []string{"data", "x", "eddy.reason", "test"})
+	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "!hash in:dlq" {
+		t.Fatalf("commit of a dead letter = %q, %v; want !hash in:dlq", reply, err)
+	}
+	if n := pendingCount(t, c, "in"); n != 1 {
+		t.Errorf("%d pending, want the dead letter's entry still pending", n)
+	}
+}
