@@ -48,7 +48,11 @@ func (p *Pipeline) Options() processor.Options {
 }
 
 // Decoder returns the pipeline's decoder. It sets Message.Data to the
-// payload (a map[string]any), Message.Key to the value at the key path and
+// payload: a map[string]any of the entry's fields, or, with input.payload,
+// the JSON as it arrived, checked and decoded on first use by the Event
+// that NewEvent makes of the message (use NewEvent(m).Payload() to get it
+// as a map in a Handler of your own). It sets Message.Key to the value at
+// the key path and
 // Message.DedupeID to the value at the dedupe id path, formatted as strings
 // (numbers without exponent). Its permanent errors have the reasons
 // processor.ReasonNotJSON (payload field missing, not JSON, not an object),

@@ -143,6 +143,7 @@ func TestLookupJSONAgreesWithDecoded(t *testing.T) {
 		`{"a":1,"a":{"b":2}}`,
 		`{"a":{"b":2},"a":3}`,
 		`{"x":{"y":{"z":"deep"}}}`,
+		"{\"a\":\"bad \xff\xfe utf-8\",\"b\xff\":\"name\",\"d\":\"\xc3\"}",
 	}
 	paths := []string{"a", "a.b", "b", "b.c", "b.d.e", "n", "f", "c", "d", "u", "x.y.z", "x.y", "missing", "a.b.c"}
 	for _, raw := range payloads {

@@ -3,6 +3,8 @@ package pipelines
 import (
 	"encoding/json"
 	"errors"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -60,7 +62,7 @@ func lookupJSON(obj gjson.Result, p Path) (any, bool) {
 // member returns the value of name in obj, the last if it occurs twice.
 func member(obj gjson.Result, name string) (v gjson.Result, ok bool) {
 	obj.ForEach(func(k, val gjson.Result) bool {
-		if k.Str == name {
+		if validUTF8(k.Str) == name {
 			v, ok = val, true
 		}
 		return true
@@ -80,7 +82,7 @@ func valueOf(r gjson.Result) any {
 	case gjson.Number:
 		return number(json.Number(r.Raw))
 	case gjson.String:
-		return r.Str
+		return validUTF8(r.Str)
 	case gjson.JSON:
 		if r.IsArray() {
 			return []any{}
@@ -88,4 +90,23 @@ func valueOf(r gjson.Result) any {
 		return map[string]any{}
 	}
 	return nil
+}
+
+// validUTF8 replaces each byte of s that is not valid UTF-8 with U+FFFD, as
+// encoding/json does when it decodes a string.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

@@ -114,9 +114,9 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 				a.processed(t.m.ID, t.m.DedupeID, local)
 			case 'd':
 				if remoteDLQ {
-					a.deadLetter(t.m.ID, nil)
+					a.deadLetter(t.m.ID, t.m.DedupeID, nil)
 				} else {
-					a.deadLetter(t.m.ID, pt.deadLetterFields(t, now))
+					a.deadLetter(t.m.ID, t.m.DedupeID, pt.deadLetterFields(t, now))
 				}
 			default:
 				a.ackOnly(t.m.ID)

@@ -47,10 +47,22 @@
 //     what it took: the owner lets its own entries in flight commit and
 //     takes those over before anything newer.
 //
-// An entry's effects are applied only by the commit that acks it (XACK
-// returns 1): if two workers ever finish the same entry, the second commit
-// writes nothing. So a lost commit reply can be retried safely, and a
-// redelivered entry never doubles an effect, with or without dedupe.
+// An entry's effects are applied only by the commit that acks it: if two
+// workers ever finish the same entry, the second commit writes nothing. So
+// a lost commit reply can be retried safely, and a redelivered entry never
+// doubles an effect, with or without dedupe. With ordering none each entry
+// is acked on its own (XACK returns 1 or 0). A partition's owner acks its
+// commit's entries with one XACK: only the owner acks them, and a commit is
+// all or nothing, so they are all pending or all acked by an earlier run of
+// the same commit. If someone else (an operator, by hand) acked part of a
+// batch meanwhile, which part is not known, and every effect of the batch
+// is written: nothing is lost, and those entries' effects may be doubled.
+//
+// With dedupe, an entry whose id was seen is acked as a duplicate and none
+// of its effects are written; nor is a dead letter (a duplicate can fail
+// when it is handled). The id is looked up before handling, so the handler
+// is not called for a duplicate, unless Options.DedupeAtCommit leaves that
+// to the commit.
 //
 // On Redis Cluster, outputs, state hashes and a dead-letter stream in
 // another slot than the partition cannot be part of the script: they are

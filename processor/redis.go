@@ -366,10 +366,14 @@ type ownedRead struct {
 }
 
 // readOwned reads new entries of an owned partition in one MULTI/EXEC: the
-// lease, this consumer's entries after seen (delivered by a read whose reply
-// was lost: go-redis retries a transaction whose reply was lost, and the
-// retry must not skip them), up to count new entries, and the consumers
-// with entries pending.
+// lease, this consumer's entries after seen, up to count new entries, and
+// the consumers with entries pending.
+//
+// This consumer's entries after seen were delivered by a read whose reply
+// was lost (go-redis does not retry a transaction whose reply was lost, but
+// the loop's next read does the same). They come first; and if there were
+// count of them, perhaps more, the new entries are left for later reads
+// (they stay pending after seen), so that what is returned has no gap.
 //
 // Reading is not refused to a worker whose lease has gone, as a script could
 // do: passing every entry through Lua doubled the cost of a read in Redis.
@@ -377,95 +381,90 @@ type ownedRead struct {
 // fenced), and the transaction lets the owner see it at its next read:
 // everything pending for another consumer was delivered before that read.
 func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, fence, seen string) (ownedRead, error) {
-	if seen == "" {
-		seen = "0-0"
-	}
-	var get *redis.StringCmd
-	var own, fresh *redis.Cmd
-	var pend *redis.XPendingCmd
+	var q ownedQuery
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, lease)
-		own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, seen)
-		fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
-		pend = p.XPending(ctx, stream, group)
+		q.get = p.Get(ctx, lease)
+		q.own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, orStart(seen))
+		q.fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
+		q.pend = p.XPending(ctx, stream, group)
 		return nil
 	})
+	return q.result(err, fence, consumer, count, true)
+}
+
+// readOwnedWaiting is readOwned for an idle partition, in one round trip
+// that waits up to block for new entries: a blocking XREADGROUP, then this
+// consumer's entries after seen (the new ones, and any that a read whose
+// reply was lost, or a same-named process that lost its lease, delivered to
+// this name before them), the lease and the consumers with entries pending.
+// Only the second read's entries are returned: a prefix of this consumer's
+// unseen entries, without a gap. go-redis retries this pipeline after a
+// lost reply, which is safe for that reason. Not being a transaction, the
+// pending list may also show entries another worker read after this read;
+// they are taken over all the same, which is safe, only slower.
+func readOwnedWaiting(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, block time.Duration, fence, seen string) (ownedRead, error) {
+	var q ownedQuery
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		q.fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", max(block.Milliseconds(), 1), "STREAMS", stream, ">")
+		q.own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", 2*count, "STREAMS", stream, orStart(seen))
+		q.get = p.Get(ctx, lease)
+		q.pend = p.XPending(ctx, stream, group)
+		return nil
+	})
+	return q.result(err, fence, consumer, 2*count, false)
+}
+
+// ownedQuery holds the replies of one owned read.
+type ownedQuery struct {
+	get        *redis.StringCmd
+	own, fresh *redis.Cmd
+	pend       *redis.XPendingCmd
+}
+
+// result turns the replies into an ownedRead. With withFresh, the new
+// entries follow this consumer's unseen ones, unless those filled ownCount
+// (there may be more of them after).
+func (q *ownedQuery) result(err error, fence, consumer string, ownCount int, withFresh bool) (ownedRead, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return ownedRead{}, err
 	}
-	for _, c := range []redis.Cmder{own, fresh, pend} {
+	for _, c := range []redis.Cmder{q.own, q.fresh, q.pend} {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return ownedRead{}, err // NOGROUP, say
 		}
 	}
 	var r ownedRead
-	if get.Val() != fence {
+	if q.get.Val() != fence {
 		r.fenced = true
 		return r, nil
 	}
-	if r.entries, err = parseReadReply(own.Val()); err != nil {
+	if r.entries, err = parseReadReply(q.own.Val()); err != nil {
 		return ownedRead{}, err
 	}
-	news, err := parseReadReply(fresh.Val())
-	if err != nil {
-		return ownedRead{}, err
+	if withFresh && len(r.entries) < ownCount {
+		news, err := parseReadReply(q.fresh.Val())
+		if err != nil {
+			return ownedRead{}, err
+		}
+		r.entries = append(r.entries, news...)
 	}
-	r.entries = append(r.entries, news...) // own unseen entries come first
-	r.finish(pend.Val(), consumer)
-	return r, nil
-}
-
-func (r *ownedRead) finish(pend *redis.XPending, consumer string) {
 	for i := range r.entries {
 		r.entries[i].deliveries = 1
 	}
-	for name, n := range pend.Consumers {
+	for name, n := range q.pend.Val().Consumers {
 		if name != consumer {
 			r.foreign += n
 		}
 	}
+	return r, nil
 }
 
-// readOwnedWaiting is readOwned for an idle partition, in one round trip
-// that waits up to block for new entries: a blocking XREADGROUP, then this
-// consumer's entries after seen (the new ones, and any a read whose reply
-// was lost or a same-named process that lost its lease delivered to this
-// name before them), the lease and the consumers with entries pending.
-// Not being a transaction, the pending list may also show entries another
-// worker read after this read; they are taken over all the same, which is
-// safe, only slower.
-func readOwnedWaiting(ctx context.Context, rdb redis.UniversalClient, stream, lease, group, consumer string, count int, block time.Duration, fence, seen string) (ownedRead, error) {
-	if seen == "" {
-		seen = "0-0"
+// orStart is id, or the stream's start for none.
+func orStart(id string) string {
+	if id == "" {
+		return "0-0"
 	}
-	var get *redis.StringCmd
-	var fresh, own *redis.Cmd
-	var pend *redis.XPendingCmd
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", max(block.Milliseconds(), 1), "STREAMS", stream, ">")
-		own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", 2*count, "STREAMS", stream, seen)
-		get = p.Get(ctx, lease)
-		pend = p.XPending(ctx, stream, group)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return ownedRead{}, err
-	}
-	for _, c := range []redis.Cmder{fresh, own, pend} {
-		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return ownedRead{}, err
-		}
-	}
-	var r ownedRead
-	if get.Val() != fence {
-		r.fenced = true
-		return r, nil
-	}
-	if r.entries, err = parseReadReply(own.Val()); err != nil {
-		return ownedRead{}, err
-	}
-	r.finish(pend.Val(), consumer)
-	return r, nil
+	return id
 }
 
 // claimed is what one fenced claim found.

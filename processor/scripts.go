@@ -37,8 +37,10 @@ import (
 //	      effect count, effects; an effect is "x" (XADD), key index,
 //	      maxlen, n, n field/value strings; or "h" (HSET), key index, n, n
 //	      field/value strings
-//	  "d" dead letter: n, n field/value strings (n = 0: the dead letter was
-//	      written elsewhere already; the entry is only acked)
+//	  "d" dead letter: the index of its dedupe id among the D (0 for none;
+//	      an id seen before makes it a duplicate, acked and not written),
+//	      n, n field/value strings (n = 0: the dead letter was written
+//	      elsewhere already; the entry is only acked)
 //	  "a" ack only (a duplicate found before processing)
 //	  "z" the id again, later in the same commit: stale
 //
@@ -191,20 +193,25 @@ while i <= nargv do
     end
     i = j
   elseif kind == 'd' then
-    local n = tonumber(ARGV[i+2])
+    -- a dead letter's id is looked up but not marked: a replay of it is
+    -- processed
+    local k, n = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
+    if k > 0 then idn = k end
     if not pending then
       out[e] = 's'
+    elseif k > 0 and seen[ARGV[first + k - 1]] then
+      out[e] = 'u'
     else
       if n > 0 and not dry then
         if dlqmax ~= '0' then
-          redis.call('XADD', dlq, 'MAXLEN', '~', dlqmax, '*', unpack(ARGV, i + 3, i + 2 + n))
+          redis.call('XADD', dlq, 'MAXLEN', '~', dlqmax, '*', unpack(ARGV, i + 4, i + 3 + n))
         else
-          redis.call('XADD', dlq, '*', unpack(ARGV, i + 3, i + 2 + n))
+          redis.call('XADD', dlq, '*', unpack(ARGV, i + 4, i + 3 + n))
         end
       end
       out[e] = 'd'
     end
-    i = i + 3 + n
+    i = i + 4 + n
   elseif kind == 'z' then
     out[e] = 's'
     i = i + 2
@@ -322,7 +329,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 		}
 		nb = len(checkKeys)
 	}
-	c.head = append(c.head[:0], group, nb, markExpireMs, dlqMaxLen, fence, "c")
+	c.head = append(c.head[:0], group, nb, markExpireMs, max(dlqMaxLen, 0), fence, "c")
 	c.ids = c.ids[:0]
 	c.acks = c.acks[:0]
 	c.body = c.body[:0]
@@ -373,7 +380,7 @@ func (c *commitArgs) args() []any {
 		if c.common.Kind == EffectHSet {
 			cmd = "HSET"
 		}
-		c.argv = append(c.argv, cmd, c.commonKey, c.common.MaxLen, len(c.common.Fields)/2)
+		c.argv = append(c.argv, cmd, c.commonKey, max(c.common.MaxLen, 0), len(c.common.Fields)/2)
 		for i := 0; i < len(c.common.Fields); i += 2 {
 			c.argv = append(c.argv, c.common.Fields[i])
 		}
@@ -422,7 +429,7 @@ func (c *commitArgs) isCommon(e Effect) bool {
 		return true
 	}
 	k := c.common
-	if e.Kind != k.Kind || e.Key != k.Key || e.MaxLen != k.MaxLen || n != len(k.Fields) {
+	if e.Kind != k.Kind || e.Key != k.Key || max(e.MaxLen, 0) != max(k.MaxLen, 0) || n != len(k.Fields) {
 		return false
 	}
 	for i := 0; i < n; i += 2 {
@@ -466,17 +473,24 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 		case EffectHSet:
 			c.body = append(c.body, "h", c.key(e.Key, 'h'))
 		default:
-			c.body = append(c.body, "x", c.key(e.Key, 's'), e.MaxLen)
+			c.body = append(c.body, "x", c.key(e.Key, 's'), max(e.MaxLen, 0)) // below 0: no cap, as 0
 		}
 		c.appendStrings(e.Fields)
 	}
 }
 
-func (c *commitArgs) deadLetter(id string, fields []string) {
-	if c.entry(id, "d") {
-		c.dlqUsed = c.dlqUsed || len(fields) > 0
-		c.appendStrings(fields)
+func (c *commitArgs) deadLetter(id, dedupeID string, fields []string) {
+	if !c.entry(id, "d") {
+		return
 	}
+	k := 0
+	if c.dedupe && dedupeID != "" {
+		c.ids = append(c.ids, dedupeID)
+		k = len(c.ids)
+	}
+	c.dlqUsed = c.dlqUsed || len(fields) > 0
+	c.body = append(c.body, k)
+	c.appendStrings(fields)
 }
 
 func (c *commitArgs) ackOnly(id string) {

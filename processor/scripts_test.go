@@ -64,7 +64,7 @@ func TestCommitArgsReuse(t *testing.T) {
 	build := func(a *commitArgs) ([]string, []any) {
 		a.reset("in", "dlq", "lease", "f", "g", "m1", []string{"m1"}, 5, 0)
 		a.processed("1-1", "e1", []Effect{{Kind: EffectXAdd, Key: "out", MaxLen: 10, Fields: []string{"a", "b"}}})
-		a.deadLetter("1-2", []string{"x", "y"})
+		a.deadLetter("1-2", "", []string{"x", "y"})
 		a.ackOnly("1-3")
 		return append([]string(nil), a.keys...), append([]any(nil), a.args()...)
 	}
@@ -78,7 +78,7 @@ func TestCommitArgsReuse(t *testing.T) {
 	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", 1, "e1", 3, "1-1", "1-2", "1-3",
 		"XADD", 6, int64(10), 1, "a",
 		"1-1", "O", "b",
-		"1-2", "d", 2, "x", "y",
+		"1-2", "d", 0, 2, "x", "y",
 		"1-3", "a"}
 	if !reflect.DeepEqual(v1, want) {
 		t.Errorf("argv =\n%v\nwant\n%v", v1, want)
@@ -231,11 +231,85 @@ func TestDeadLetterStreamOfAnotherType(t *testing.T) {
 		t.Fatalf("commit of an output = %q, %v; want p", reply, err)
 	}
 	a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
-	a.deadLetter(es[1].id, []string{"data", "x", "eddy.reason", "test"})
+	a.deadLetter(es[1].id, "", []string{"data", "x", "eddy.reason", "test"})
 	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "!hash in:dlq" {
 		t.Fatalf("commit of a dead letter = %q, %v; want !hash in:dlq", reply, err)
 	}
 	if n := pendingCount(t, c, "in"); n != 1 {
 		t.Errorf("%d pending, want the dead letter's entry still pending", n)
+	}
+}
+
+// A dead letter whose dedupe id was seen before is a duplicate: acked, not
+// written to the dead-letter stream (a duplicate handled because the
+// look-up before handling is left to the commit can fail like any event).
+// An id processed earlier in the same commit counts too. A dead letter's
+// id is not marked, so a replay of it is processed.
+func TestDeadLetterOfASeenIDIsADuplicate(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 4 {
+		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
+	}
+	produce(t, c, 1, recs)
+	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	if err != nil || len(es) != 4 {
+		t.Fatalf("read %d entries, %v", len(es), err)
+	}
+	c.SAdd(ctx, "m", "old")
+	for _, fence := range []string{"", "f"} {
+		c.Set(ctx, "lease", fence, time.Minute)
+		c.XGroupSetID(ctx, "in", "t", "0")
+		c.Del(ctx, "in:dlq", "out")
+		if _, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		var a commitArgs
+		a.reset("in", "in:dlq", "lease", fence, "t", "m", []string{"m"}, time.Now().Add(time.Hour).UnixMilli(), 0)
+		a.deadLetter(es[0].id, "old", []string{"data", "x"})                                               // seen before
+		a.processed(es[1].id, "new", []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", "v"}}}) // marks "new"
+		a.deadLetter(es[2].id, "new", []string{"data", "y"})                                               // seen in this commit
+		a.deadLetter(es[3].id, "other", []string{"data", "z"})                                             // a real dead letter
+		reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+		if err != nil || reply != "upud" {
+			t.Fatalf("fence %q: commit = %q, %v; want upud", fence, reply, err)
+		}
+		if n := xlen(t, c, "in:dlq"); n != 1 {
+			t.Errorf("fence %q: %d dead letters, want 1", fence, n)
+		}
+		if c.SIsMember(ctx, "m", "other").Val() {
+			t.Errorf("fence %q: a dead letter's id was marked", fence)
+		}
+		c.SRem(ctx, "m", "new")
+	}
+}
+
+// A cap below 0 means no cap, as 0 does: XADD is never sent MAXLEN ~ -1,
+// which Redis refuses after the batch is acked.
+func TestNegativeMaxLenIsNoCap(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}, {Key: "a", Fields: []string{"data", event("a", 2)}}})
+	es, _ := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	c.Set(ctx, "lease", "f", time.Minute)
+	var a commitArgs
+	a.reset("in", "in:dlq", "lease", "f", "t", "", nil, 0, -5)
+	a.processed(es[0].id, "", []Effect{{Kind: EffectXAdd, Key: "out", MaxLen: -1, Fields: []string{"k", "v"}}})
+	a.processed(es[1].id, "", []Effect{{Kind: EffectXAdd, Key: "out2", MaxLen: -1, Fields: []string{"k", "v"}}, {Kind: EffectHSet, Key: "h", Fields: []string{"f", "v"}}})
+	a.deadLetter(es[2].id, "", []string{"data", "x"})
+	if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "ppd" {
+		t.Fatalf("commit = %q, %v; want ppd", reply, err)
+	}
+	if xlen(t, c, "out") != 1 || xlen(t, c, "out2") != 1 || xlen(t, c, "in:dlq") != 1 {
+		t.Errorf("outputs %d %d, dead letters %d; want 1 each", xlen(t, c, "out"), xlen(t, c, "out2"), xlen(t, c, "in:dlq"))
 	}
 }
