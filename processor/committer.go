@@ -44,6 +44,7 @@ func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}
 				break drain
 			}
 		}
+		batch = pt.linger(hard, batch)
 		err := pt.commit(hard, batch)
 		switch {
 		case errors.Is(err, ErrFenced):
@@ -61,6 +62,34 @@ func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// commitLinger is how long the committer waits, with results in hand, for
+// tasks that lanes are handling right now. A burst of entries read together
+// is handled by many lanes at once; committing the first results alone
+// would make the rest wait for that commit's round trip and then take
+// another. Handlers slower than this are not waited for.
+const commitLinger = 100 * time.Microsecond
+
+// linger adds to batch the results of tasks being handled that come within
+// commitLinger.
+func (pt *partition) linger(hard context.Context, batch []*task) []*task {
+	if len(batch) >= pt.p.o.BatchSize || pt.handling.Load() == 0 {
+		return batch
+	}
+	timer := time.NewTimer(commitLinger)
+	defer timer.Stop()
+	for len(batch) < pt.p.o.BatchSize && pt.handling.Load() > 0 {
+		select {
+		case t := <-pt.results:
+			batch = append(batch, t)
+		case <-timer.C:
+			return batch
+		case <-hard.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // discard drops handled tasks after a fatal commit error, so that lanes

@@ -37,7 +37,9 @@ func (t *task) deadLetter(reason string, err error) {
 // dropped: their entries stay pending for the partition's next owner.
 func (p *Processor) lane(in <-chan *task) {
 	for t := range in {
-		if !p.handle(t.ctx, t) {
+		ok := p.handle(t.ctx, t)
+		t.part.handling.Add(-1)
+		if !ok {
 			continue
 		}
 		select {

@@ -42,6 +42,9 @@ type partition struct {
 
 	// results carries handled tasks to the committer.
 	results chan *task
+	// handling counts tasks given to lanes and not yet back in results: the
+	// committer waits a moment for them (commitLinger).
+	handling atomic.Int64
 	// sem bounds entries read but not yet committed.
 	sem *semaphore.Weighted
 
@@ -254,19 +257,18 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 			takeover = true
 			continue
 		}
-		if len(r.entries) > 0 {
-			pt.dispatch(hard, hard, lanes, r.entries[:held], nil)
-			for rest := r.entries[held:]; len(rest) > 0; {
-				k := min(len(rest), o.BatchSize)
-				if pt.sem.Acquire(hard, int64(k)) != nil {
-					return // the hard stop: the rest stays pending
-				}
-				pt.dispatch(hard, hard, lanes, rest[:k], nil)
-				rest = rest[k:]
+		pt.dispatch(hard, hard, lanes, r.entries[:held], nil)
+		for rest := r.entries[held:]; len(rest) > 0; {
+			k := min(len(rest), o.BatchSize)
+			if pt.sem.Acquire(hard, int64(k)) != nil {
+				return // the hard stop: the rest stays pending
 			}
-			continue
+			pt.dispatch(hard, hard, lanes, rest[:k], nil)
+			rest = rest[k:]
 		}
-		idle = true
+		// Less than a batch: what was there is read, and the next read may
+		// as well wait (it returns at once if more has come).
+		idle = len(r.entries) < o.BatchSize
 	}
 }
 
@@ -540,10 +542,14 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 		ch := pt.results // settled already
 		if t.kind == 0 {
 			ch = lanes[laneOf(t.m.Key, len(lanes))]
+			pt.handling.Add(1)
 		}
 		select {
 		case ch <- t:
 		case <-hard.Done():
+			if t.kind == 0 {
+				pt.handling.Add(-1)
+			}
 			return
 		}
 	}

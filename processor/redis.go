@@ -393,7 +393,8 @@ func readOwned(ctx context.Context, rdb redis.UniversalClient, stream, lease, gr
 }
 
 // readOwnedWaiting is readOwned for an idle partition, in one round trip
-// that waits up to block for new entries: a blocking XREADGROUP, then this
+// that waits up to block for new entries: a blocking XREADGROUP and one
+// that does not wait (for the rest of a burst), then this
 // consumer's entries after seen (the new ones, and any that a read whose
 // reply was lost, or a same-named process that lost its lease, delivered to
 // this name before them), the lease and the consumers with entries pending.
@@ -406,6 +407,10 @@ func readOwnedWaiting(ctx context.Context, rdb redis.UniversalClient, stream, le
 	var q ownedQuery
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		q.fresh = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", max(block.Milliseconds(), 1), "STREAMS", stream, ">")
+		// Redis wakes the read at the first entry added; the rest of a
+		// producer's burst is added before the commands after it run, and
+		// this takes it in the same round trip.
+		q.more = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">")
 		q.own = p.Do(ctx, "XREADGROUP", "GROUP", group, consumer, "COUNT", 2*count, "STREAMS", stream, orStart(seen))
 		q.get = p.Get(ctx, lease)
 		q.pend = p.XPending(ctx, stream, group)
@@ -416,9 +421,9 @@ func readOwnedWaiting(ctx context.Context, rdb redis.UniversalClient, stream, le
 
 // ownedQuery holds the replies of one owned read.
 type ownedQuery struct {
-	get        *redis.StringCmd
-	own, fresh *redis.Cmd
-	pend       *redis.XPendingCmd
+	get              *redis.StringCmd
+	own, fresh, more *redis.Cmd
+	pend             *redis.XPendingCmd
 }
 
 // result turns the replies into an ownedRead. With withFresh, the new
@@ -428,7 +433,11 @@ func (q *ownedQuery) result(err error, fence, consumer string, ownCount int, wit
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return ownedRead{}, err
 	}
-	for _, c := range []redis.Cmder{q.own, q.fresh, q.pend} {
+	cmds := []redis.Cmder{q.own, q.fresh, q.pend}
+	if q.more != nil {
+		cmds = append(cmds, q.more)
+	}
+	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return ownedRead{}, err // NOGROUP, say
 		}

@@ -226,3 +226,69 @@ func TestHardStopWithRedisHung(t *testing.T) {
 		t.Errorf("Run took %v after cancel with ShutdownTimeout 500ms", d)
 	}
 }
+
+// The committer waits for results the lanes are about to give
+// (partition.handling). After a hard stop with entries stuck in handlers
+// and queued behind them, nothing is left counted: a leak would make every
+// later commit of the partition wait commitLinger for nothing.
+func TestHandlingCountSettlesAfterHardStop(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	produce(t, c, 1, interleaved(3, 20))
+	release := make(chan struct{})
+	defer close(release)
+	var handled atomic.Int32
+	o := workerOptions("w", HandlerFunc(func(ctx context.Context, m *Message) error {
+		if handled.Add(1) > 5 {
+			select { // stuck until the test ends
+			case <-release:
+			case <-ctx.Done():
+			}
+			return ctx.Err()
+		}
+		return emitHandler(ctx, m)
+	}))
+	o.Lanes, o.ShutdownTimeout = 2, 200*time.Millisecond
+	p, err := New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = runFor(t, p, time.Second)
+	for _, pt := range p.parts {
+		if n := pt.handling.Load(); n != 0 {
+			t.Errorf("partition %d: %d tasks still counted as being handled after Run returned", pt.n, n)
+		}
+	}
+	if handled.Load() <= 5 {
+		t.Fatalf("only %d handler calls: the stop did not find handlers busy", handled.Load())
+	}
+}
+
+// linger returns the results that come while tasks are being handled, and
+// returns without them when none come (not waiting for a slow handler).
+func TestCommitLinger(t *testing.T) {
+	p := &Processor{o: Options{BatchSize: 10}}
+	pt := &partition{p: p, results: make(chan *task, 10)}
+	ctx := context.Background()
+	if got := pt.linger(ctx, []*task{{}}); len(got) != 1 {
+		t.Errorf("nothing being handled: %d results, want the 1 in hand", len(got))
+	}
+	pt.handling.Store(2)
+	go func() {
+		for range 2 {
+			pt.handling.Add(-1)
+			pt.results <- &task{}
+		}
+	}()
+	got := pt.linger(ctx, []*task{{}})
+	for len(got) < 3 && pt.handling.Load() == 0 && len(pt.results) > 0 {
+		got = append(got, <-pt.results) // the last send may come after linger saw 0
+	}
+	if len(got) != 3 {
+		t.Errorf("two results coming: %d in the batch, want 3", len(got))
+	}
+	pt.handling.Store(1) // a slow handler: linger gives up after commitLinger
+	if got := pt.linger(ctx, []*task{{}}); len(got) != 1 {
+		t.Errorf("slow handler: %d results, want 1", len(got))
+	}
+}
