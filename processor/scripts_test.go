@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
@@ -94,19 +96,8 @@ func TestCommitWithOneXACK(t *testing.T) {
 	c := srv.Client(t)
 	ctx := context.Background()
 	lease := leaseKey("in", 0, 1, "t")
-	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
-		t.Fatal(err)
-	}
 	c.Set(ctx, lease, "f1", time.Minute)
-	var recs []Record
-	for i := range 6 {
-		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
-	}
-	produce(t, c, 1, recs)
-	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
-	if err != nil || len(es) != 6 {
-		t.Fatalf("read %d entries, %v", len(es), err)
-	}
+	es := pendingEntries(t, c, 6)
 	out := func(k string) []Effect { return []Effect{{Kind: EffectXAdd, Key: "out", Fields: []string{"k", k}}} }
 	commit := func(ids ...string) string {
 		t.Helper()
@@ -150,18 +141,7 @@ func TestCommitCommonEffect(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
-		t.Fatal(err)
-	}
-	var recs []Record
-	for i := range 7 {
-		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
-	}
-	produce(t, c, 1, recs)
-	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
-	if err != nil || len(es) != 7 {
-		t.Fatalf("read %d entries, %v", len(es), err)
-	}
+	es := pendingEntries(t, c, 7)
 	x := func(key string, kv ...string) Effect { return Effect{Kind: EffectXAdd, Key: key, Fields: kv} }
 	h := func(key string, kv ...string) Effect { return Effect{Kind: EffectHSet, Key: key, Fields: kv} }
 	for _, fence := range []string{"", "f1"} {
@@ -212,14 +192,7 @@ func TestDeadLetterStreamOfAnotherType(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}})
-	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
-	if err != nil || len(es) != 2 {
-		t.Fatalf("read %d entries, %v", len(es), err)
-	}
+	es := pendingEntries(t, c, 2)
 	c.HSet(ctx, "in:dlq", "not", "a stream")
 	var a commitArgs
 	a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
@@ -249,18 +222,7 @@ func TestDeadLetterOfASeenIDIsADuplicate(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
-		t.Fatal(err)
-	}
-	var recs []Record
-	for i := range 4 {
-		recs = append(recs, Record{Key: "a", Fields: []string{"data", event("a", i)}})
-	}
-	produce(t, c, 1, recs)
-	es, err := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
-	if err != nil || len(es) != 4 {
-		t.Fatalf("read %d entries, %v", len(es), err)
-	}
+	es := pendingEntries(t, c, 4)
 	c.SAdd(ctx, "m", "old")
 	for _, fence := range []string{"", "f"} {
 		c.Set(ctx, "lease", fence, time.Minute)
@@ -295,11 +257,7 @@ func TestNegativeMaxLenIsNoCap(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}, {Key: "a", Fields: []string{"data", event("a", 1)}}, {Key: "a", Fields: []string{"data", event("a", 2)}}})
-	es, _ := readNew(ctx, c, "in", "t", "w", 10, 10*time.Millisecond)
+	es := pendingEntries(t, c, 3)
 	c.Set(ctx, "lease", "f", time.Minute)
 	var a commitArgs
 	a.reset("in", "in:dlq", "lease", "f", "t", "", nil, 0, -5)
@@ -312,4 +270,24 @@ func TestNegativeMaxLenIsNoCap(t *testing.T) {
 	if xlen(t, c, "out") != 1 || xlen(t, c, "out2") != 1 || xlen(t, c, "in:dlq") != 1 {
 		t.Errorf("outputs %d %d, dead letters %d; want 1 each", xlen(t, c, "out"), xlen(t, c, "out2"), xlen(t, c, "in:dlq"))
 	}
+}
+
+// pendingEntries makes group "t" on stream "in", adds n events of key "a"
+// and reads them as consumer "w": n entries pending, oldest first.
+func pendingEntries(t *testing.T, c *redis.Client, n int) []entry {
+	t.Helper()
+	ctx := context.Background()
+	if err := ensureGroup(ctx, c, "in", "t", StartOldest); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: "a", Fields: []string{"data", event("a", i)}}
+	}
+	produce(t, c, 1, recs)
+	es, err := readNew(ctx, c, "in", "t", "w", n, 10*time.Millisecond)
+	if err != nil || len(es) != n {
+		t.Fatalf("read %d entries, %v; want %d", len(es), err, n)
+	}
+	return es
 }
