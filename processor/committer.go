@@ -44,7 +44,7 @@ func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}
 				break drain
 			}
 		}
-		batch = pt.linger(hard, batch)
+		batch = pt.linger(hard, batch, commitLinger)
 		err := pt.commit(hard, batch)
 		switch {
 		case errors.Is(err, ErrFenced):
@@ -72,12 +72,12 @@ func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}
 const commitLinger = 100 * time.Microsecond
 
 // linger adds to batch the results of tasks being handled that come within
-// commitLinger.
-func (pt *partition) linger(hard context.Context, batch []*task) []*task {
+// wait.
+func (pt *partition) linger(hard context.Context, batch []*task, wait time.Duration) []*task {
 	if len(batch) >= pt.p.o.BatchSize || pt.handling.Load() == 0 {
 		return batch
 	}
-	timer := time.NewTimer(commitLinger)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for len(batch) < pt.p.o.BatchSize && pt.handling.Load() > 0 {
 		select {

@@ -85,19 +85,8 @@ func TestLostFencedReadReplyKeepsOrder(t *testing.T) {
 	c := srv.Client(t)
 	const keys, per = 5, 40
 	produce(t, c, 1, interleaved(keys, per))
-	px := newDropProxy(t, srv.Addr())
-	px.armed.Store(3) // the third read's reply is lost
-	rdb := redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	o := workerOptions("w", HandlerFunc(emitHandler))
-	o.BatchSize, o.MaxInflight = 10, 10
-	p, err := New(rdb, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	px, p := proxiedWorker(t, srv, 3) // the third read's reply is lost
+	stop := startRun(p)
 	waitFor(t, 20*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
 	if px.seen.Load() < 3 {
 		t.Fatalf("the proxy saw %d read replies, cut none: the test did not lose a reply", px.seen.Load())
@@ -105,8 +94,7 @@ func TestLostFencedReadReplyKeepsOrder(t *testing.T) {
 	out := xlen(t, c, "out")
 	pend := pendingCount(t, c, "in")
 	byKey, _ := outputsByKey(t, c)
-	stop()
-	<-done
+	_ = stop()
 	t.Logf("%d of %d outputs, %d entries pending, after one lost read reply", out, keys*per, pend)
 	for k, seqs := range byKey {
 		for i := 1; i < len(seqs); i++ {
@@ -218,9 +206,7 @@ func TestEntriesReadByFormerOwnerAreTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
+	stop := startRun(p)
 	waitFor(t, 10*time.Second, "the owner's first outputs", func() bool { return xlen(t, c, "out") >= 10 })
 	// the former owner's late read
 	stolen, err := readNew(ctx, c, "in", "t", "former-owner", 7, 0)
@@ -228,8 +214,7 @@ func TestEntriesReadByFormerOwnerAreTakenOver(t *testing.T) {
 		t.Fatalf("the former owner's read = %d entries, %v; want some", len(stolen), err)
 	}
 	waitFor(t, 20*time.Second, "every output", func() bool { return xlen(t, c, "out") >= keys*per })
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	byKey, byID := outputsByKey(t, c)
@@ -253,19 +238,8 @@ func TestLostWaitingReadReplyKeepsOrder(t *testing.T) {
 	if err := ensureGroup(context.Background(), c, "in", "t", StartOldest); err != nil {
 		t.Fatal(err)
 	}
-	px := newDropProxy(t, srv.Addr())
-	px.armed.Store(2)
-	rdb := redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	o := workerOptions("w", HandlerFunc(emitHandler))
-	o.BatchSize, o.MaxInflight = 10, 10
-	p, err := New(rdb, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	px, p := proxiedWorker(t, srv, 2)
+	stop := startRun(p)
 	recs := interleaved(keys, per)
 	for len(recs) > 0 {
 		time.Sleep(20 * time.Millisecond) // idle between bursts
@@ -278,8 +252,7 @@ func TestLostWaitingReadReplyKeepsOrder(t *testing.T) {
 		t.Fatalf("the proxy saw %d read replies, cut none", px.seen.Load())
 	}
 	byKey, byID := outputsByKey(t, c)
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	inOrderOnce(t, byKey)
@@ -305,9 +278,7 @@ func TestWaitingReadReturnsEntriesDeliveredToItsName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
+	stop := startRun(p)
 	waitFor(t, 10*time.Second, "the partition owned", func() bool { return c.Exists(ctx, leaseKey("in", 0, 1, "t")).Val() == 1 })
 	time.Sleep(200 * time.Millisecond) // waiting in its read now
 	recs := interleaved(2, 6)
@@ -323,8 +294,7 @@ func TestWaitingReadReturnsEntriesDeliveredToItsName(t *testing.T) {
 	}
 	produce(t, c, 1, recs[4:])
 	waitFor(t, 10*time.Second, "every output", func() bool { return xlen(t, c, "out") >= int64(len(recs)) })
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	byKey, byID := outputsByKey(t, c)
@@ -401,4 +371,34 @@ func inOrderOnce(t *testing.T, byKey map[string][]int) {
 			}
 		}
 	}
+}
+
+// startRun runs p in the background; stop ends the run and returns Run's
+// error.
+func startRun(p *Processor) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// proxiedWorker is worker "w" (batches of 10, emitHandler) whose Redis
+// connections go through a dropProxy that cuts the armed-th reply that
+// delivers entries.
+func proxiedWorker(t *testing.T, srv *redistest.Server, armed int32) (*dropProxy, *Processor) {
+	t.Helper()
+	px := newDropProxy(t, srv.Addr())
+	px.armed.Store(armed)
+	rdb := redis.NewClient(&redis.Options{Addr: px.ln.Addr().String(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	o := workerOptions("w", HandlerFunc(emitHandler))
+	o.BatchSize, o.MaxInflight = 10, 10
+	p, err := New(rdb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return px, p
 }
