@@ -107,6 +107,37 @@ type Options struct {
 	// in flight are finished and committed for at most this long. Default 10s.
 	ShutdownTimeout time.Duration
 
+	// StepTimeout bounds one handler call. A handler still running then
+	// (one that ignores its ctx) is left behind and the attempt counts as a
+	// transient failure: retried with backoff, then dead-lettered. Default
+	// 30s; -1 disables the bound.
+	StepTimeout time.Duration
+
+	// StateNames lists the per-key state hashes the handler reads with
+	// Message.State and writes with Message.StateSet and friends. Keyed
+	// state needs ordering key. Empty: no keyed state.
+	StateNames []string
+	// StateCacheSize is how many keys' state an owner keeps in memory per
+	// partition (least recently used first out). Default 10,000.
+	StateCacheSize int
+	// TimerTick is how often an owner looks for due timers. A timer fires
+	// within about one tick after it is due. Default 100ms.
+	TimerTick time.Duration
+	// AllowedLateness is subtracted from the highest event time seen on a
+	// partition to give its watermark, which fires event-time timers.
+	// Default 0.
+	AllowedLateness time.Duration
+	// IdleWatermark: a partition that reads nothing for this long advances
+	// its watermark with the wall clock (minus AllowedLateness), so that
+	// event-time timers still fire when input stops. Default 5s; -1: never.
+	IdleWatermark time.Duration
+	// WrongPartition is what to do with an entry whose key routes to
+	// another partition than the one it was read from (a producer that
+	// partitions differently): WrongPartitionProcess (default; it is
+	// counted and logged, and its key's order is not guaranteed) or
+	// WrongPartitionDeadLetter.
+	WrongPartition string
+
 	// Decoder sets each message's key and dedupe id. Required.
 	Decoder Decoder
 	// Handler handles each message. Required.
@@ -115,7 +146,11 @@ type Options struct {
 	Observer Observer
 	// Logger logs; nil means no logs.
 	Logger *zap.Logger
-	// Now is the clock; nil means time.Now.
+	// Clock drives every wait of the engine (backoff, leases, reclaim,
+	// timers); nil means the system clock. Tests inject a fake one.
+	Clock Clock
+	// Now is the time used for dedupe buckets and dead letters; nil means
+	// Clock.Now.
 	Now func() time.Time
 }
 
@@ -160,7 +195,44 @@ type Commit struct {
 	Latencies []time.Duration
 }
 
-func (o *Options) setDefaults() error {
+// Defaults of Options, in one place: docs/configuration.md and package
+// pipelines take them from here, and a test checks that the docs agree.
+const (
+	DefaultPartitions       = 1
+	DefaultBatchSize        = 256
+	DefaultBlock            = time.Second
+	DefaultLanes            = 16
+	DefaultInflightBatches  = 4 // MaxInflight is this many × BatchSize
+	DefaultMaxEventBytes    = 1 << 20
+	DefaultMaxAttempts      = 5
+	DefaultBackoff          = 100 * time.Millisecond
+	DefaultMaxBackoff       = 10 * time.Second
+	DefaultReclaimAfter     = 30 * time.Second
+	DefaultMaxReclaimEvery  = 5 * time.Second // ReclaimInterval is ReclaimAfter/2, at most this
+	DefaultHeartbeat        = 2 * time.Second
+	DefaultSessionTimeout   = 10 * time.Second
+	DefaultDedupeBuckets    = 8 // DedupeBucket is DedupeWindow / this
+	DefaultShutdownTimeout  = 10 * time.Second
+	DefaultStepTimeout      = 30 * time.Second
+	DefaultStateCacheSize   = 10000
+	DefaultTimerTick        = 100 * time.Millisecond
+	DefaultIdleWatermark    = 5 * time.Second
+	DefaultDeadLetterSuffix = ":dlq"
+)
+
+// Wrong-partition policies (Options.WrongPartition).
+const (
+	// WrongPartitionProcess handles an entry whose key routes to another
+	// partition like any other (counted and logged). The default.
+	WrongPartitionProcess = "process"
+	// WrongPartitionDeadLetter dead-letters it with reason "wrong_partition".
+	WrongPartitionDeadLetter = "dead_letter"
+)
+
+// check reports every required field that is missing and every value that
+// is not one of its allowed choices. Handler and Decoder are checked only
+// when forRun is set: an Inspector needs neither.
+func (o *Options) check(forRun bool) error {
 	var errs []error
 	if o.Pipeline == "" {
 		errs = append(errs, errors.New("processor: Options.Pipeline is required"))
@@ -168,14 +240,17 @@ func (o *Options) setDefaults() error {
 	if o.Stream == "" {
 		errs = append(errs, errors.New("processor: Options.Stream is required"))
 	}
-	if o.Decoder == nil {
+	if forRun && o.Decoder == nil {
 		errs = append(errs, errors.New("processor: Options.Decoder is required"))
 	}
-	if o.Handler == nil {
+	if forRun && o.Handler == nil {
 		errs = append(errs, errors.New("processor: Options.Handler is required"))
 	}
 	if o.Ordering != "" && o.Ordering != OrderingKey && o.Ordering != OrderingNone {
 		errs = append(errs, fmt.Errorf("processor: Options.Ordering %q: want %q or %q", o.Ordering, OrderingKey, OrderingNone))
+	}
+	if o.Ordering == OrderingNone && len(o.StateNames) > 0 {
+		errs = append(errs, fmt.Errorf("processor: Options.StateNames %v: keyed state needs ordering %q (one writer per key), not %q", o.StateNames, OrderingKey, OrderingNone))
 	}
 	if strings.Contains(o.Consumer, "/") {
 		errs = append(errs, fmt.Errorf("processor: Options.Consumer %q: must not contain '/'", o.Consumer))
@@ -183,9 +258,23 @@ func (o *Options) setDefaults() error {
 	if o.Start != "" && o.Start != StartOldest && o.Start != StartNewest {
 		errs = append(errs, fmt.Errorf("processor: Options.Start %q: want %q or %q", o.Start, StartOldest, StartNewest))
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if o.WrongPartition != "" && o.WrongPartition != WrongPartitionProcess && o.WrongPartition != WrongPartitionDeadLetter {
+		errs = append(errs, fmt.Errorf("processor: Options.WrongPartition %q: want %q or %q", o.WrongPartition, WrongPartitionProcess, WrongPartitionDeadLetter))
 	}
+	return errors.Join(errs...)
+}
+
+// setDefaults checks o for a run and fills in every default.
+func (o *Options) setDefaults() error {
+	if err := o.check(true); err != nil {
+		return err
+	}
+	o.fillDefaults()
+	return nil
+}
+
+// fillDefaults sets every zero field to its default.
+func (o *Options) fillDefaults() {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -196,7 +285,7 @@ func (o *Options) setDefaults() error {
 			*v = d
 		}
 	}
-	def(&o.Partitions, 1)
+	def(&o.Partitions, DefaultPartitions)
 	if o.Group == "" {
 		o.Group = o.Pipeline
 	}
@@ -209,40 +298,53 @@ func (o *Options) setDefaults() error {
 	if o.Ordering == "" {
 		o.Ordering = OrderingKey
 	}
-	def(&o.BatchSize, 256)
-	defd(&o.Block, time.Second)
-	def(&o.Lanes, 16)
-	def(&o.MaxInflight, 4*o.BatchSize)
+	if o.WrongPartition == "" {
+		o.WrongPartition = WrongPartitionProcess
+	}
+	def(&o.BatchSize, DefaultBatchSize)
+	defd(&o.Block, DefaultBlock)
+	def(&o.Lanes, DefaultLanes)
+	def(&o.MaxInflight, DefaultInflightBatches*o.BatchSize)
 	if o.MaxInflight < o.BatchSize {
 		o.MaxInflight = o.BatchSize
 	}
 	if o.MaxEventBytes == 0 {
-		o.MaxEventBytes = 1 << 20
+		o.MaxEventBytes = DefaultMaxEventBytes
 	}
-	def(&o.MaxAttempts, 5)
-	defd(&o.Backoff, 100*time.Millisecond)
-	defd(&o.MaxBackoff, 10*time.Second)
-	defd(&o.ReclaimAfter, 30*time.Second)
-	defd(&o.ReclaimInterval, min(o.ReclaimAfter/2, 5*time.Second))
-	defd(&o.Heartbeat, 2*time.Second)
-	defd(&o.SessionTimeout, 10*time.Second)
+	def(&o.MaxAttempts, DefaultMaxAttempts)
+	defd(&o.Backoff, DefaultBackoff)
+	defd(&o.MaxBackoff, DefaultMaxBackoff)
+	defd(&o.ReclaimAfter, DefaultReclaimAfter)
+	defd(&o.ReclaimInterval, min(o.ReclaimAfter/2, DefaultMaxReclaimEvery))
+	defd(&o.Heartbeat, DefaultHeartbeat)
+	defd(&o.SessionTimeout, DefaultSessionTimeout)
 	if o.SessionTimeout < 2*o.Heartbeat {
 		o.SessionTimeout = 2 * o.Heartbeat
 	}
 	if o.DeadLetterStream == "" {
-		o.DeadLetterStream = o.Stream + ":dlq"
+		o.DeadLetterStream = o.Stream + DefaultDeadLetterSuffix
 	}
 	if o.DedupeWindow > 0 {
-		defd(&o.DedupeBucket, o.DedupeWindow/8)
+		defd(&o.DedupeBucket, o.DedupeWindow/DefaultDedupeBuckets)
 	}
-	defd(&o.ShutdownTimeout, 10*time.Second)
+	defd(&o.ShutdownTimeout, DefaultShutdownTimeout)
+	if o.StepTimeout == 0 { // below 0: no bound
+		o.StepTimeout = DefaultStepTimeout
+	}
+	def(&o.StateCacheSize, DefaultStateCacheSize)
+	defd(&o.TimerTick, DefaultTimerTick)
+	if o.IdleWatermark == 0 { // below 0: never
+		o.IdleWatermark = DefaultIdleWatermark
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = SystemClock()
 	}
-	return nil
+	if o.Now == nil {
+		o.Now = o.Clock.Now
+	}
 }
 
 // DefaultConsumer is "<hostname>-<pid>", the consumer name used when none is given.

@@ -1,0 +1,35 @@
+package processor
+
+import "time"
+
+// Clock is the engine's time source: every wait (backoff, lease renewal,
+// reclaim, timers, the idle watermark) goes through it, so a test can
+// drive time instead of sleeping.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// NewTimer returns a timer that fires once after d.
+	NewTimer(d time.Duration) ClockTimer
+}
+
+// ClockTimer is a Clock's one-shot timer, like *time.Timer.
+type ClockTimer interface {
+	// C delivers the time once the timer fires.
+	C() <-chan time.Time
+	// Stop stops the timer; it reports whether it was still running.
+	Stop() bool
+}
+
+// SystemClock returns the Clock of package time.
+func SystemClock() Clock { return systemClock{} }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) NewTimer(d time.Duration) ClockTimer { return sysTimer{time.NewTimer(d)} }
+
+type sysTimer struct{ t *time.Timer }
+
+func (t sysTimer) C() <-chan time.Time { return t.t.C }
+func (t sysTimer) Stop() bool          { return t.t.Stop() }
