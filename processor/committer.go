@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -134,19 +133,29 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			dlq = pt.stream // a key of the slot; the script writes no dead letter here
 		}
 		a.reset(pt.stream, dlq, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
+		a.setTimers(pt.timers)
+		if w := pt.watermark.Load(); w > pt.storedWatermark.Load() {
+			a.setWatermark(pt.meta, w)
+		}
 		elsewhere := remoteDLQ
 		for _, t := range batch {
-			switch t.kind {
-			case 'p':
+			var dl []string
+			if t.kind == 'd' && !remoteDLQ {
+				dl = deadLetterFields(&pt.p.o, t.m, t.reason, t.err, now)
+			}
+			switch {
+			case t.kind == 'p' && t.m.Timer != nil:
+				local, remote := pt.splitEffects(t.m.effects)
+				elsewhere = elsewhere || len(remote) > 0
+				a.timerFired(t.m.Timer, local)
+			case t.kind == 'p':
 				local, remote := pt.splitEffects(t.m.effects)
 				elsewhere = elsewhere || len(remote) > 0
 				a.processed(t.m.ID, t.m.DedupeID, local)
-			case 'd':
-				if remoteDLQ {
-					a.deadLetter(t.m.ID, t.m.DedupeID, nil)
-				} else {
-					a.deadLetter(t.m.ID, t.m.DedupeID, pt.deadLetterFields(t, now))
-				}
+			case t.kind == 'd' && t.m.Timer != nil:
+				a.timerDeadLetter(t.m.Timer, dl)
+			case t.kind == 'd':
+				a.deadLetter(t.m.ID, t.m.DedupeID, dl)
 			default:
 				a.ackOnly(t.m.ID)
 			}
@@ -191,6 +200,10 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			err = fmt.Errorf("commit reply has %d outcomes for %d entries", len(reply), len(batch))
 		}
 		if err == nil {
+			if a.watermark != "" {
+				w, _ := strconv.ParseInt(a.watermark, 10, 64)
+				pt.storedWatermark.Store(w)
+			}
 			pt.observe(batch, reply, now, time.Since(start))
 			return nil
 		}
@@ -204,7 +217,7 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			pt.log.Error("commit_failed_retrying", zap.Int("entries", len(batch)), zap.Int("attempt", attempt),
 				zap.Error(err), zap.Int("suppressed", n))
 		}
-		if !wait(hard, backoff(50*time.Millisecond, 5*time.Second, attempt)) {
+		if !pt.p.wait(hard, backoff(50*time.Millisecond, 5*time.Second, attempt)) {
 			return err
 		}
 	}
@@ -217,7 +230,7 @@ func (pt *partition) splitEffects(effects []Effect) (local, remote []Effect) {
 		return effects, nil
 	}
 	for _, e := range effects {
-		if keySlot(e.Key) == pt.slot {
+		if e.Timer != nil || keySlot(e.Key) == pt.slot || effectKinds[e.Kind].remote == nil {
 			local = append(local, e)
 		} else {
 			remote = append(remote, e)
@@ -241,16 +254,12 @@ func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply st
 			switch {
 			case reply[i] == 'p':
 				_, remote := pt.splitEffects(t.m.effects)
-				for _, e := range remote {
-					if e.Kind == EffectHSet {
-						p.HSet(ctx, e.Key, e.Fields)
-					} else {
-						p.XAdd(ctx, &redis.XAddArgs{Stream: e.Key, MaxLen: e.MaxLen, Approx: e.MaxLen > 0, Values: e.Fields})
-					}
+				for i := range remote {
+					effectKinds[remote[i].Kind].remote(ctx, p, &remote[i])
 				}
 			case reply[i] == 'd' && remoteDLQ:
 				p.XAdd(ctx, &redis.XAddArgs{Stream: o.DeadLetterStream, MaxLen: o.DeadLetterMaxLen, Approx: o.DeadLetterMaxLen > 0,
-					Values: pt.deadLetterFields(t, now)})
+					Values: deadLetterFields(&o, t.m, t.reason, t.err, now)})
 			}
 		}
 		return nil
@@ -272,23 +281,19 @@ func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply st
 func (pt *partition) wrongType(batch []*task, reply string) error {
 	typ, key, _ := strings.Cut(reply, " ")
 	err := fmt.Errorf("WRONGTYPE key %q holds a %s", key, typ)
-	var fits func(EffectKind) bool
-	switch typ {
-	case "stream":
-		fits = func(k EffectKind) bool { return k == EffectXAdd }
-	case "hash":
-		fits = func(k EffectKind) bool { return k == EffectHSet }
-	case "conflict":
-		err = fmt.Errorf("effects in one commit write key %q both as a stream and as a hash", key)
+	fits := func(k EffectKind) bool { return k.fits(typ) }
+	if typ == "conflict" {
+		err = fmt.Errorf("effects in one commit write key %q as two types", key)
 		first := EffectKind(0)
 		fits = func(k EffectKind) bool {
+			if effectKinds[k].keyType == '-' {
+				return true
+			}
 			if first == 0 {
 				first = k
 			}
-			return k == first
+			return effectKinds[k].keyType == effectKinds[first].keyType
 		}
-	default:
-		fits = func(EffectKind) bool { return false }
 	}
 	n := 0
 	for _, t := range batch {
@@ -297,7 +302,7 @@ func (pt *partition) wrongType(batch []*task, reply string) error {
 		}
 		for _, e := range t.m.effects {
 			if e.Key == key && !fits(e.Kind) {
-				t.deadLetter("output_failed", err)
+				t.deadLetter(ReasonOutputFailed, err)
 				n++
 				break
 			}
@@ -310,47 +315,26 @@ func (pt *partition) wrongType(batch []*task, reply string) error {
 	return nil
 }
 
-// deadLetterFields are the entry's own fields, unchanged, then the reason
-// and where the entry came from.
-func (pt *partition) deadLetterFields(t *task, now time.Time) []string {
-	o := pt.p.o
-	m := t.m
-	errText := ""
-	if t.err != nil {
-		errText = t.err.Error()
-		if len(errText) > 2048 {
-			errText = errText[:2048] + "…"
-		}
-	}
-	out := make([]string, 0, len(m.Fields)+20)
-	if len(m.Fields)+20 <= maxEffectStrings {
-		out = append(out, m.Fields...)
-	} else {
-		// Too many fields for one XADD from the script: keep them all, in
-		// order, as one JSON array.
-		b, _ := json.Marshal(m.Fields)
-		out = append(out, "eddy.fields", string(b))
-	}
-	return append(out,
-		"eddy.reason", t.reason,
-		"eddy.error", errText,
-		"eddy.attempts", strconv.Itoa(m.Attempt),
-		"eddy.stream", m.Stream,
-		"eddy.id", m.ID,
-		"eddy.key", m.Key,
-		"eddy.pipeline", o.Pipeline,
-		"eddy.group", o.Group,
-		"eddy.consumer", o.Consumer,
-		"eddy.failed_at", strconv.FormatInt(now.UnixMilli(), 10),
-	)
-}
-
 func (pt *partition) observe(batch []*task, reply string, now time.Time, d time.Duration) {
 	o := pt.p.o
 	c := Commit{Pipeline: o.Pipeline, Partition: pt.n, Duration: d}
 	for i, t := range batch {
+		if t.wrongPartition {
+			c.WrongPartition++
+		}
+		if t.m.states != nil {
+			// Effects applied to the key's state stand only if written.
+			t.m.states.release(t.m.Key, t.kind != 'p' || reply[i] == 'p')
+		}
 		switch reply[i] {
 		case 'p':
+			if t.m.Timer != nil {
+				c.TimersFired++
+				if lateness := now.Sub(t.m.Timer.At); !t.m.Timer.EventTime {
+					c.TimerLateness = append(c.TimerLateness, max(lateness, 0))
+				}
+				break
+			}
 			c.Processed++
 			if at := idTime(t.m.ID); !at.IsZero() {
 				c.Latencies = append(c.Latencies, now.Sub(at))

@@ -23,6 +23,75 @@ type DeadLetter struct {
 	Stream, EntryID                string
 	Key, Pipeline, Group, Consumer string
 	FailedAt                       time.Time
+	// Timer and Due are set for a timer firing that failed: the timer's
+	// name and when it was due. Its payload is the field "payload". Such
+	// a dead letter has no stream entry to replay.
+	Timer string
+	Due   time.Time
+}
+
+// The fields a dead letter adds after the original entry's own: written by
+// deadLetterFields and read by parseDeadLetter, both here.
+const (
+	dlFields   = "eddy.fields" // a very wide entry's fields, as one JSON array
+	dlReason   = "eddy.reason"
+	dlError    = "eddy.error"
+	dlAttempts = "eddy.attempts"
+	dlStream   = "eddy.stream"
+	dlID       = "eddy.id"
+	dlKey      = "eddy.key"
+	dlPipeline = "eddy.pipeline"
+	dlGroup    = "eddy.group"
+	dlConsumer = "eddy.consumer"
+	dlFailedAt = "eddy.failed_at"
+	dlTimer    = "eddy.timer" // a timer firing: the timer's name
+	dlDue      = "eddy.due"   // a timer firing: when it was due, unix ms
+)
+
+// dlPrefix starts every field name the engine adds.
+const dlPrefix = "eddy."
+
+// maxDeadLetterError bounds the error text kept in a dead letter.
+const maxDeadLetterError = 2048
+
+// deadLetterFields are a dead letter's fields: the entry's own, unchanged
+// (or, past maxEffectStrings, as one JSON array), then the reason and
+// where the entry came from. A timer firing's "fields" are its payload.
+func deadLetterFields(o *Options, m *Message, reason string, err error, now time.Time) []string {
+	errText := ""
+	if err != nil {
+		errText = err.Error()
+		if len(errText) > maxDeadLetterError {
+			errText = errText[:maxDeadLetterError] + "…"
+		}
+	}
+	fields := m.Fields
+	if m.Timer != nil {
+		fields = []string{"payload", m.Timer.Payload}
+	}
+	out := make([]string, 0, len(fields)+26)
+	if len(fields)+26 <= maxEffectStrings {
+		out = append(out, fields...)
+	} else {
+		b, _ := json.Marshal(fields)
+		out = append(out, dlFields, string(b))
+	}
+	out = append(out,
+		dlReason, reason,
+		dlError, errText,
+		dlAttempts, strconv.Itoa(m.Attempt),
+		dlStream, m.Stream,
+		dlID, m.ID,
+		dlKey, m.Key,
+		dlPipeline, o.Pipeline,
+		dlGroup, o.Group,
+		dlConsumer, o.Consumer,
+		dlFailedAt, strconv.FormatInt(now.UnixMilli(), 10),
+	)
+	if m.Timer != nil {
+		out = append(out, dlTimer, m.Timer.Name, dlDue, strconv.FormatInt(m.Timer.At.UnixMilli(), 10))
+	}
+	return out
 }
 
 // parseDeadLetter splits a dead-letter entry into the original fields and
@@ -31,40 +100,49 @@ func parseDeadLetter(id string, fields []string) (DeadLetter, error) {
 	d := DeadLetter{ID: id}
 	for i := 0; i+1 < len(fields); i += 2 {
 		name, v := fields[i], fields[i+1]
-		if !strings.HasPrefix(name, "eddy.") {
+		if !strings.HasPrefix(name, dlPrefix) {
 			d.Fields = append(d.Fields, name, v)
 			continue
 		}
 		switch name {
-		case "eddy.fields": // a very wide entry, kept as one JSON array
+		case dlFields: // a very wide entry, kept as one JSON array
 			if err := json.Unmarshal([]byte(v), &d.Fields); err != nil {
 				return d, fmt.Errorf("dead letter %s: eddy.fields: %w", id, err)
 			}
-		case "eddy.reason":
+		case dlReason:
 			d.Reason = v
-		case "eddy.error":
+		case dlError:
 			d.Error = v
-		case "eddy.attempts":
+		case dlAttempts:
 			d.Attempts, _ = strconv.Atoi(v)
-		case "eddy.stream":
+		case dlStream:
 			d.Stream = v
-		case "eddy.id":
+		case dlID:
 			d.EntryID = v
-		case "eddy.key":
+		case dlKey:
 			d.Key = v
-		case "eddy.pipeline":
+		case dlPipeline:
 			d.Pipeline = v
-		case "eddy.group":
+		case dlGroup:
 			d.Group = v
-		case "eddy.consumer":
+		case dlConsumer:
 			d.Consumer = v
-		case "eddy.failed_at":
+		case dlTimer:
+			d.Timer = v
+		case dlDue:
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+				d.Due = time.UnixMilli(ms)
+			}
+		case dlFailedAt:
 			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
 				d.FailedAt = time.UnixMilli(ms)
 			}
 		default:
 			d.Fields = append(d.Fields, name, v) // an original field that happens to start with "eddy."
 		}
+	}
+	if d.Timer != "" && d.Reason != "" {
+		return d, nil
 	}
 	if d.Stream == "" || d.Reason == "" {
 		return d, fmt.Errorf("dead letter %s: not written by eddy (no eddy.stream or eddy.reason)", id)

@@ -21,11 +21,9 @@ func TestDeadLetterFieldsRoundTrip(t *testing.T) {
 		wide = append(wide, "f"+strconv.Itoa(i), "v"+strconv.Itoa(i))
 	}
 	for _, fields := range [][]string{{"data", `{"k":"a"}`, "eddy.note", "kept"}, wide} {
-		p := &Processor{o: Options{Pipeline: "p", Group: "g", Consumer: "c"}}
-		pt := &partition{p: p}
-		tk := &task{m: &Message{ID: "1-1", Stream: "{s:1}", Key: "a", Attempt: 3, Fields: fields}}
-		tk.deadLetter(ReasonMaxAttempts, fmt.Errorf("boom"))
-		d, err := parseDeadLetter("9-9", pt.deadLetterFields(tk, time.UnixMilli(1234)))
+		o := &Options{Pipeline: "p", Group: "g", Consumer: "c"}
+		m := &Message{ID: "1-1", Stream: "{s:1}", Key: "a", Attempt: 3, Fields: fields}
+		d, err := parseDeadLetter("9-9", deadLetterFields(o, m, ReasonMaxAttempts, fmt.Errorf("boom"), time.UnixMilli(1234)))
 		if err != nil {
 			t.Fatal(err)
 		}

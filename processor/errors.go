@@ -14,7 +14,17 @@ const (
 	ReasonTooLarge      = "too_large"      // entry is over MaxEventBytes
 	ReasonMaxAttempts   = "max_attempts"   // transient failures used up every attempt
 	ReasonMaxDeliveries = "max_deliveries" // delivered more than MaxAttempts times without completing
+	ReasonInvalidEffect = "invalid_effect" // the handler recorded an effect the commit cannot write
+	ReasonOutputFailed  = "output_failed"  // an effect's key holds a value of another type
+	// ReasonWrongPartition: the entry's key routes to another partition
+	// (Options.WrongPartition = WrongPartitionDeadLetter).
+	ReasonWrongPartition = "wrong_partition"
 )
+
+// Reasons lists every dead-letter reason the engine itself gives, for
+// metrics to create their series at zero.
+var Reasons = []string{ReasonInvalid, ReasonNotJSON, ReasonMissingKey, ReasonTooLarge, ReasonMaxAttempts,
+	ReasonMaxDeliveries, ReasonInvalidEffect, ReasonOutputFailed, ReasonWrongPartition}
 
 // PermanentError marks a failure that retrying cannot fix. The entry goes to
 // the dead-letter stream at once, with Reason in its "eddy.reason" field.

@@ -97,3 +97,29 @@ func laneOf(key string, lanes int) int {
 	h ^= h >> 16
 	return int(h % uint32(lanes))
 }
+
+// keyspace locates a partition's engine keys.
+type keyspace struct {
+	stream string
+	p, n   int
+	group  string
+}
+
+// StateKey is the hash holding state name of key on partition p of stream
+// (of n) for group: "{tag}:eddy:state:<group>:<name>:<key>". It carries the
+// partition's hash tag, so on Redis Cluster it is written inside the
+// commit's atomic script.
+func StateKey(stream string, p, n int, group, name, key string) string {
+	return partitionKey(stream, p, n, "state", group, name) + ":" + key
+}
+
+// DistinctKey is the HyperLogLog name of key (Message.AddDistinct), like
+// StateKey.
+func DistinctKey(stream string, p, n int, group, name, key string) string {
+	return partitionKey(stream, p, n, "hll", group, name) + ":" + key
+}
+
+// metaKey is a partition's engine metadata hash (its watermark).
+func metaKey(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "meta", group)
+}

@@ -1,17 +1,21 @@
 package processor
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 )
 
-// task is one entry in flight and, once handled, its outcome.
+// task is one entry (or timer firing) in flight and, once handled, its
+// outcome.
 type task struct {
 	m    *Message
 	part *partition
@@ -26,75 +30,290 @@ type task struct {
 	// still hold a task after its session has ended.
 	ctx     context.Context
 	results chan *task
+	// wake is when a task in backoff may be tried again.
+	wake time.Time
+	// wrongPartition is set for an entry whose key routes elsewhere.
+	wrongPartition bool
+}
+
+// inflightID names the task in its partition's in-flight set: the entry
+// id, or for a timer firing its member behind a prefix no id has.
+func (t *task) inflightID() string {
+	if t.m.Timer != nil {
+		return "timer:" + timerMember(t.m.Timer.Key, t.m.Timer.Name)
+	}
+	return t.m.ID
 }
 
 func (t *task) deadLetter(reason string, err error) {
 	t.kind, t.reason, t.err = 'd', reason, err
 }
 
-// lane handles the tasks of its keys one at a time, in order, until in is
-// closed. Tasks of a session that has ended (hard stop, lost lease) are
-// dropped: their entries stay pending for the partition's next owner.
-func (p *Processor) lane(in <-chan *task) {
-	for t := range in {
-		ok := p.handle(t.ctx, t)
-		t.part.handling.Add(-1)
-		if !ok {
+// lane handles the tasks of its keys. Each key has a queue of its own:
+// the key's tasks are handled one at a time, in order, and a key whose head
+// task failed and waits for its backoff parks only its own queue; the lane
+// goes on with its other keys meanwhile. Tasks are pushed by the readers of
+// every partition of the Processor; memory is bounded by MaxInflight per
+// partition the worker reads (each task holds one unit of its partition's
+// semaphore until it is committed).
+type lane struct {
+	p *Processor
+
+	mu     sync.Mutex
+	in     []*task
+	closed bool
+	signal chan struct{}
+}
+
+func newLane(p *Processor) *lane {
+	return &lane{p: p, signal: make(chan struct{}, 1)}
+}
+
+// push hands t to the lane.
+func (l *lane) push(t *task) {
+	l.mu.Lock()
+	l.in = append(l.in, t)
+	l.mu.Unlock()
+	select {
+	case l.signal <- struct{}{}:
+	default:
+	}
+}
+
+// close tells the lane that nothing more comes; it returns once every task
+// it holds is handled or dropped.
+func (l *lane) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	select {
+	case l.signal <- struct{}{}:
+	default:
+	}
+}
+
+// keyQueue is one key's tasks in a lane, oldest first.
+type keyQueue struct {
+	id    string
+	tasks []*task
+	index int // in the parked heap, -1 when not parked
+}
+
+// run handles the lane's tasks until it is closed and empty. Tasks of a
+// session that has ended (hard stop, lost lease) are dropped: their entries
+// stay pending for the partition's next owner.
+func (l *lane) run() {
+	clock := l.p.o.Clock
+	queues := map[string]*keyQueue{}
+	var ready []*keyQueue // keys whose head task may run now, in turn
+	var parked parkedHeap // keys in backoff, soonest first
+	var in []*task
+	var alarm ClockTimer
+	defer func() {
+		if alarm != nil {
+			alarm.Stop()
+		}
+	}()
+	for {
+		l.mu.Lock()
+		in, l.in = l.in, in[:0]
+		closed := l.closed
+		l.mu.Unlock()
+		for _, t := range in {
+			id := t.queueID()
+			q, ok := queues[id]
+			if !ok {
+				q = &keyQueue{id: id, index: -1}
+				queues[id] = q
+				ready = append(ready, q)
+			}
+			q.tasks = append(q.tasks, t)
+		}
+		clear(in)
+		now := clock.Now()
+		for parked.Len() > 0 && !parked[0].tasks[0].wake.After(now) {
+			ready = append(ready, heap.Pop(&parked).(*keyQueue))
+		}
+		if len(ready) > 0 {
+			q := ready[0]
+			ready = ready[1:]
+			t := q.tasks[0]
+			switch l.p.attempt(t) {
+			case attemptRetry:
+				heap.Push(&parked, q)
+				continue
+			case attemptDone:
+				l.p.finish(t)
+			case attemptDropped:
+				t.part.handling.Add(-1)
+			}
+			q.tasks[0] = nil
+			q.tasks = q.tasks[1:]
+			if len(q.tasks) > 0 {
+				ready = append(ready, q)
+			} else {
+				delete(queues, q.id)
+			}
 			continue
 		}
+		if closed && len(queues) == 0 {
+			return
+		}
+		var wakeC <-chan time.Time
+		if parked.Len() > 0 {
+			if alarm != nil {
+				alarm.Stop()
+			}
+			alarm = clock.NewTimer(parked[0].tasks[0].wake.Sub(now))
+			wakeC = alarm.C()
+		}
 		select {
-		case t.results <- t:
-		case <-t.ctx.Done():
+		case <-l.signal:
+		case <-wakeC:
+		case <-l.earliestDone(parked):
 		}
 	}
 }
 
-// handle runs the handler on t until it succeeds, fails permanently or
-// runs out of attempts. It returns false if hard ended it first; the entry
-// then stays pending.
-func (p *Processor) handle(hard context.Context, t *task) bool {
-	m := t.m
-	if hard.Err() != nil {
-		return false
+// earliestDone returns the hard context's Done of the soonest parked key,
+// so that a session that ends does not wait out its keys' backoff.
+func (l *lane) earliestDone(parked parkedHeap) <-chan struct{} {
+	if parked.Len() == 0 {
+		return nil
 	}
-	for {
-		m.ResetEffects()
-		start := time.Now()
-		err := p.call(hard, m)
-		if p.o.Observer != nil {
-			p.o.Observer.Handled(p.o.Pipeline, time.Since(start))
+	return parked[0].tasks[0].ctx.Done()
+}
+
+// queueID is the task's key within its partition.
+func (t *task) queueID() string {
+	return strconv.Itoa(t.part.n) + "\x00" + t.m.Key
+}
+
+// parkedHeap orders parked keys by their head task's wake time.
+type parkedHeap []*keyQueue
+
+func (h parkedHeap) Len() int           { return len(h) }
+func (h parkedHeap) Less(i, j int) bool { return h[i].tasks[0].wake.Before(h[j].tasks[0].wake) }
+func (h parkedHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *parkedHeap) Push(x any) {
+	q := x.(*keyQueue)
+	q.index = len(*h)
+	*h = append(*h, q)
+}
+func (h *parkedHeap) Pop() any {
+	old := *h
+	q := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	q.index = -1
+	return q
+}
+
+// What one attempt at a task came to.
+type attemptResult int
+
+const (
+	attemptDone    attemptResult = iota // an outcome: processed or dead letter
+	attemptRetry                        // a transient failure: wait until t.wake
+	attemptDropped                      // the session ended: the entry stays pending
+)
+
+// errStepTimeout is the transient error of a handler call that ran past
+// StepTimeout.
+var errStepTimeout = errors.New("handler did not return within step_timeout")
+
+// attempt runs the handler once on t.
+func (p *Processor) attempt(t *task) attemptResult {
+	hard := t.ctx
+	if hard.Err() != nil {
+		return attemptDropped
+	}
+	m := t.m
+	m.ResetEffects()
+	start := time.Now()
+	err := p.callBounded(hard, t)
+	m = t.m // a call past its timeout leaves a fresh copy
+	if p.o.Observer != nil {
+		p.o.Observer.Handled(p.o.Pipeline, time.Since(start))
+	}
+	if err == nil {
+		err = checkEffects(m.effects)
+	}
+	if err == nil && p.o.Ordering == OrderingNone {
+		err = noTimersUnordered(m.effects)
+	}
+	if err == nil {
+		t.kind = 'p'
+		return attemptDone
+	}
+	if reason, ok := permanentReason(err); ok {
+		t.deadLetter(reason, err)
+		return attemptDone
+	}
+	if hard.Err() != nil {
+		return attemptDropped
+	}
+	if m.Attempt >= p.o.MaxAttempts {
+		t.deadLetter(ReasonMaxAttempts, err)
+		return attemptDone
+	}
+	if p.o.Observer != nil {
+		p.o.Observer.Retried(p.o.Pipeline, m.Partition, err)
+	}
+	delay := backoff(p.o.Backoff, p.o.MaxBackoff, m.Attempt)
+	if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
+		p.log.Warn("retrying_entry", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
+			zap.String("key", m.Key), zap.Int("attempt", m.Attempt), zap.Duration("backoff", delay),
+			zap.Error(err), zap.Int("suppressed", n))
+	}
+	m.Attempt++
+	t.wake = p.o.Clock.Now().Add(delay)
+	return attemptRetry
+}
+
+// finish passes a handled task to its committer, after applying a
+// processed entry's effects to its key's state.
+func (p *Processor) finish(t *task) {
+	t.part.handling.Add(-1)
+	if t.kind == 'p' && t.m.states != nil {
+		t.m.states.apply(t.m.Key, t.m.effects)
+	}
+	select {
+	case t.results <- t:
+	case <-t.ctx.Done():
+	}
+}
+
+// callBounded runs the handler within StepTimeout. A handler that ignores
+// its ctx and runs on is left behind with the message it has; t gets a
+// fresh copy for the next attempt, and the attempt fails with
+// errStepTimeout.
+func (p *Processor) callBounded(hard context.Context, t *task) error {
+	if p.o.StepTimeout < 0 {
+		return p.call(hard, t.m)
+	}
+	ctx, cancel := context.WithTimeout(hard, p.o.StepTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	m := t.m
+	go func() { done <- p.call(ctx, m) }()
+	select {
+	case err := <-done:
+		if err != nil && ctx.Err() != nil && hard.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
 		}
-		if err == nil {
-			err = checkEffects(m.effects)
-		}
-		if err == nil {
-			t.kind = 'p'
-			return true
-		}
-		if reason, ok := permanentReason(err); ok {
-			t.deadLetter(reason, err)
-			return true
-		}
+		return err
+	case <-ctx.Done():
+		t.m = m.retryCopy()
 		if hard.Err() != nil {
-			return false
+			return hard.Err()
 		}
-		if m.Attempt >= p.o.MaxAttempts {
-			t.deadLetter(ReasonMaxAttempts, err)
-			return true
-		}
-		if p.o.Observer != nil {
-			p.o.Observer.Retried(p.o.Pipeline, m.Partition, err)
-		}
-		delay := backoff(p.o.Backoff, p.o.MaxBackoff, m.Attempt)
-		if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
-			p.log.Warn("retrying_entry", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
-				zap.String("key", m.Key), zap.Int("attempt", m.Attempt), zap.Duration("backoff", delay),
-				zap.Error(err), zap.Int("suppressed", n))
-		}
-		if !wait(hard, delay) {
-			return false
-		}
-		m.Attempt++
+		p.log.Warn("step_timeout", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
+			zap.String("key", m.Key), zap.Duration("step_timeout", p.o.StepTimeout))
+		return fmt.Errorf("%w (%s)", errStepTimeout, p.o.StepTimeout)
 	}
 }
 
@@ -108,24 +327,6 @@ func (p *Processor) call(ctx context.Context, m *Message) (err error) {
 	return p.o.Handler.Handle(ctx, m)
 }
 
-// checkEffects rejects effects the commit could not write, so that one bad
-// handler result can never fail a whole commit.
-func checkEffects(effects []Effect) error {
-	for _, e := range effects {
-		switch {
-		case e.Key == "":
-			return Permanent("invalid_effect", errors.New("effect with an empty key"))
-		case len(e.Fields) == 0 || len(e.Fields)%2 != 0:
-			return Permanentf("invalid_effect", "effect on %s: want field/value pairs, got %d strings", e.Key, len(e.Fields))
-		case len(e.Fields) > maxEffectStrings:
-			return Permanentf("invalid_effect", "effect on %s: %d field/value strings, over the limit of %d", e.Key, len(e.Fields), maxEffectStrings)
-		case e.Kind != EffectXAdd && e.Kind != EffectHSet:
-			return Permanentf("invalid_effect", "effect on %s: unknown kind %d", e.Key, e.Kind)
-		}
-	}
-	return nil
-}
-
 // backoff is base·2^(attempt-1), capped at maxd, with ±50% jitter.
 func backoff(base, maxd time.Duration, attempt int) time.Duration {
 	d := base
@@ -134,4 +335,15 @@ func backoff(base, maxd time.Duration, attempt int) time.Duration {
 	}
 	d = min(d, maxd)
 	return d/2 + rand.N(d+1)
+}
+
+// noTimersUnordered refuses timers with ordering none, where no single
+// owner would fire them.
+func noTimersUnordered(effects []Effect) error {
+	for _, e := range effects {
+		if e.Timer != nil {
+			return Permanentf(ReasonInvalidEffect, "timer %q: timers need ordering %q", e.Timer.Name, OrderingKey)
+		}
+	}
+	return nil
 }

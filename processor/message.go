@@ -60,9 +60,18 @@ type Message struct {
 	Attempt int
 	// Deliveries is the entry's delivery count from the pending-entries list.
 	Deliveries int64
+	// EventTime is when the event happened, if the Decoder can tell: it
+	// drives the partition's watermark and so event-time timers. Zero: not
+	// known.
+	EventTime time.Time
+	// Timer is set, and ID, Fields and DedupeID are empty, when the message
+	// is a timer firing rather than a stream entry.
+	Timer *TimerSpec
 
 	effects  []Effect
 	received time.Time
+	ks       keyspace
+	states   *stateCache
 }
 
 // Field returns the value of the named field and whether it is present.
@@ -75,38 +84,24 @@ func (m *Message) Field(name string) (string, bool) {
 	return "", false
 }
 
-// EffectKind tells what a commit does with an Effect.
-type EffectKind uint8
-
-const (
-	// EffectXAdd appends an entry to a stream (XADD, with MAXLEN ~ when MaxLen > 0).
-	EffectXAdd EffectKind = iota + 1
-	// EffectHSet sets fields of a hash (HSET), e.g. a per-key read model.
-	EffectHSet
-)
-
-// Effect is one write that the commit applies if, and only if, the entry
-// that recorded it is acked by that commit.
-type Effect struct {
-	Kind EffectKind
-	// Key is the stream or hash to write.
-	Key string
-	// MaxLen caps the stream approximately (MAXLEN ~); 0 means no cap.
-	MaxLen int64
-	// Fields are field/value pairs, as in Message.Fields.
-	Fields []string
-}
-
 // Emit records an entry to append to stream when the message commits.
 // fields are field/value pairs. maxLen > 0 trims the stream with MAXLEN ~.
+// On Redis Cluster a stream in another slot than the partition's is
+// written just before the commit, at least once.
 func (m *Message) Emit(stream string, maxLen int64, fields ...string) {
 	m.effects = append(m.effects, Effect{Kind: EffectXAdd, Key: stream, MaxLen: maxLen, Fields: fields})
 }
 
-// SetState records an HSET of hash with the field/value pairs fields.
+// SetState records an HSET of hash with the field/value pairs fields: a
+// read model for others to read (the Handler cannot read it back; see
+// StateSet for the key's own state). On Redis Cluster a hash in another
+// slot than the partition's is written before the commit, at least once.
 func (m *Message) SetState(hash string, fields ...string) {
 	m.effects = append(m.effects, Effect{Kind: EffectHSet, Key: hash, Fields: fields})
 }
+
+// Record records any effect; see EffectKind for each kind's fields.
+func (m *Message) Record(e Effect) { m.effects = append(m.effects, e) }
 
 // Effects returns the effects recorded so far.
 func (m *Message) Effects() []Effect { return m.effects }
@@ -114,3 +109,11 @@ func (m *Message) Effects() []Effect { return m.effects }
 // ResetEffects drops the recorded effects; the engine calls it before each
 // retry so that a failed attempt leaves nothing behind.
 func (m *Message) ResetEffects() { m.effects = m.effects[:0] }
+
+// retryCopy is a new Message for the next attempt at m, while a handler
+// that ran past its timeout may still hold m: everything but the effects.
+func (m *Message) retryCopy() *Message {
+	return &Message{ID: m.ID, Stream: m.Stream, Partition: m.Partition, Fields: m.Fields, Key: m.Key,
+		DedupeID: m.DedupeID, Data: m.Data, Attempt: m.Attempt, Deliveries: m.Deliveries,
+		EventTime: m.EventTime, Timer: m.Timer, received: m.received, ks: m.ks, states: m.states}
+}

@@ -193,6 +193,14 @@ type Commit struct {
 	// Latencies are, for each processed entry, the time from its stream id
 	// (when it was added) to this commit.
 	Latencies []time.Duration
+	// TimersFired counts timer firings committed (they are not in
+	// Processed); TimerLateness is, for each processing-time one, how long
+	// after it was due its firing committed.
+	TimersFired   int
+	TimerLateness []time.Duration
+	// WrongPartition counts entries whose key routes to another partition
+	// than the one they were read from (see Options.WrongPartition).
+	WrongPartition int
 }
 
 // Defaults of Options, in one place: docs/configuration.md and package

@@ -17,7 +17,7 @@ import (
 // lease, and runs a session until the lease is lost, the assignment moves
 // the partition elsewhere (it drains, commits and releases the lease at
 // once, so the next owner need not wait for it to expire) or the Run stops.
-func (pt *partition) supervise(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+func (pt *partition) supervise(soft, hard context.Context, lanes []*lane, fail func(error)) {
 	o := pt.p.o
 	if o.Ordering == OrderingNone {
 		pt.session(soft, hard, lanes, fail, "")
@@ -74,7 +74,7 @@ func (pt *partition) idle(soft context.Context) {
 // with a fence, the lease is lost or the partition is assigned elsewhere.
 // A soft end drains: reading stops, entries in flight are finished and
 // committed for at most ShutdownTimeout, then the lease is released.
-func (pt *partition) session(parentSoft, parentHard context.Context, lanes []chan *task, fail func(error), fence string) {
+func (pt *partition) session(parentSoft, parentHard context.Context, lanes []*lane, fail func(error), fence string) {
 	soft, stopSoft := context.WithCancel(parentSoft)
 	defer stopSoft()
 	hard, stopHard := context.WithCancel(parentHard)
@@ -94,6 +94,10 @@ func (pt *partition) session(parentSoft, parentHard context.Context, lanes []cha
 	})
 	readerDone, committerDone := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
+	if fence != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); pt.timerLoop(soft, hard, lanes) }()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); defer close(readerDone); pt.readLoop(soft, hard, lanes, fail) }()
 	go func() { defer wg.Done(); defer close(committerDone); pt.commitLoop(hard, readerDone, fail) }()

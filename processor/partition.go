@@ -26,6 +26,9 @@ type partition struct {
 	lease  string // the lease key
 	token  string // the token counter key
 	slot   int    // the Redis Cluster slot of all of the above
+	ks     keyspace
+	timers timerKeys
+	meta   string // the partition's metadata hash (its watermark)
 	log    *zap.Logger
 
 	// desired says whether the current assignment gives this partition to
@@ -51,14 +54,29 @@ type partition struct {
 	mu       sync.Mutex
 	inflight map[string]time.Time // entry id → when it was dispatched or last touched
 
-	readLog, retryLog, commitLog throttle
-	args                         commitArgs
+	readLog, retryLog, commitLog, routeLog throttle
+	args                                   commitArgs
+
+	// states is the session's keyed-state cache (nil without StateNames).
+	states *stateCache
+	// maxEventTime is the highest event time seen (unix ms) and watermark
+	// what timers wait for: maxEventTime less AllowedLateness, or the
+	// clock's, when the partition has been idle for IdleWatermark.
+	maxEventTime, watermark atomic.Int64
+	// storedWatermark is the watermark last committed.
+	storedWatermark atomic.Int64
+	// lastRead is when the session last read an entry (unix ns).
+	lastRead atomic.Int64
 }
 
 func newPartition(p *Processor, n int) *partition {
 	o := p.o
 	stream := PartitionStream(o.Stream, n, o.Partitions)
+	ks := keyspace{stream: o.Stream, p: n, n: o.Partitions, group: o.Group}
 	return &partition{
+		ks:     ks,
+		timers: timerKeysOf(ks),
+		meta:   metaKey(o.Stream, n, o.Partitions, o.Group),
 		p:      p,
 		n:      n,
 		stream: stream,
@@ -74,7 +92,13 @@ func newPartition(p *Processor, n int) *partition {
 
 // start makes the state of one session.
 func (pt *partition) start(fence string, lose func(string)) {
+	o := pt.p.o
 	pt.fence, pt.lose, pt.seen = fence, lose, "0-0"
+	pt.states = nil
+	if len(o.StateNames) > 0 && fence != "" {
+		pt.states = newStateCache(pt.ks, o.StateNames, o.StateCacheSize, o.Clock.Now)
+	}
+	pt.lastRead.Store(o.Clock.Now().UnixNano())
 	pt.results = make(chan *task, pt.p.o.MaxInflight)
 	pt.sem = semaphore.NewWeighted(int64(pt.p.o.MaxInflight))
 	pt.mu.Lock()
@@ -92,7 +116,7 @@ func (pt *partition) start(fence string, lose func(string)) {
 // connection), Redis may have handed this consumer entries it never saw.
 // Before reading anything newer, the loop re-reads its own pending entries,
 // so they are not overtaken by later entries of their keys.
-func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+func (pt *partition) readLoop(soft, hard context.Context, lanes []*lane, fail func(error)) {
 	o := pt.p.o
 	rctx := hard
 	for {
@@ -105,7 +129,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 			return
 		}
 		pt.logReadError("create_group_failed", err)
-		if !wait(soft, time.Second) {
+		if !pt.p.wait(soft, time.Second) {
 			return
 		}
 	}
@@ -121,7 +145,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 			if err := pt.recoverOwn(soft, rctx, hard, lanes); err != nil {
 				failures++
 				pt.logReadError("recover_pending_failed", err)
-				wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+				pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 				continue
 			}
 			recheck = false
@@ -162,7 +186,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 			failures++
 			recheck = true
 			pt.logReadError("read_failed", err)
-			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+			pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
 		}
 		failures = 0
@@ -177,7 +201,7 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []chan *task, fa
 // it is lost nothing more is read. Each read first returns entries already
 // delivered to this consumer that it has not seen (a read whose reply was
 // lost), so they are not overtaken by later ones.
-func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *task, fail func(error)) {
+func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []*lane, fail func(error)) {
 	o := pt.p.o
 	takeover, failures, idle := true, 0, false
 	for soft.Err() == nil {
@@ -192,7 +216,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 					_ = ensureGroup(soft, pt.p.rdb, pt.stream, o.Group, o.Start)
 				}
 				pt.logReadError("take_over_failed", err)
-				wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+				pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 				continue
 			}
 			takeover = false
@@ -230,7 +254,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 				return
 			}
 			failures++
-			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+			pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
 		case err != nil && !pt.retryable(err):
 			fail(fmt.Errorf("read %s: %w", pt.stream, err))
@@ -238,7 +262,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 		case err != nil:
 			failures++
 			pt.logReadError("read_failed", err)
-			wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
+			pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, failures))
 			continue
 		}
 		failures = 0
@@ -277,7 +301,7 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []chan *tas
 // pending list until a pass finds nothing: an entry whose claim reply was
 // lost is this consumer's then, and the next pass finds it. It returns
 // false when the lease was lost or the session is stopping.
-func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (bool, error) {
+func (pt *partition) takeOver(soft, hard context.Context, lanes []*lane) (bool, error) {
 	for {
 		found, ok, err := pt.takeOverPass(soft, hard, lanes)
 		if !ok || err != nil || found == 0 {
@@ -287,7 +311,7 @@ func (pt *partition) takeOver(soft, hard context.Context, lanes []chan *task) (b
 }
 
 // takeOverPass is one pass of takeOver; it returns how many entries it took.
-func (pt *partition) takeOverPass(soft, hard context.Context, lanes []chan *task) (int, bool, error) {
+func (pt *partition) takeOverPass(soft, hard context.Context, lanes []*lane) (int, bool, error) {
 	o := pt.p.o
 	cursor, total := "0-0", 0
 	defer func() {
@@ -359,7 +383,7 @@ func (pt *partition) logReadError(msg string, err error) {
 // recoverOwn re-reads the entries pending for this consumer that it is not
 // working on (those it had when it last stopped, or whose read reply was
 // lost), oldest first, before anything new.
-func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *task) error {
+func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []*lane) error {
 	o := pt.p.o
 	start := "-"
 	total := 0
@@ -406,7 +430,7 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []chan *
 // reclaim takes over, one by one, entries idle in other consumers' pending
 // lists for ReclaimAfter. It returns false if a claim's reply may have been
 // lost, so that the caller re-reads this consumer's own pending entries.
-func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []chan *task) bool {
+func (pt *partition) reclaim(soft, rctx, hard context.Context, lanes []*lane) bool {
 	o := pt.p.o
 	cursor, total := "0-0", 0
 	defer func() {
@@ -466,7 +490,7 @@ func (pt *partition) touchInflight(hard context.Context, every time.Duration) {
 
 // dispatchSerial dispatches one redelivered entry and waits until it is
 // committed. It returns false if a stop came first.
-func (pt *partition) dispatchSerial(soft, rctx, hard context.Context, lanes []chan *task, e entry) bool {
+func (pt *partition) dispatchSerial(soft, rctx, hard context.Context, lanes []*lane, e entry) bool {
 	if err := pt.sem.Acquire(soft, 1); err != nil {
 		return false
 	}
@@ -484,12 +508,13 @@ func (pt *partition) dispatchSerial(soft, rctx, hard context.Context, lanes []ch
 // decodable, delivered too often, already seen) and sends the rest to the
 // lane of their key. The caller has acquired one sem unit per entry.
 // A non-nil done is closed once the (single) entry is committed.
-func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, entries []entry, done chan struct{}) {
+func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries []entry, done chan struct{}) {
 	if len(entries) == 0 {
 		return
 	}
 	o := pt.p.o
 	now := time.Now()
+	pt.lastRead.Store(o.Clock.Now().UnixNano())
 	tasks := make([]*task, 0, len(entries))
 	var ids []string
 	var idTasks []*task
@@ -500,7 +525,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 	pt.mu.Unlock()
 	for _, e := range entries {
 		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
-			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now}
+			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now, ks: pt.ks}
 		t := &task{m: m, part: pt, done: done, ctx: hard, results: pt.results}
 		tasks = append(tasks, t)
 		if e.deliveries > int64(o.MaxAttempts) {
@@ -518,6 +543,22 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 			}
 			t.deadLetter(reason, err)
 			continue
+		}
+		if o.Partitions > 1 && PartitionOf(m.Key, o.Partitions) != pt.n {
+			t.wrongPartition = true
+			if ok, n := pt.routeLog.allow(now, 10*time.Second); ok {
+				pt.log.Warn("entry_in_wrong_partition", zap.String("entry_id", m.ID), zap.String("key", m.Key),
+					zap.Int("key_partition", PartitionOf(m.Key, o.Partitions)), zap.String("policy", o.WrongPartition),
+					zap.Int("suppressed", n))
+			}
+			if o.WrongPartition == WrongPartitionDeadLetter {
+				t.deadLetter(ReasonWrongPartition, fmt.Errorf("key %q routes to partition %d of %d, read from partition %d",
+					m.Key, PartitionOf(m.Key, o.Partitions), o.Partitions, pt.n))
+				continue
+			}
+		}
+		if !m.EventTime.IsZero() {
+			pt.sawEventTime(m.EventTime)
 		}
 		if m.DedupeID != "" && pt.p.dd.Enabled() {
 			ids = append(ids, m.DedupeID)
@@ -538,18 +579,18 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []chan *task, en
 			}
 		}
 	}
+	if !pt.pinState(rctx, hard, tasks) {
+		return
+	}
 	for _, t := range tasks {
-		ch := pt.results // settled already
 		if t.kind == 0 {
-			ch = lanes[laneOf(t.m.Key, len(lanes))]
 			pt.handling.Add(1)
+			lanes[laneOf(t.m.Key, len(lanes))].push(t)
+			continue
 		}
-		select {
-		case ch <- t:
+		select { // settled already
+		case pt.results <- t:
 		case <-hard.Done():
-			if t.kind == 0 {
-				pt.handling.Add(-1)
-			}
 			return
 		}
 	}
@@ -606,7 +647,7 @@ func (pt *partition) inflightCount() int {
 func (pt *partition) settled(batch []*task) {
 	pt.mu.Lock()
 	for _, t := range batch {
-		delete(pt.inflight, t.m.ID)
+		delete(pt.inflight, t.inflightID())
 	}
 	pt.mu.Unlock()
 	pt.sem.Release(int64(len(batch)))
@@ -626,4 +667,58 @@ func (pt *partition) drain(ctx context.Context) bool {
 	}
 	pt.sem.Release(all)
 	return true
+}
+
+// pinState loads, for tasks that go to lanes, their keys' state that the
+// cache misses, and pins it until they are committed. Loading is retried
+// until it succeeds; it returns false if the hard stop comes first.
+func (pt *partition) pinState(rctx, hard context.Context, tasks []*task) bool {
+	if pt.states == nil {
+		return true
+	}
+	keys := make([]string, 0, len(tasks))
+	for _, t := range tasks {
+		if t.kind == 0 {
+			keys = append(keys, t.m.Key)
+			t.m.states = pt.states
+		}
+	}
+	if len(keys) == 0 {
+		return true
+	}
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := pt.p.bounded(rctx)
+		err := pt.states.pin(cctx, pt.p.rdb, keys)
+		cancel()
+		if err == nil {
+			return true
+		}
+		pt.logReadError("state_load_failed", err)
+		if !pt.p.wait(hard, backoff(50*time.Millisecond, 2*time.Second, attempt)) {
+			return false
+		}
+	}
+}
+
+// sawEventTime raises the partition's highest event time, and with it the
+// watermark.
+func (pt *partition) sawEventTime(at time.Time) {
+	ms := at.UnixMilli()
+	for {
+		cur := pt.maxEventTime.Load()
+		if ms <= cur || pt.maxEventTime.CompareAndSwap(cur, ms) {
+			break
+		}
+	}
+	pt.raiseWatermark(ms - pt.p.o.AllowedLateness.Milliseconds())
+}
+
+// raiseWatermark sets the watermark to w unless it is higher already.
+func (pt *partition) raiseWatermark(w int64) {
+	for {
+		cur := pt.watermark.Load()
+		if w <= cur || pt.watermark.CompareAndSwap(cur, w) {
+			return
+		}
+	}
 }

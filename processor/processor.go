@@ -137,14 +137,14 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 	}()
 
-	lanes := make([]chan *task, p.o.Lanes)
+	lanes := make([]*lane, p.o.Lanes)
 	for i := range lanes {
-		lanes[i] = make(chan *task, p.o.Partitions*p.o.MaxInflight)
+		lanes[i] = newLane(p)
 	}
 	var supervisors, workers, background sync.WaitGroup
-	for _, in := range lanes {
+	for _, l := range lanes {
 		workers.Add(1)
-		go func() { defer workers.Done(); p.lane(in) }()
+		go func() { defer workers.Done(); l.run() }()
 	}
 	if p.o.Ordering == OrderingKey {
 		background.Add(1)
@@ -160,8 +160,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		zap.String("ordering", p.o.Ordering), zap.Int("lanes", p.o.Lanes), zap.Int("batch_size", p.o.BatchSize))
 
 	supervisors.Wait()
-	for _, in := range lanes {
-		close(in)
+	for _, l := range lanes {
+		l.close()
 	}
 	workers.Wait()
 	background.Wait()
@@ -201,12 +201,13 @@ func (p *Processor) bounded(ctx context.Context) (context.Context, context.Cance
 	return ctx, func() {}
 }
 
-// wait waits d or until ctx is done; it reports whether the full wait passed.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+// wait waits d on the engine's clock or until ctx is done; it reports
+// whether the full wait passed.
+func (p *Processor) wait(ctx context.Context, d time.Duration) bool {
+	t := p.o.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 		return true
 	case <-ctx.Done():
 		return false

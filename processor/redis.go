@@ -519,3 +519,41 @@ func fencedClaim(ctx context.Context, rdb redis.UniversalClient, stream, lease, 
 	}
 	return c, nil
 }
+
+// dueTimer is a due timer as dueTimers found it.
+type dueTimer struct {
+	member string
+	spec   TimerSpec
+	err    error // malformed data
+}
+
+// dueTimers reads the partition's timers due by now, and event-time ones
+// due by watermark (ms; below 0: none), at most limit of each.
+func dueTimers(ctx context.Context, rdb redis.UniversalClient, k timerKeys, now time.Time, watermark int64, limit int) ([]dueTimer, error) {
+	wm := ""
+	if watermark >= 0 {
+		wm = strconv.FormatInt(watermark, 10)
+	}
+	v, err := dueTimersScript.Run(ctx, rdb, []string{k.processing, k.event, k.data}, now.UnixMilli(), wm, limit).Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dueTimer, 0, len(v)/3)
+	for i := 0; i+2 < len(v); i += 3 {
+		member, _ := v[i].(string)
+		data, _ := v[i+2].(string)
+		spec, err := decodeTimer(member, data)
+		out = append(out, dueTimer{member: member, spec: spec, err: err})
+	}
+	return out, nil
+}
+
+// loadWatermark reads the watermark a partition's earlier owner committed;
+// 0 when none.
+func loadWatermark(ctx context.Context, rdb redis.UniversalClient, meta string) (int64, error) {
+	v, err := rdb.HGet(ctx, meta, "watermark").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}

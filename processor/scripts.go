@@ -1,16 +1,22 @@
 package processor
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
+
 	"github.com/redis/go-redis/v9"
 )
 
-// commitScript applies one commit of a partition atomically.
+// commitScript applies one commit of a partition atomically. Its source
+// is commitScriptHead, the handlers of the effect table (effects.go), then
+// commitScriptBody.
 //
 //	KEYS[1]   the partition stream
 //	KEYS[2]   the dead-letter stream
 //	KEYS[3]   the partition's lease (checked when ARGV[5] is not empty)
 //	KEYS[4..] with dedupe: the set to mark ids in, then ARGV[2] sets to look
-//	          ids up in; after those, every stream and hash an effect writes
+//	          ids up in; after those, every key an effect writes
 //	ARGV[1]   consumer group
 //	ARGV[2]   number of dedupe sets to look up in; 0 disables dedupe
 //	ARGV[3]   expiry of the mark set, unix ms
@@ -20,32 +26,46 @@ import (
 //	ARGV[6]   "c" to commit; "d" for a dry run that writes nothing and
 //	          replies what a commit would do now (pending is checked with
 //	          XPENDING instead of XACK)
-//	ARGV[7]   the type each key must have, one letter per key of KEYS: "s"
-//	          stream, "h" hash, "S" set, "-" not checked (the dead-letter
-//	          stream when nothing is written to it)
-//	ARGV[8]   D, the number of dedupe ids, which follow: ARGV[9..8+D]
-//	ARGV[9+D] A, the number of entry ids to ack with one XACK, which
+//	ARGV[7]   the type each key must have, one letter per key of KEYS (see
+//	          effectSpec.keyType; "-" not checked)
+//	ARGV[8]   the opcodes the commit uses, space-separated: one the script
+//	          has no handler for fails the commit before anything is written
+//	ARGV[9]   the KEYS indexes of the processing-time and event-time timer
+//	          sets and the timer data hash, space-separated, or "" when the
+//	          commit has no timers
+//	ARGV[10]  the watermark to store in the meta hash (KEYS index in
+//	          ARGV[11]), or "" for none
+//	ARGV[12]  D, the number of dedupe ids, which follow
+//	then      A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
 //	then      the commit's common effect, written by entries "o" and "O":
-//	          "XADD", key index, maxlen, n, n field names; or "HSET", key
-//	          index, "0", n, n field names; or "" for none
+//	          "XADD", key index, trim ("MAXLEN", "MINID" or ""), trim
+//	          value, n, n field names; or "HSET", key index, "", "", n, n
+//	          field names; or "" for none
 //	then      entries, each: id, kind, then by kind
 //	  "O" processed with one common effect: its n field values; its dedupe
 //	      id is the next of the D
 //	  "o" the same without a dedupe id
 //	  "p" processed: the index of its dedupe id among the D (0 for none),
-//	      effect count, effects; an effect is "x" (XADD), key index,
-//	      maxlen, n, n field/value strings; or "h" (HSET), key index, n, n
-//	      field/value strings
+//	      effect count, effects; an effect is its opcode and then what its
+//	      handler reads (effects.go)
 //	  "d" dead letter: the index of its dedupe id among the D (0 for none;
 //	      an id seen before makes it a duplicate, acked and not written),
 //	      n, n field/value strings (n = 0: the dead letter was written
 //	      elsewhere already; the entry is only acked)
 //	  "a" ack only (a duplicate found before processing)
 //	  "z" the id again, later in the same commit: stale
+//	  "t" a timer firing: the id is the timer's member; then the KEYS
+//	      index of its timer set, when it was due, effect count, effects.
+//	      It is "pending" while the set still holds it with that score;
+//	      committing removes it from the set and the data hash, and writes
+//	      its effects
+//	  "T" a timer firing dead-lettered: member, set index, due, n, n
+//	      dead-letter strings
 //
-// An entry's effects are written only if its XACK returns 1, so a commit
-// that runs twice, or races another worker's, writes each effect once.
+// An entry's effects are written only if its XACK returns 1 (a timer's,
+// only if its removal does), so a commit that runs twice, or races another
+// worker's, writes each effect once.
 //
 // The owner of a partition (a fence) acks the whole batch with one XACK:
 // only the owner acks the partition's entries, and a commit is all or
@@ -53,29 +73,37 @@ import (
 // run of the same commit (a retry after a lost reply): the count tells
 // which. If an operator acked some by hand meanwhile, which ones is not
 // known; every effect is written (nothing is lost) and Redis logs a warning.
-// Two effects that write one key as a stream and as a hash are refused by
-// the caller before the script runs (commitArgs.conflict).
+// Two effects that write one key as two types are refused by the caller
+// before the script runs (commitArgs.conflict).
 //
 // Returns a string with one letter per entry: "p" processed, "u" duplicate,
-// "d" dead-lettered, "s" stale (already acked; nothing written). If a key to
-// be written holds the wrong type, nothing is written and the reply is
-// "!<type> <key>".
+// "d" dead-lettered, "s" stale (already acked, or a timer already fired or
+// moved; nothing written). If a key to be written holds the wrong type,
+// nothing is written and the reply is "!<type> <key>".
 //
 // The script is the hot path: it reads fields straight out of ARGV with
 // unpack and makes one call per entry and effect, nothing more.
-var commitScript = redis.NewScript(`
+var commitScript = redis.NewScript(commitScriptHead + typeNamesLua() + effectHandlersLua() + commitScriptBody)
+
+const commitScriptHead = `
 local stream, dlq = KEYS[1], KEYS[2]
 local group = ARGV[1]
 local nbuckets = tonumber(ARGV[2])
 local dlqmax = ARGV[4]
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
 local dry = ARGV[6] == 'd'
+local timerq = {}
+for k in string.gmatch(ARGV[9], '%S+') do timerq[#timerq+1] = KEYS[tonumber(k)] end
+`
 
+const commitScriptBody = `
 -- Nothing is written unless every write can succeed: a script that fails
 -- half-way keeps its earlier writes, and an entry is acked before its
--- writes. Key types are checked here; argument counts (Lua's unpack takes
--- fewer than 8000 values) are bounded by the caller.
-local names = {s = 'stream', h = 'hash', S = 'set'}
+-- writes. Opcodes and key types are checked here; argument counts (Lua's
+-- unpack takes fewer than 8000 values) are bounded by the caller.
+for op in string.gmatch(ARGV[8], '%S+') do
+  if not handlers[op] then return redis.error_reply('ERR eddy commit: unknown effect opcode ' .. op) end
+end
 local types = ARGV[7]
 for k = 1, #types do
   local want = names[string.sub(types, k, k)]
@@ -85,8 +113,8 @@ for k = 1, #types do
   end
 end
 
-local nids = tonumber(ARGV[8])
-local first = 9
+local nids = tonumber(ARGV[12])
+local first = 13
 local seen = {}
 if nbuckets > 0 and nids > 0 then
   for b = 1, nbuckets do
@@ -121,12 +149,12 @@ local scmd, sargs, spos, snf = ARGV[at], nil, 0, 0
 if scmd ~= '' then
   sargs = {KEYS[tonumber(ARGV[at+1])]}
   if scmd == 'XADD' then
-    if ARGV[at+2] ~= '0' then sargs[2] = 'MAXLEN'; sargs[3] = '~'; sargs[4] = ARGV[at+2] end
+    if ARGV[at+2] ~= '' then sargs[2] = ARGV[at+2]; sargs[3] = '~'; sargs[4] = ARGV[at+3] end
     sargs[#sargs+1] = '*'
   end
-  spos, snf = #sargs, tonumber(ARGV[at+3])
-  for f = 1, snf do sargs[spos + 2*f - 1] = ARGV[at + 3 + f] end
-  at = at + 4 + snf
+  spos, snf = #sargs, tonumber(ARGV[at+4])
+  for f = 1, snf do sargs[spos + 2*f - 1] = ARGV[at + 4 + f] end
+  at = at + 5 + snf
 else
   at = at + 1
 end
@@ -145,24 +173,48 @@ local function decide(pending, did)
   return not dry
 end
 
+-- effects runs neff effects from ARGV[j] and returns the index after them
+local function effects(j, neff, write)
+  for _ = 1, neff do
+    local h = handlers[ARGV[j]]
+    if not h then error('eddy commit: unknown effect opcode ' .. tostring(ARGV[j])) end
+    j = h(j + 1, write)
+  end
+  return j
+end
+
+-- timerDue tells whether timer member m is still set in z with score due,
+-- and removes it unless dry
+local function timerDue(z, m, due)
+  local sc = redis.call('ZSCORE', z, m)
+  if not sc or tonumber(sc) ~= tonumber(due) or acked[m] then return false end
+  acked[m] = true
+  if not dry then
+    redis.call('ZREM', z, m)
+    redis.call('HDEL', timerq[3], m)
+  end
+  return true
+end
+
+local function pendingOf(id)
+  if batch then return all end
+  if dry then
+    -- a missing group or stream is what XACK would answer 0 to
+    local p = redis.pcall('XPENDING', stream, group, id, id, 1)
+    local r = type(p) == 'table' and not p.err and #p > 0 and not acked[id]
+    acked[id] = true
+    return r
+  end
+  return redis.call('XACK', stream, group, id) == 1
+end
+
 while i <= nargv do
   local id, kind = ARGV[i], ARGV[i+1]
   e = e + 1
-  local pending
-  if batch then
-    pending = all
-  elseif dry then
-    -- a missing group or stream is what XACK would answer 0 to
-    local p = redis.pcall('XPENDING', stream, group, id, id, 1)
-    pending = type(p) == 'table' and not p.err and #p > 0 and not acked[id]
-    acked[id] = true
-  else
-    pending = redis.call('XACK', stream, group, id) == 1
-  end
   if kind == 'O' or kind == 'o' then
     local did = nil
     if kind == 'O' then idn = idn + 1; did = ARGV[first + idn - 1] end
-    if decide(pending, did) then
+    if decide(pendingOf(id), did) then
       for f = 1, snf do sargs[spos + 2*f] = ARGV[i + 1 + f] end
       redis.call(scmd, unpack(sargs))
     end
@@ -171,31 +223,24 @@ while i <= nargv do
     local k, neff = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
     local did = nil
     if k > 0 then idn = k; did = ARGV[first + k - 1] end
-    local write = decide(pending, did)
-    local j = i + 4
-    for _ = 1, neff do
-      if ARGV[j] == 'x' then
-        local n = tonumber(ARGV[j+3])
-        if write then
-          local key, maxlen = KEYS[tonumber(ARGV[j+1])], ARGV[j+2]
-          if maxlen ~= '0' then
-            redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, j + 4, j + 3 + n))
-          else
-            redis.call('XADD', key, '*', unpack(ARGV, j + 4, j + 3 + n))
-          end
-        end
-        j = j + 4 + n
-      else
-        local n = tonumber(ARGV[j+2])
-        if write then redis.call('HSET', KEYS[tonumber(ARGV[j+1])], unpack(ARGV, j + 3, j + 2 + n)) end
-        j = j + 3 + n
-      end
-    end
-    i = j
-  elseif kind == 'd' then
+    local write = decide(pendingOf(id), did)
+    i = effects(i + 4, neff, write)
+  elseif kind == 't' then
+    local pending = timerDue(KEYS[tonumber(ARGV[i+2])], id, ARGV[i+3])
+    local write = decide(pending, nil)
+    i = effects(i + 5, tonumber(ARGV[i+4]), write)
+  elseif kind == 'd' or kind == 'T' then
     -- a dead letter's id is looked up but not marked: a replay of it is
     -- processed
-    local k, n = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
+    local pending, k, n
+    if kind == 'T' then
+      pending, k, n = timerDue(KEYS[tonumber(ARGV[i+2])], id, ARGV[i+3]), 0, tonumber(ARGV[i+4])
+      i = i + 5
+    else
+      k, n = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
+      pending = pendingOf(id)
+      i = i + 4
+    end
     if k > 0 then idn = k end
     if not pending then
       out[e] = 's'
@@ -204,20 +249,22 @@ while i <= nargv do
     else
       if n > 0 and not dry then
         if dlqmax ~= '0' then
-          redis.call('XADD', dlq, 'MAXLEN', '~', dlqmax, '*', unpack(ARGV, i + 4, i + 3 + n))
+          redis.call('XADD', dlq, 'MAXLEN', '~', dlqmax, '*', unpack(ARGV, i, i + n - 1))
         else
-          redis.call('XADD', dlq, '*', unpack(ARGV, i + 4, i + 3 + n))
+          redis.call('XADD', dlq, '*', unpack(ARGV, i, i + n - 1))
         end
       end
       out[e] = 'd'
     end
-    i = i + 4 + n
+    i = i + n
   elseif kind == 'z' then
     out[e] = 's'
     i = i + 2
-  else
-    if pending then out[e] = 'u' else out[e] = 's' end
+  elseif kind == 'a' then
+    if pendingOf(id) then out[e] = 'u' else out[e] = 's' end
     i = i + 2
+  else
+    error('eddy commit: unknown entry kind ' .. tostring(kind))
   end
 end
 
@@ -227,8 +274,11 @@ if #marks > 0 and not dry then
   end
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 end
+if ARGV[10] ~= '' and not dry then
+  redis.call('HSET', KEYS[tonumber(ARGV[11])], 'watermark', ARGV[10])
+end
 return table.concat(out)
-`)
+`
 
 // deleteConsumerScript deletes a consumer from a group if, and only if, it
 // has no heartbeat and nothing pending; checked and done atomically, so a
@@ -280,14 +330,15 @@ type commitArgs struct {
 	keys   []string
 	types  []byte // ARGV[7]: the type each key must have
 	head   []any  // ARGV[1..6]
-	ids    []any  // the dedupe ids
-	acks   []any  // the entry ids to ack with one XACK (with a fence)
-	body   []any  // the entries
-	argv   []any  // head, types, ids, acks and body, put together by args
+	ops    []string
+	ids    []any // the dedupe ids
+	acks   []any // the entry ids to ack with one XACK (with a fence)
+	body   []any // the entries
+	argv   []any // head, types, ops, timers, ids, acks and body, put together by args
 	keyIdx map[string]int
-	// conflict is the first key that effects write both as a stream and
-	// as a hash (or the dead-letter stream or the mark set as another
-	// type); the commit is refused before the script runs.
+	// conflict is the first key that effects write as two types (or the
+	// dead-letter stream or the mark set as another type); the commit is
+	// refused before the script runs.
 	conflict string
 	dedupe   bool
 	// dlqUsed is set when the commit writes to the dead-letter stream; its
@@ -297,12 +348,18 @@ type commitArgs struct {
 	// an id repeated in the batch is marked stale here.
 	batchAck bool
 	acked    map[string]struct{}
-	// common is the commit's common effect (the first single effect of an
-	// entry): entries whose only effect has its kind, key, cap and field
-	// names send just the values.
+	// common is the commit's common effect (the first single XADD or HSET
+	// of an entry): entries whose only effect has its kind, key, trim and
+	// field names send just the values.
 	common    Effect
 	hasCommon bool
 	commonKey int
+	// timers are the partition's timer keys; timersUsed is set once an
+	// effect or a firing of the commit needs them.
+	timers     timerKeys
+	timersUsed bool
+	// watermark to store, "" for none, in the meta hash.
+	watermark, meta string
 }
 
 func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey string, checkKeys []string, markExpireMs int64, dlqMaxLen int64) {
@@ -330,15 +387,47 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 		nb = len(checkKeys)
 	}
 	c.head = append(c.head[:0], group, nb, markExpireMs, max(dlqMaxLen, 0), fence, "c")
+	c.ops = c.ops[:0]
 	c.ids = c.ids[:0]
 	c.acks = c.acks[:0]
 	c.body = c.body[:0]
 	c.batchAck = fence != ""
 	c.hasCommon = false
+	c.timersUsed = false
+	c.watermark, c.meta = "", ""
 	if c.acked == nil {
 		c.acked = make(map[string]struct{})
 	}
 	clear(c.acked)
+}
+
+// setTimers gives the partition's timer keys, for commits with timers.
+func (c *commitArgs) setTimers(k timerKeys) { c.timers = k }
+
+// setWatermark stores w (unix ms) in the meta hash with the commit.
+func (c *commitArgs) setWatermark(meta string, w int64) {
+	c.meta, c.watermark = meta, strconv.FormatInt(w, 10)
+}
+
+// useTimers adds the timer keys to KEYS.
+func (c *commitArgs) useTimers() {
+	if c.timersUsed {
+		return
+	}
+	c.timersUsed = true
+	c.key(c.timers.processing, 'z')
+	c.key(c.timers.event, 'z')
+	c.key(c.timers.data, 'h')
+}
+
+// op records that the commit uses opcode op.
+func (c *commitArgs) op(op string) {
+	for _, o := range c.ops {
+		if o == op {
+			return
+		}
+	}
+	c.ops = append(c.ops, op)
 }
 
 // entry starts an entry in the body. It returns false for an id already in
@@ -371,16 +460,23 @@ func (c *commitArgs) args() []any {
 	if !c.dlqUsed {
 		types = types[:1] + "-" + types[2:]
 	}
-	c.argv = append(c.argv, types, len(c.ids))
+	timers := ""
+	if c.timersUsed {
+		timers = fmt.Sprintf("%d %d %d", c.keyIdx[c.timers.processing], c.keyIdx[c.timers.event], c.keyIdx[c.timers.data])
+	}
+	meta := 0
+	if c.watermark != "" {
+		meta = c.key(c.meta, 'h')
+		types = types + string(c.types[len(types):])
+	}
+	c.argv = append(c.argv, types, strings.Join(c.ops, " "), timers, c.watermark, meta, len(c.ids))
 	c.argv = append(c.argv, c.ids...)
 	c.argv = append(c.argv, len(c.acks))
 	c.argv = append(c.argv, c.acks...)
 	if c.hasCommon {
-		cmd := "XADD"
-		if c.common.Kind == EffectHSet {
-			cmd = "HSET"
-		}
-		c.argv = append(c.argv, cmd, c.commonKey, max(c.common.MaxLen, 0), len(c.common.Fields)/2)
+		c.argv = append(c.argv, effectKinds[c.common.Kind].op, c.commonKey)
+		c.argv = appendTrim(c.argv, &c.common)
+		c.argv = append(c.argv, len(c.common.Fields)/2)
 		for i := 0; i < len(c.common.Fields); i += 2 {
 			c.argv = append(c.argv, c.common.Fields[i])
 		}
@@ -390,12 +486,19 @@ func (c *commitArgs) args() []any {
 	return append(c.argv, c.body...)
 }
 
-// key returns the KEYS index of k, which an effect writes as type t.
+// key returns the KEYS index of k, which an effect writes as type t ('-'
+// for any).
 func (c *commitArgs) key(k string, t byte) int {
 	if i, ok := c.keyIdx[k]; ok {
 		c.dlqUsed = c.dlqUsed || i == 2
-		if c.types[i-1] != t && c.conflict == "" {
-			c.conflict = k
+		switch have := c.types[i-1]; {
+		case t == '-' || have == t:
+		case have == '-' && i > 3 && !c.isDedupeKey(i):
+			c.types[i-1] = t // first written by a kind of any type (PEXPIRE)
+		default:
+			if c.conflict == "" {
+				c.conflict = k
+			}
 		}
 		return i
 	}
@@ -404,6 +507,11 @@ func (c *commitArgs) key(k string, t byte) int {
 	i := len(c.keys) // Lua indexes from 1
 	c.keyIdx[k] = i
 	return i
+}
+
+// isDedupeKey reports whether KEYS index i is a dedupe set looked up.
+func (c *commitArgs) isDedupeKey(i int) bool {
+	return c.dedupe && i >= 4 && i <= 4+c.head[1].(int)
 }
 
 func (c *commitArgs) appendStrings(ss []string) {
@@ -415,21 +523,19 @@ func (c *commitArgs) appendStrings(ss []string) {
 
 // isCommon reports whether e is the commit's common effect but for its
 // values, making it the common effect if there is none yet.
-func (c *commitArgs) isCommon(e Effect) bool {
+func (c *commitArgs) isCommon(e *Effect) bool {
 	n := len(e.Fields)
-	if n == 0 || n%2 != 0 {
+	if (e.Kind != EffectXAdd && e.Kind != EffectHSet) || n == 0 || n%2 != 0 {
 		return false
 	}
 	if !c.hasCommon {
-		t := byte('s')
-		if e.Kind == EffectHSet {
-			t = 'h'
-		}
-		c.common, c.hasCommon, c.commonKey = e, true, c.key(e.Key, t)
+		c.common, c.hasCommon = *e, true
+		c.commonKey = c.key(e.Key, effectKinds[e.Kind].keyType)
+		c.op(effectKinds[e.Kind].op)
 		return true
 	}
-	k := c.common
-	if e.Kind != k.Kind || e.Key != k.Key || max(e.MaxLen, 0) != max(k.MaxLen, 0) || n != len(k.Fields) {
+	k := &c.common
+	if e.Kind != k.Kind || e.Key != k.Key || max(e.MaxLen, 0) != max(k.MaxLen, 0) || e.MinID != k.MinID || n != len(k.Fields) {
 		return false
 	}
 	for i := 0; i < n; i += 2 {
@@ -442,7 +548,7 @@ func (c *commitArgs) isCommon(e Effect) bool {
 
 func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 	hasID := c.dedupe && dedupeID != ""
-	if len(effects) == 1 && c.isCommon(effects[0]) {
+	if len(effects) == 1 && c.isCommon(&effects[0]) {
 		kind := "o"
 		if hasID {
 			kind = "O"
@@ -467,16 +573,39 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 		c.ids = append(c.ids, dedupeID)
 		k = len(c.ids)
 	}
-	c.body = append(c.body, k, len(effects))
-	for _, e := range effects {
-		switch e.Kind {
-		case EffectHSet:
-			c.body = append(c.body, "h", c.key(e.Key, 'h'))
-		default:
-			c.body = append(c.body, "x", c.key(e.Key, 's'), max(e.MaxLen, 0)) // below 0: no cap, as 0
+	c.body = append(c.body, k)
+	c.effects(effects)
+}
+
+// effects appends the count and the encoded effects.
+func (c *commitArgs) effects(effects []Effect) {
+	c.body = append(c.body, len(effects))
+	for i := range effects {
+		e := &effects[i]
+		spec := effectKinds[e.Kind] // checked by checkEffects
+		if e.Timer != nil {
+			c.useTimers()
 		}
-		c.appendStrings(e.Fields)
+		c.op(spec.op)
+		c.body = append(c.body, spec.op)
+		spec.encode(c, e)
 	}
+}
+
+// timerFired adds a timer firing: its removal and, if it is still set,
+// its effects.
+func (c *commitArgs) timerFired(t *TimerSpec, effects []Effect) {
+	c.useTimers()
+	c.body = append(c.body, timerMember(t.Key, t.Name), "t", c.keyIdx[c.timers.queue(t.EventTime)], t.At.UnixMilli())
+	c.effects(effects)
+}
+
+// timerDeadLetter adds a timer firing that is dead-lettered.
+func (c *commitArgs) timerDeadLetter(t *TimerSpec, fields []string) {
+	c.useTimers()
+	c.dlqUsed = c.dlqUsed || len(fields) > 0
+	c.body = append(c.body, timerMember(t.Key, t.Name), "T", c.keyIdx[c.timers.queue(t.EventTime)], t.At.UnixMilli())
+	c.appendStrings(fields)
 }
 
 func (c *commitArgs) deadLetter(id, dedupeID string, fields []string) {
@@ -496,3 +625,29 @@ func (c *commitArgs) deadLetter(id, dedupeID string, fields []string) {
 func (c *commitArgs) ackOnly(id string) {
 	c.entry(id, "a")
 }
+
+// dueTimersScript lists a partition's due timers with their data: those of
+// the processing-time set due by ARGV[1] and those of the event-time set
+// due by the watermark ARGV[2], soonest first, at most ARGV[3] of each.
+//
+//	KEYS[1] the processing-time set, KEYS[2] the event-time set, KEYS[3]
+//	        the data hash
+//	ARGV[1] now, unix ms; ARGV[2] the watermark, unix ms ("" for none);
+//	ARGV[3] the most of each set to return
+//
+// Returns a flat list: member, score, data, member, score, data, … (data
+// false when missing).
+var dueTimersScript = redis.NewScript(`
+local out = {}
+local function take(z, upto)
+  local r = redis.call('ZRANGEBYSCORE', z, '-inf', upto, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+  for i = 1, #r, 2 do
+    out[#out+1] = r[i]
+    out[#out+1] = r[i+1]
+    out[#out+1] = redis.call('HGET', KEYS[3], r[i])
+  end
+end
+take(KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then take(KEYS[2], ARGV[2]) end
+return out
+`)

@@ -1,0 +1,108 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// timerLoop fires the partition's due timers while this worker owns it:
+// every TimerTick it reads the timers due by the clock and, for event-time
+// timers, by the watermark, and dispatches each one not already in flight
+// to its key's lane like an entry. A firing commits with its timer's
+// removal (commitScript, kind "t"), so a timer fires once even if two
+// owners in a row see it due: the second one finds it gone.
+//
+// The watermark starts where the partition's last owner committed it. On a
+// partition that reads nothing for IdleWatermark it advances with the
+// clock, so event-time timers still fire when input stops.
+func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
+	o := pt.p.o
+	for attempt := 1; soft.Err() == nil; attempt++ {
+		cctx, cancel := pt.timerCtx(hard)
+		w, err := loadWatermark(cctx, pt.p.rdb, pt.meta)
+		cancel()
+		if err == nil {
+			pt.storedWatermark.Store(w)
+			pt.raiseWatermark(w)
+			break
+		}
+		pt.logReadError("watermark_load_failed", err)
+		if !pt.p.wait(soft, backoff(50*time.Millisecond, 2*time.Second, attempt)) {
+			return
+		}
+	}
+	limit := o.BatchSize
+	for soft.Err() == nil {
+		now := o.Clock.Now()
+		if o.IdleWatermark > 0 && now.Sub(time.Unix(0, pt.lastRead.Load())) >= o.IdleWatermark {
+			pt.raiseWatermark(now.UnixMilli() - o.AllowedLateness.Milliseconds())
+		}
+		wm := pt.watermark.Load()
+		if wm <= 0 {
+			wm = -1
+		}
+		cctx, cancel := pt.timerCtx(hard)
+		due, err := dueTimers(cctx, pt.p.rdb, pt.timers, now, wm, limit)
+		cancel()
+		if err != nil {
+			pt.logReadError("timers_read_failed", err)
+		}
+		if pt.fire(hard, lanes, due, now) && len(due) >= limit {
+			continue // more may be due: look again at once
+		}
+		if !pt.p.wait(soft, o.TimerTick) {
+			return
+		}
+	}
+}
+
+// fire dispatches due timers that are not in flight yet. It returns false
+// if it stopped for want of room in flight (or had nothing to fire).
+func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, now time.Time) bool {
+	if len(due) == 0 {
+		return false
+	}
+	var tasks []*task
+	defer func() {
+		if len(tasks) > 0 && pt.pinState(hard, hard, tasks) {
+			for _, t := range tasks {
+				pt.handling.Add(1)
+				lanes[laneOf(t.m.Key, len(lanes))].push(t)
+			}
+		}
+	}()
+	for _, d := range due {
+		if d.err != nil {
+			if ok, n := pt.readLog.allow(time.Now(), 5*time.Second); ok {
+				pt.log.Error("timer_malformed", zap.String("timer", d.member), zap.Error(d.err), zap.Int("suppressed", n))
+			}
+			continue
+		}
+		spec := d.spec
+		m := &Message{Stream: pt.stream, Partition: pt.n, Key: spec.Key, Timer: &spec, Attempt: 1, received: now, ks: pt.ks}
+		t := &task{m: m, part: pt, ctx: hard, results: pt.results}
+		id := t.inflightID()
+		if pt.isInflight(id) {
+			continue
+		}
+		if !pt.sem.TryAcquire(1) {
+			return false
+		}
+		pt.mu.Lock()
+		pt.inflight[id] = time.Now()
+		pt.mu.Unlock()
+		tasks = append(tasks, t)
+	}
+	return true
+}
+
+// timerCtx bounds one Redis call of the timer loop: by the hard stop once
+// a stop has begun, and by a second in any case, so that a call begun
+// before a stop never holds the stop up for the client's read timeout.
+func (pt *partition) timerCtx(hard context.Context) (context.Context, context.CancelFunc) {
+	cctx, cancel := pt.p.bounded(hard)
+	tctx, tcancel := context.WithTimeout(cctx, time.Second)
+	return tctx, func() { tcancel(); cancel() }
+}
