@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redisserver"
 )
 
 // Options set what Run measures. Standard returns the standard set and
@@ -111,10 +113,10 @@ type bencher struct {
 	o      Options
 	url    string
 	rdb    *redis.Client
-	own    *Server // nil on a server given by RedisURL
-	dir    string  // config files, the own server's data
-	prefix string  // every key's prefix
-	runs   int     // scenario runs so far; names each run's keys
+	own    *redisserver.Server // nil on a server given by RedisURL
+	dir    string              // config files, the own server's data
+	prefix string              // every key's prefix
+	runs   int                 // scenario runs so far; names each run's keys
 }
 
 // Run measures both sides as o says and returns the report. It fails on

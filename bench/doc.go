@@ -3,8 +3,9 @@
 // same machine, in the same run, and reports both sides and their ratios.
 //
 // It owns the benchmark's life from start to end: the redis-server it may
-// start (server.go), the key names of every run under one unique prefix and
-// their removal (keys.go), the generated events and the pre-fill
+// start (server.go, through the launcher in internal/redisserver), the key
+// names of every run under one unique prefix and their removal (keys.go),
+// the generated events and the pre-fill
 // (events.go), the two sides run as child processes of the same eddy binary
 // (side.go, child.go, procfs_*.go), the throughput, memory and latency
 // scenarios (throughput.go, latency.go), the statistics (stats.go) and the
@@ -18,5 +19,5 @@
 // it never flushes anything and deletes only the keys under its own prefix.
 //
 // Import direction: cmd/eddy -> bench -> processor (the producer's routing
-// and partition stream names only).
+// and partition stream names only) and internal/redisserver.
 package bench

@@ -141,16 +141,17 @@ func TestServerStartStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Kill()
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	defer c.Close()
 	if err := c.Ping(ctx).Err(); err != nil {
 		t.Fatalf("PING %s: %v", s.URL(), err)
 	}
+	pid := s.Pid()
 	if err := s.Stop(ctx); err != nil {
 		t.Errorf("Stop = %v", err)
 	}
-	if _, err := os.Stat("/proc/" + strconv.Itoa(s.cmd.Process.Pid)); err == nil {
-		t.Errorf("redis-server %d still there after Stop", s.cmd.Process.Pid)
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("redis-server %d still there after Stop", pid)
 	}
 }
 

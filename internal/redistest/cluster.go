@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redisserver"
 )
 
 const (
@@ -33,6 +36,9 @@ const (
 	// clusterPortProbes bounds the search for a data port whose bus port is
 	// free too.
 	clusterPortProbes = 100
+	// clusterPortAttempts is how many such ports startClusterNode tries when
+	// another process takes the one picked before the node binds it.
+	clusterPortAttempts = 5
 	// createTimeout bounds redis-cli --cluster create.
 	createTimeout = 30 * time.Second
 	// clusterReadyTimeout bounds the wait, after create, until every node
@@ -74,7 +80,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		tb.Fatal("redistest: redis-server not found; install it (apt-get install -y redis-server) — .ci/run does")
+		tb.Fatalf("redistest: %v — .ci/run does", redisserver.ErrNotFound)
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -84,7 +90,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	for i := range c.nodes {
 		c.nodes[i] = startClusterNode(tb, bin)
 	}
-	if err := c.create(tb.Context(), cli); err != nil {
+	if err := createCluster(tb.Context(), cli, c.Addrs()); err != nil {
 		tb.Fatalf("redistest: create cluster: %v", err)
 	}
 	if err := c.waitReady(tb.Context()); err != nil {
@@ -126,14 +132,36 @@ func (c *Cluster) newClient() *redis.ClusterClient {
 
 // startClusterNode starts one cluster node as Start starts a server, but on
 // a port low enough for its cluster bus (port+10000) and with that bus port
-// free too: Start's kernel-chosen port may be neither.
+// free too: Start's kernel-chosen port may be neither. Like Start, it tries
+// another port when the one picked is taken before the node binds it (a
+// taken bus port is logged as "Address already in use" too).
 func startClusterNode(tb testing.TB, bin string) *Server {
 	tb.Helper()
-	dir := tb.TempDir()
-	return startOn(tb, bin, dir, freeClusterPort,
-		"--cluster-enabled", "yes",
-		"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-		"--cluster-node-timeout", clusterNodeTimeout)
+	dir := tb.TempDir() // removed after the node is stopped: cleanups run last-in first-out
+	for attempt := 1; ; attempt++ {
+		port, err := freeClusterPort()
+		if err != nil {
+			tb.Fatalf("redistest: find a free port: %v", err)
+		}
+		srv, err := redisserver.Start(tb.Context(), redisserver.Options{
+			Bin:  bin,
+			Dir:  dir,
+			Port: port,
+			Args: []string{
+				"--cluster-enabled", "yes",
+				"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+				"--cluster-node-timeout", clusterNodeTimeout,
+			},
+		})
+		if err == nil {
+			s := &Server{srv: srv}
+			tb.Cleanup(s.stop)
+			return s
+		}
+		if !errors.Is(err, redisserver.ErrPortInUse) || attempt == clusterPortAttempts {
+			tb.Fatalf("redistest: start cluster node: %v", err)
+		}
+	}
 }
 
 // freeClusterPort asks the kernel for free loopback ports until it gets one,
@@ -169,16 +197,16 @@ func freeClusterPort() (int, error) {
 	return 0, fmt.Errorf("no free port p <= %d with p+%d free in %d tries", maxClusterPort, clusterBusOffset, clusterPortProbes)
 }
 
-// create joins the nodes into a cluster with redis-cli --cluster create,
-// spreading the slots over them.
-func (c *Cluster) create(ctx context.Context, cli string) error {
+// createCluster joins the nodes at addrs into a cluster with redis-cli
+// --cluster create, spreading the slots over them.
+func createCluster(ctx context.Context, cli string, addrs []string) error {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.Env = append(os.Environ(), "TERM=dumb") // no colour escapes in the output we quote
-	detach(cmd)                                 // dies with the test binary; CommandContext kills the process itself on timeout
+	redisserver.Detach(cmd)                     // dies with the test binary; CommandContext kills the process itself on timeout
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (after %v)", ctx.Err(), createTimeout)
@@ -323,7 +351,7 @@ func (c *Cluster) notReadyError(waited time.Duration, last error, infos []string
 	var b strings.Builder
 	for i, s := range c.nodes {
 		fmt.Fprintf(&b, "\n--- %s: CLUSTER INFO ---\n%s", s.Addr(), strings.TrimSpace(infos[i]))
-		fmt.Fprintf(&b, "\n--- end of %s ---\n%s", s.logPath, tail(s.logSince(0), clusterLogTailLines))
+		fmt.Fprintf(&b, "\n--- end of %s ---\n%s", s.srv.LogPath(), s.srv.LogTail(clusterLogTailLines))
 	}
 	return fmt.Errorf("not ready after %v: %w%s", waited.Round(time.Millisecond), last, b.String())
 }

@@ -224,13 +224,16 @@ func TestStartClusterWithoutRedisCli(t *testing.T) {
 
 func TestClusterCreateFailureQuotesOutput(t *testing.T) {
 	t.Parallel()
-	c := &Cluster{nodes: []*Server{{port: unusedPort(t)}, {port: unusedPort(t)}, {port: unusedPort(t)}}}
+	addrs := make([]string, 3)
+	for i := range addrs {
+		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(unusedPort(t)))
+	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Skip("redis-cli not on PATH")
 	}
-	err = c.create(testCtx(t), cli)
-	if err == nil || !strings.Contains(err.Error(), "--- output ---") || !strings.Contains(err.Error(), c.nodes[0].Addr()) {
+	err = createCluster(testCtx(t), cli, addrs)
+	if err == nil || !strings.Contains(err.Error(), "--- output ---") || !strings.Contains(err.Error(), addrs[0]) {
 		t.Errorf("create on nodes that are not running = %v, want an error quoting redis-cli's output", err)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redisserver"
 )
 
 // testCtx returns a context bounded well under the test timeout.
@@ -109,7 +111,7 @@ func TestKillRestart(t *testing.T) {
 	}
 
 	s.Kill()
-	if err := ping(ctx, s.Addr()); err == nil {
+	if err := redisserver.Ping(ctx, s.Addr()); err == nil {
 		t.Fatal("PING after Kill = nil, want an error")
 	}
 	s.Kill() // a second Kill is harmless
@@ -148,6 +150,22 @@ func TestStartFailureQuotesLog(t *testing.T) {
 	}
 }
 
+// StartWith on a fixed port runs the server there; on a taken fixed port
+// it fails the test saying so (a free port is never taken: redisserver
+// tries another).
+func TestStartWithFixedPort(t *testing.T) {
+	t.Parallel()
+	port, err := redisserver.FreePort(testCtx(t))
+	if err != nil {
+		t.Fatalf("FreePort = %v", err)
+	}
+	s := StartWith(t, redisserver.Options{Port: port})
+	if want := net.JoinHostPort("127.0.0.1", strconv.Itoa(port)); s.Addr() != want {
+		t.Errorf("Addr() = %q, want %q", s.Addr(), want)
+	}
+	mustPing(t, testCtx(t), s.Client(t))
+}
+
 func TestStartOnTakenPort(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -155,13 +173,11 @@ func TestStartOnTakenPort(t *testing.T) {
 		t.Fatalf("net.Listen = %v", err)
 	}
 	defer func() { _ = l.Close() }()
-	taken := Start(t) // for the binary and a data dir; its port is replaced below
-	taken.Kill()
-	s := &Server{bin: taken.bin, dir: t.TempDir(), port: l.Addr().(*net.TCPAddr).Port}
-	s.logPath = filepath.Join(s.dir, "redis-server.log")
-	t.Cleanup(s.stop)
-	if err := s.start(); !errors.Is(err, errPortInUse) {
-		t.Errorf("start on a port in use = %v, want errPortInUse (so that Start tries another)", err)
+	msg := fatalOf(t, func(tb testing.TB) {
+		StartWith(tb, redisserver.Options{Port: l.Addr().(*net.TCPAddr).Port})
+	})
+	if !strings.Contains(msg, redisserver.ErrPortInUse.Error()) || !strings.Contains(msg, "Address already in use") {
+		t.Errorf("StartWith on a port in use failed with %q, want it to say the port is in use, quoting the log", msg)
 	}
 }
 
@@ -205,23 +221,4 @@ func (f *fatalRecorder) Fatal(args ...any) {
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	panic(f)
-}
-
-func TestTail(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"", 3, ""},
-		{"a\nb\nc\n", 2, "b\nc"},
-		{"a\nb\nc", 5, "a\nb\nc"},
-		{"\n\na", 1, "a"},
-	}
-	for _, tt := range tests {
-		if got := string(tail([]byte(tt.in), tt.n)); got != tt.want {
-			t.Errorf("tail(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
-		}
-	}
 }

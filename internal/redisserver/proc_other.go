@@ -1,6 +1,6 @@
 //go:build !unix
 
-package redistest
+package redisserver
 
 import (
 	"os"
@@ -8,7 +8,8 @@ import (
 	"syscall"
 )
 
-func detach(*exec.Cmd) {}
+// Detach does nothing where there are no process groups.
+func Detach(*exec.Cmd) {}
 
 // signal stops the process pid; without process groups and SIGTERM it can
 // only kill the process itself.
