@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/eddy-streams/eddy/processor"
@@ -24,9 +23,11 @@ func dlqCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// dlqTarget is the dead-letter stream of one pipeline and a client for it.
+// dlqTarget is the dead-letter stream of one pipeline, read through an
+// Inspector, and the connection it uses.
 type dlqTarget struct {
 	conn     *redisConn
+	in       *processor.Inspector
 	stream   string
 	pipeline string
 	// others are the other pipelines of the file reading the same input
@@ -47,12 +48,12 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 	if err != nil {
 		return nil, err
 	}
-	proc, err := processor.New(conn.client, ps[0].Options()) // for the defaults, not to run
+	in, err := processor.NewInspector(conn.client, ps[0].Options())
 	if err != nil {
 		conn.close()
 		return nil, err
 	}
-	t := &dlqTarget{conn: conn, stream: proc.Options().DeadLetterStream, pipeline: pipeline, g: g}
+	t := &dlqTarget{conn: conn, in: in, stream: in.Options().DeadLetterStream, pipeline: pipeline, g: g}
 	for _, p := range f.Pipelines {
 		if p.Name != pipeline && p.Input.Stream == ps[0].Input.Stream && p.Dedupe == nil {
 			t.others = append(t.others, p.Name)
@@ -67,14 +68,13 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 // that and is not visited again. Entries that are not Eddy's dead letters
 // are skipped with a warning.
 func (t *dlqTarget) each(ctx context.Context, match func(processor.DeadLetter) bool, fn func(processor.DeadLetter) (bool, error)) error {
-	end, err := t.conn.client.XRevRangeN(ctx, t.stream, "+", "-", 1).Result()
-	if err != nil || len(end) == 0 {
+	_, stop, err := t.in.DeadLetterSpan(ctx)
+	if err != nil || stop == "" {
 		return err
 	}
-	stop := end[0].ID
 	after := ""
 	for {
-		page, last, foreign, err := processor.ReadDeadLetters(ctx, t.conn.client, t.stream, after, 500)
+		page, last, foreign, err := t.in.DeadLetters(ctx, after, 500)
 		if err != nil {
 			return err
 		}
@@ -122,8 +122,8 @@ func dlqListCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer t.conn.close()
-			total, err := t.conn.client.XLen(ctx, t.stream).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
+			total, _, err := t.in.DeadLetterSpan(ctx)
+			if err != nil {
 				return err
 			}
 			var tw *tabwriter.Writer
@@ -226,7 +226,7 @@ config has another pipeline on the same stream without dedupe.`,
 				delete(want, d.ID)
 				if dryRun {
 					fmt.Fprintf(g.stdout, "would replay %s (%s) to %s\n", d.ID, d.Reason, d.Stream)
-				} else if _, err := processor.Replay(ctx, t.conn.client, t.stream, d); err != nil {
+				} else if _, err := t.in.Replay(ctx, d); err != nil {
 					return false, err
 				}
 				n++

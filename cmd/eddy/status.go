@@ -23,6 +23,7 @@ type pipelineStatus struct {
 	Stream     string            `json:"stream"`
 	Group      string            `json:"group"`
 	Ordering   string            `json:"ordering"`
+	Unrouted   int64             `json:"unrouted"` // entries on the bare stream name of a partitioned pipeline
 	Workers    []workerStatus    `json:"workers"`
 	Partitions []partitionStatus `json:"partitions"`
 }
@@ -39,6 +40,7 @@ type partitionStatus struct {
 	Token           int64  `json:"token"`
 	LeaseTTLMs      int64  `json:"lease_ttl_ms"`
 	Length          int64  `json:"length"`
+	GroupExists     bool   `json:"group_exists"`
 	Lag             int64  `json:"lag"`
 	Pending         int64  `json:"pending"`
 	OldestPendingMs int64  `json:"oldest_pending_ms"`
@@ -92,15 +94,15 @@ func statusCommand(g *globals) *cobra.Command {
 
 func pipelineStatusOf(cmd *cobra.Command, conn *redisConn, p *pipelines.Pipeline) (pipelineStatus, error) {
 	ctx := cmd.Context()
-	proc, err := processor.New(conn.client, p.Options()) // for its defaults and key names; not run
+	in, err := processor.NewInspector(conn.client, p.Options())
 	if err != nil {
 		return pipelineStatus{}, err
 	}
-	o := proc.Options()
+	o := in.Options()
 	st := pipelineStatus{Name: o.Pipeline, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering,
 		Workers: []workerStatus{}, Partitions: []partitionStatus{}}
 	if o.Ordering == processor.OrderingKey {
-		members, err := proc.Members(ctx)
+		members, err := in.Members(ctx)
 		if err != nil {
 			return st, err
 		}
@@ -108,16 +110,19 @@ func pipelineStatusOf(cmd *cobra.Command, conn *redisConn, p *pipelines.Pipeline
 			st.Workers = append(st.Workers, workerStatus{Consumer: m.Consumer, ExpiresInMs: time.Until(m.Expires).Milliseconds()})
 		}
 	}
-	stats, err := proc.Stats(ctx)
+	stats, err := in.Stats(ctx)
 	if err != nil {
 		return st, err
 	}
 	for _, s := range stats {
 		st.Partitions = append(st.Partitions, partitionStatus{
 			Partition: s.Partition, Stream: s.Stream, Owner: s.Owner, Token: s.Token,
-			LeaseTTLMs: s.LeaseTTL.Milliseconds(), Length: s.Length, Lag: s.Lag, Pending: s.Pending,
-			OldestPendingMs: s.OldestPending.Milliseconds(),
+			LeaseTTLMs: s.LeaseTTL.Milliseconds(), Length: s.Length, GroupExists: s.GroupExists,
+			Lag: s.Lag, Pending: s.Pending, OldestPendingMs: s.OldestPending.Milliseconds(),
 		})
+	}
+	if st.Unrouted, err = in.Unrouted(ctx); err != nil {
+		return st, err
 	}
 	return st, nil
 }
@@ -146,12 +151,21 @@ func printStatus(g *globals, out statusJSON) {
 				owner, lease = "-", "-"
 			}
 			lag := fmt.Sprint(s.Lag)
-			if s.Lag < 0 {
+			switch {
+			case !s.GroupExists:
+				lag += " (no group yet)"
+			case s.Lag < 0:
 				lag = "?"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Partition, s.Stream, owner, s.Token, lease,
 				s.Length, lag, s.Pending, (time.Duration(s.OldestPendingMs) * time.Millisecond).String())
 		}
 		_ = tw.Flush()
+		if p.Unrouted > 0 {
+			n := len(p.Partitions)
+			fmt.Fprintf(g.stdout, "warning: %d entries on the bare stream %s are never read: with %d partitions, producers add "+
+				"each entry to {%s:<p>}, p = processor.PartitionOf(key, %d), named by processor.PartitionStream (eddy produce routes so)\n",
+				p.Unrouted, p.Stream, n, p.Stream, n)
+		}
 	}
 }
