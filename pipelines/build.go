@@ -3,6 +3,7 @@ package pipelines
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -35,6 +36,7 @@ func (p *Pipeline) Options() processor.Options {
 		SessionTimeout:   p.Group.SessionTimeout,
 		Decoder:          p.Decoder(),
 		Handler:          p.Handler(),
+		StateNames:       p.StateNames(),
 	}
 	if p.Dedupe != nil {
 		o.DedupeWindow = p.Dedupe.Window
@@ -70,7 +72,7 @@ func (p *Pipeline) Decoder() processor.Decoder {
 // last one passes it on. A step's error is returned wrapped with the step's
 // position and type; permanent errors stay permanent.
 func (p *Pipeline) Handler() processor.Handler {
-	h := &handler{steps: p.steps}
+	h := &handler{steps: p.steps, stateNames: p.StateNames()}
 	for _, s := range p.steps {
 		h.decode = h.decode || s.typ != "output"
 	}
@@ -84,15 +86,32 @@ type boundStep struct {
 	step  Step
 }
 
+// StateNames lists the keyed state names of the pipeline's state steps, in
+// order, each once.
+func (p *Pipeline) StateNames() []string {
+	var names []string
+	for _, s := range p.steps {
+		if st, ok := s.step.(interface{ stateName() string }); ok && st.stateName() != "" && !slices.Contains(names, st.stateName()) {
+			names = append(names, st.stateName())
+		}
+	}
+	return names
+}
+
 type handler struct {
-	steps []boundStep
+	stateNames []string
+	steps      []boundStep
 	// decode is set when a step reads the payload: every step but output,
 	// which writes a payload no step changed as it arrived.
 	decode bool
 }
 
 func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
+	if m.Timer != nil {
+		return h.fire(ctx, m)
+	}
 	ev := NewEvent(m)
+	ev.stateNames = h.stateNames
 	if h.decode {
 		if err := ev.decode(); err != nil {
 			return processor.Permanentf(processor.ReasonNotJSON, "payload: %w", err)
@@ -111,3 +130,24 @@ func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
 }
 
 var _ processor.Handler = (*handler)(nil)
+
+// TimerStep is a Step that also handles the firings of timers it set
+// (processor.Message.SetTimer). A firing goes to every TimerStep of the
+// pipeline, in order, with an Event whose payload is empty.
+type TimerStep interface {
+	Step
+	Fire(ctx context.Context, ev *Event) error
+}
+
+func (h *handler) fire(ctx context.Context, m *processor.Message) error {
+	ev := NewEvent(m)
+	ev.stateNames = h.stateNames
+	for _, s := range h.steps {
+		if ts, ok := s.step.(TimerStep); ok {
+			if err := ts.Fire(ctx, ev); err != nil {
+				return fmt.Errorf("steps[%d] %s: timer %q: %w", s.index, s.typ, m.Timer.Name, err)
+			}
+		}
+	}
+	return nil
+}

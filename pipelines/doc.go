@@ -40,9 +40,14 @@
 //   - output: {stream, max_len} — emits "key", "id" (dedupe id, or entry id)
 //     and "data" (the payload as JSON, as it arrived unless a step changed
 //     it) to stream, capped at max_len (0: no cap).
-//   - state: {hash, fields: {field: <expression>, …}} — HSETs the fields of
-//     hash, where "{key}" stands for the message key; a nil result leaves
-//     its field as it is.
+//   - state: {name, fields, incr, distinct, ttl} — the key's own state:
+//     hash name of the message key, kept by the partition's owner and
+//     written in the commit that acks the event; fields sets fields (a nil
+//     result leaves a field as it is), incr adds to them, distinct adds to
+//     a HyperLogLog, ttl expires the state. Expressions read it as
+//     state.<name>.<field>. Keyed state needs ordering "key".
+//   - state: {hash, fields, incr} — a read model for others to read: the
+//     hash named hash, where "$key" stands for the message key.
 //   - fault: {transient, permanent} — for rehearsing failure handling in
 //     demos and tests only: fails those fractions of attempts with a retried
 //     error or a permanent one (reason "fault_injected").
@@ -61,7 +66,11 @@
 //   - every top-level field of the payload by name (user_id, amount, …);
 //     nested objects with dots (user.id); a field absent from the event is
 //     nil, so write amount ?? 0 where it may be missing;
-//   - _key, the message key, and _id, the stream entry id.
+//   - _key, the message key, and _id, the stream entry id;
+//   - state, the key's state of the pipeline's state steps with a name:
+//     state.counts.views (integers as int, other numbers as float, the
+//     rest as strings; an unset field is nil, so write
+//     (state.counts.views ?? 0) + 1).
 //
 // A field named like a builtin function (type, count, len, …) reads the
 // field; the function is still there when called: type(x). Numbers in a

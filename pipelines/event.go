@@ -3,14 +3,17 @@ package pipelines
 import (
 	"encoding/json"
 	"maps"
+	"math"
+	"strconv"
 
 	"github.com/eddy-streams/eddy/processor"
 )
 
 // Names that expressions see besides the payload's top-level fields.
 const (
-	EnvKey = "_key" // the message key (processor.Message.Key)
-	EnvID  = "_id"  // the stream entry id (processor.Message.ID)
+	EnvKey   = "_key"  // the message key (processor.Message.Key)
+	EnvID    = "_id"   // the stream entry id (processor.Message.ID)
+	EnvState = "state" // the key's state: state.<name>.<field>
 )
 
 // Event is one message on its way through a pipeline's steps: the engine's
@@ -25,6 +28,9 @@ type Event struct {
 	owned   bool           // payload is this event's own copy
 	env     map[string]any // expression environment, built on first use
 	raw     string         // the payload's JSON as it arrived, if it came as JSON
+	// stateNames are the pipeline's keyed state names, shown to
+	// expressions as state.<name>.
+	stateNames []string
 }
 
 // NewEvent returns the event of m, whose Data is the payload as a
@@ -126,10 +132,48 @@ func (e *Event) Env() map[string]any {
 		maps.Copy(e.env, e.payload)
 		e.env[EnvKey] = e.msg.Key
 		e.env[EnvID] = e.msg.ID
+		if len(e.stateNames) > 0 {
+			e.env[EnvState] = e.stateEnv()
+		}
 	}
 	return e.env
 }
 
+// stateEnv is the key's state for expressions: name → field → value, with
+// integers as int64, other numbers as float64 and the rest as strings.
+func (e *Event) stateEnv() map[string]any {
+	out := make(map[string]any, len(e.stateNames))
+	for _, name := range e.stateNames {
+		st, err := e.msg.State(name)
+		fields := map[string]any{}
+		if err == nil {
+			for k, v := range st.Fields() {
+				fields[k] = stateValue(v)
+			}
+		}
+		out[name] = fields
+	}
+	return out
+}
+
+// refreshState shows expressions the state as this event's own effects
+// have left it.
+func (e *Event) refreshState() {
+	if e.env != nil && len(e.stateNames) > 0 {
+		e.env[EnvState] = e.stateEnv()
+	}
+}
+
+func stateValue(s string) any {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		return f
+	}
+	return s
+}
+
 // reserved reports whether name is one of the names expressions see
 // instead of a payload field.
-func reserved(name string) bool { return name == EnvKey || name == EnvID }
+func reserved(name string) bool { return name == EnvKey || name == EnvID || name == EnvState }

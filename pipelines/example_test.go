@@ -49,7 +49,7 @@ pipelines:
       - mask: {field: email, keep: 2}
       - map: {plan: 'upper(plan ?? "free")'}
       - output: {stream: "signups:clean"}
-      - state: {hash: 'user:{key}', fields: {plan: plan}}
+      - state: {hash: 'user:$key', fields: {plan: plan}}
 `), reg)
 	if err != nil {
 		fmt.Println(err)

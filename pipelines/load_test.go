@@ -83,7 +83,7 @@ func TestLoadBroken(t *testing.T) {
 		{"not_bool.yaml", []string{"not_bool.yaml:7: pipelines[0].steps[1].filter: expression \"lower(page)\": expected bool"}},
 		{"unknown_step.yaml", []string{`unknown_step.yaml:7: pipelines[0].steps[1]: unknown step type "enrich"`}},
 		{"step_shape.yaml", []string{"step_shape.yaml:6: pipelines[0].steps[0]: want a one-key mapping"}},
-		{"state_hash.yaml", []string{"state_hash.yaml:7: pipelines[0].steps[0].state.hash: only {key} may stand in braces"}},
+		{"state_hash.yaml", []string{"state_hash.yaml:7: pipelines[0].steps[0].state.hash: must not contain braces (Redis Cluster hash tags)"}},
 		{"bucket_window.yaml", []string{"bucket_window.yaml:8: pipelines[0].dedupe.bucket: 2h0m0s must not exceed window 1h0m0s"}},
 		{"max_backoff.yaml", []string{"max_backoff.yaml:8: pipelines[0].retry.max_backoff: 1s is below backoff 5s"}},
 		{"braces.yaml", []string{"braces.yaml:4: pipelines[0].input.stream: must not contain '{' or '}'"}},

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // Step is one stage of a pipeline. Process is called once per attempt of
@@ -180,6 +182,9 @@ func (r *Registry) build(c *checker, p *Pipeline) {
 		if s == nil {
 			c.addAt(sc.Line, sc.Path, "step factory returned no step")
 			continue
+		}
+		if st, ok := s.(interface{ stateName() string }); ok && st.stateName() != "" && p.Ordering == processor.OrderingNone {
+			c.addAt(sc.Line, sc.Path+".name", "keyed state needs ordering %q (one writer per key), not %q", processor.OrderingKey, p.Ordering)
 		}
 		p.steps = append(p.steps, boundStep{index: i, typ: sc.Type, step: s})
 	}

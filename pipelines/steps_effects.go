@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -52,40 +56,84 @@ func (s *outputStep) Process(_ context.Context, ev *Event) (bool, error) {
 	return true, nil
 }
 
-// state: {hash, fields: {field: expression, …}} — sets fields of the hash
-// (with "{key}" replaced by the message key) to the expressions' results.
-// A nil result (an absent field) leaves that hash field as it is.
+// state: the key's own state, or a read model for others to read.
+//
+//	state: {name, fields, incr, distinct, ttl} — keyed state: the hash
+//	  "name" of the message key, kept by the partition's owner and written
+//	  in the same atomic commit as the ack. Later steps' (and later
+//	  events') expressions read it as state.<name>.<field>.
+//	state: {hash, fields, incr} — a read model: the hash named by hash,
+//	  where "$key" stands for the message key, written with the ack
+//	  (at least once on Redis Cluster when it is in another slot).
+//
+// fields sets each field to its expression's result (nil: left as it is);
+// incr adds each expression's result, an integer (HINCRBY) or a number
+// (HINCRBYFLOAT); distinct adds each result to a HyperLogLog of the key
+// named "<name>.<field>" (keyed state only); ttl gives the keyed state a
+// time to live, renewed by every event that writes it.
 type stateStep struct {
-	hash   []string // the hash name split around "{key}"
-	fields exprFields
+	name     string   // keyed state name, or ""
+	hash     []string // the read model's name split around "$key"
+	fields   exprFields
+	incr     exprFields
+	distinct exprFields
+	ttl      time.Duration
 }
 
 type stateConfig struct {
-	Hash   string     `yaml:"hash"`
-	Fields exprFields `yaml:"fields"`
+	Name     string        `yaml:"name"`
+	Hash     string        `yaml:"hash"`
+	Fields   exprFields    `yaml:"fields"`
+	Incr     exprFields    `yaml:"incr"`
+	Distinct exprFields    `yaml:"distinct"`
+	TTL      time.Duration `yaml:"ttl"`
 }
 
-const keyPlaceholder = "{key}"
+// keyPlaceholder stands for the message key in a read model's hash name.
+// (Braces would clash with Redis Cluster hash tags.)
+const keyPlaceholder = "$key"
+
+var stateNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func newState(cfg StepConfig) (Step, error) {
 	var c stateConfig
 	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	switch rest := strings.ReplaceAll(c.Hash, keyPlaceholder, ""); {
-	case c.Hash == "":
-		errs = append(errs, cfg.Errorf("hash", "required"))
-	case strings.ContainsAny(rest, "{}"):
-		errs = append(errs, cfg.Errorf("hash", "only %s may stand in braces, got %q", keyPlaceholder, c.Hash))
+	switch {
+	case c.Name == "" && c.Hash == "":
+		errs = append(errs, cfg.Errorf("", "want name (the key's own state) or hash (a read model)"))
+	case c.Name != "" && c.Hash != "":
+		errs = append(errs, cfg.Errorf("hash", "set name or hash, not both"))
+	case c.Name != "" && !stateNameRE.MatchString(c.Name):
+		errs = append(errs, cfg.Errorf("name", "%q must match %s", c.Name, stateNameRE))
+	case strings.Contains(c.Hash, "{key}"):
+		errs = append(errs, cfg.Errorf("hash", "%q: write %s for the key; braces are Redis Cluster hash tags", c.Hash, keyPlaceholder))
+	case strings.ContainsAny(c.Hash, "{}"):
+		errs = append(errs, cfg.Errorf("hash", "must not contain braces (Redis Cluster hash tags), got %q", c.Hash))
 	}
-	if len(c.Fields) == 0 && !cfg.Has("fields") {
-		errs = append(errs, cfg.Errorf("fields", "required"))
+	if len(c.Fields)+len(c.Incr)+len(c.Distinct) == 0 && !cfg.Has("fields") {
+		errs = append(errs, cfg.Errorf("fields", "required (or incr, or distinct)"))
+	}
+	if c.Hash != "" && len(c.Distinct) > 0 {
+		errs = append(errs, cfg.Errorf("distinct", "needs name: a read model has no distinct counts"))
+	}
+	if c.Hash != "" && cfg.Has("ttl") {
+		errs = append(errs, cfg.Errorf("ttl", "needs name"))
+	}
+	if cfg.Has("ttl") && c.TTL < time.Millisecond {
+		errs = append(errs, cfg.Errorf("ttl", "must be at least 1ms"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &stateStep{hash: strings.Split(c.Hash, keyPlaceholder), fields: c.Fields}, nil
+	return &stateStep{name: c.Name, hash: strings.Split(c.Hash, keyPlaceholder), fields: c.Fields,
+		incr: c.Incr, distinct: c.Distinct, ttl: c.TTL}, nil
 }
 
+// stateName is the keyed state the step keeps, "" for a read model.
+func (s *stateStep) stateName() string { return s.name }
+
 func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
+	m := ev.Message()
 	pairs := make([]string, 0, 2*len(s.fields))
 	for _, f := range s.fields {
 		v, err := f.expr.Eval(ev)
@@ -97,11 +145,77 @@ func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 		}
 		pairs = append(pairs, f.name, formatValue(v))
 	}
+	hash := strings.Join(s.hash, m.Key)
 	if len(pairs) > 0 {
-		m := ev.Message()
-		m.SetState(strings.Join(s.hash, m.Key), pairs...)
+		if s.name != "" {
+			m.StateSet(s.name, pairs...)
+		} else {
+			m.SetState(hash, pairs...)
+		}
+	}
+	for _, f := range s.incr {
+		v, err := f.expr.Eval(ev)
+		if err != nil {
+			return false, fmt.Errorf("incr.%s: %w", f.name, err)
+		}
+		e, err := incrEffect(f.name, v)
+		if err != nil {
+			return false, processor.Permanentf(processor.ReasonInvalid, "incr.%s: %v", f.name, err)
+		}
+		if e.Kind == 0 {
+			continue
+		}
+		if s.name != "" {
+			if e.Kind == processor.EffectHIncrBy {
+				n, _ := strconv.ParseInt(e.Fields[1], 10, 64)
+				m.StateIncr(s.name, f.name, n)
+			} else {
+				x, _ := strconv.ParseFloat(e.Fields[1], 64)
+				m.StateIncrFloat(s.name, f.name, x)
+			}
+		} else {
+			e.Key = hash
+			m.Record(e)
+		}
+	}
+	for _, f := range s.distinct {
+		v, err := f.expr.Eval(ev)
+		if err != nil {
+			return false, fmt.Errorf("distinct.%s: %w", f.name, err)
+		}
+		if v != nil {
+			m.AddDistinct(s.name+"."+f.name, formatValue(v))
+		}
+	}
+	if s.ttl > 0 {
+		m.StateExpire(s.name, s.ttl)
+	}
+	if s.name != "" {
+		ev.refreshState()
 	}
 	return true, nil
+}
+
+// incrEffect is the increment of field by v: HINCRBY for an integer,
+// HINCRBYFLOAT for another number; Kind 0 for nil (nothing to add).
+func incrEffect(field string, v any) (processor.Effect, error) {
+	switch n := v.(type) {
+	case nil:
+		return processor.Effect{}, nil
+	case int:
+		return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.Itoa(n)}}, nil
+	case int64:
+		return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.FormatInt(n, 10)}}, nil
+	case float64:
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return processor.Effect{}, fmt.Errorf("%v is not a finite number", n)
+		}
+		if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
+			return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.FormatInt(int64(n), 10)}}, nil
+		}
+		return processor.Effect{Kind: processor.EffectHIncrByFloat, Fields: []string{field, strconv.FormatFloat(n, 'g', -1, 64)}}, nil
+	}
+	return processor.Effect{}, fmt.Errorf("want a number, got %T %v", v, v)
 }
 
 var (

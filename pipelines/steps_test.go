@@ -94,7 +94,7 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name:  "state",
-			steps: "      - state: {hash: 'user:{key}:{key}', fields: {last_page: page, last_ts: ts, amount: amount, missing: nope, tags: tags, ok: 'ts > 0'}}\n",
+			steps: "      - state: {hash: 'user:$key:$key', fields: {last_page: page, last_ts: ts, amount: amount, missing: nope, tags: tags, ok: 'ts > 0'}}\n",
 			data:  `{"user":{"id":"u1"},"page":"/a","ts":1700000000000,"amount":2.5,"tags":["x"]}`,
 			effects: []processor.Effect{{Kind: processor.EffectHSet, Key: "user:u1:u1",
 				Fields: []string{"last_page", "/a", "last_ts", "1700000000000", "amount", "2.5", "tags", `["x"]`, "ok", "true"}}},

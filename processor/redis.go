@@ -337,6 +337,9 @@ func ReadDeadLetters(ctx context.Context, rdb redis.UniversalClient, dlq, after 
 // (MULTI/EXEC). The replayed entry gets a new id, after everything already
 // in the stream: it is processed again, behind later events of its key.
 func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLetter) (string, error) {
+	if d.Timer != "" {
+		return "", fmt.Errorf("replay %s from %s: a failed firing of timer %q, not a stream entry: nothing to replay", d.ID, dlq, d.Timer)
+	}
 	var add *redis.StringCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		add = p.XAdd(ctx, &redis.XAddArgs{Stream: d.Stream, Values: d.Fields})

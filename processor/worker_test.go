@@ -103,7 +103,20 @@ func runTestWorker(mode string) int {
 			return ctx.Err()
 		}
 	}
+	var states []string
+	switch mode {
+	case "count": // read-modify-write of a per-key counter and a HyperLogLog, 5% transient failures
+		states = []string{"c"}
+		h = countHandler
+	case "timers": // events set timers; firings emit what fired and when
+		h = timerHandler
+	}
 	o := workerOptions(os.Getenv("EDDY_TEST_CONSUMER"), h)
+	o.StateNames = states
+	o.TimerTick = 50 * time.Millisecond
+	if mode == "count" || mode == "timers" {
+		o.MaxAttempts = 20 // kills redeliver entries; none may reach max_deliveries
+	}
 	if os.Getenv("EDDY_TEST_LOG") != "" {
 		o.Logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel))
 	}
@@ -202,4 +215,38 @@ func event(key string, seq int, extra ...string) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// countHandler counts a key's events three ways: a counter read from the
+// key's state and written back (HSET), an increment (HINCRBY), and the
+// event's user added to a HyperLogLog. One attempt in 20 fails first.
+func countHandler(_ context.Context, m *Message) error {
+	v := m.Data.(map[string]any)
+	if m.Attempt == 1 && fnv32a(m.ID)%20 == 0 {
+		return errors.New("injected transient failure")
+	}
+	st, err := m.State("c")
+	if err != nil {
+		return err
+	}
+	n := st.Int("n") + 1
+	m.StateSet("c", "n", strconv.FormatInt(n, 10), "last_seq", fmt.Sprint(v["seq"]))
+	m.StateIncr("c", "incr", 1)
+	m.AddDistinct("users", fmt.Sprint(v["user"]))
+	return nil
+}
+
+// timerHandler sets the timer an event names (fields "timer", "due" in
+// unix ms) and, when one fires, emits it to "fired" with the time the
+// handler saw.
+func timerHandler(_ context.Context, m *Message) error {
+	if t := m.Timer; t != nil {
+		m.Emit("{in}:fired", 0, "key", t.Key, "name", t.Name, "due", strconv.FormatInt(t.At.UnixMilli(), 10),
+			"at", strconv.FormatInt(time.Now().UnixMilli(), 10), "payload", t.Payload)
+		return nil
+	}
+	v := m.Data.(map[string]any)
+	due, _ := v["due"].(float64)
+	m.SetTimer(fmt.Sprint(v["timer"]), time.UnixMilli(int64(due)), fmt.Sprint(v["seq"]))
+	return nil
 }
