@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func (c *checker) decode(n *yaml.Node, path string, v reflect.Value) {
 		c.decodeScalar(n, path, v, "true or false")
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		c.decodeScalar(n, path, v, "an integer")
+		c.decodeInt(n, path, v)
 	case reflect.Float32, reflect.Float64:
 		c.decodeScalar(n, path, v, "a number")
 	case reflect.Interface:
@@ -95,7 +96,7 @@ func (c *checker) wantScalar(n *yaml.Node, path, want string) bool {
 	return false
 }
 
-// decodeScalar lets yaml.v3 resolve a scalar (so 0x10, 1e3, true parse as
+// decodeScalar lets yaml.v3 resolve a scalar (so 0x10, .inf, true parse as
 // YAML says) and reports a failure in our own words.
 func (c *checker) decodeScalar(n *yaml.Node, path string, v reflect.Value, want string) {
 	if !c.wantScalar(n, path, want) {
@@ -107,6 +108,136 @@ func (c *checker) decodeScalar(n *yaml.Node, path string, v reflect.Value, want 
 		return
 	}
 	v.Set(p.Elem())
+}
+
+// decodeInt decodes an integer field. yaml.v3 alone would truncate a float
+// into an int (batch_size: 1.5 became 1), so a scalar that YAML resolves to
+// a float is taken apart here: it is accepted only when its decimal text is
+// exactly an integer (1e3, 2.5e2, 1.0), and a fraction (1.5, 1e-3), .inf or
+// .nan is a problem. Integers proper (1000, 1_000, 0x3e8, 0o17, 0b101) are
+// left to yaml.v3. A value that does not fit v's type is a problem too.
+func (c *checker) decodeInt(n *yaml.Node, path string, v reflect.Value) {
+	if !c.wantScalar(n, path, "an integer") || isNull(n) {
+		return
+	}
+	switch n.ShortTag() {
+	case "!!float":
+		digits, ok := exactInteger(n.Value)
+		if !ok {
+			c.addAt(n.Line, path, "want an integer, got %q", n.Value)
+			return
+		}
+		if !setIntText(v, digits) {
+			c.addAt(n.Line, path, "want an integer from %s to %s, got %q", minOf(v.Type()), maxOf(v.Type()), n.Value)
+		}
+	case "!!int":
+		p := reflect.New(v.Type())
+		if err := n.Decode(p.Interface()); err != nil { // YAML's integer, too large for v
+			c.addAt(n.Line, path, "want an integer from %s to %s, got %q", minOf(v.Type()), maxOf(v.Type()), n.Value)
+			return
+		}
+		v.Set(p.Elem())
+	default: // a string, a bool, a timestamp, …
+		c.addAt(n.Line, path, "want an integer, got %q", n.Value)
+	}
+}
+
+// exactInteger returns the base-10 digits (with a leading '-' when
+// negative) of the integer that the YAML float lit denotes exactly, or
+// false if lit is not an exact integer: a fraction, .inf, .nan or not a
+// decimal float at all. It works on the text, so 1.0000000000000000001
+// is a fraction although float64 rounds it to 1, and an exponent of any
+// size costs nothing: an integer of more than 40 digits, beyond every Go
+// integer type, comes back as a 41-digit stand-in.
+func exactInteger(lit string) (string, bool) {
+	s := strings.ReplaceAll(lit, "_", "") // as yaml.v3 reads numbers
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil {
+			return "", false
+		}
+		// Clamped so that the arithmetic below cannot overflow: beyond
+		// ±2^20 a non-zero value is a fraction, or out of every integer
+		// type's range, either way.
+		mant, exp = s[:i], min(max(e, -1<<20), 1<<20)
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	if (intPart == "" && frac == "") || !allDigits(intPart) || !allDigits(frac) {
+		return "", false
+	}
+	digits := strings.TrimLeft(intPart+frac, "0") // leading zeros change nothing
+	if digits == "" {
+		return "0", true
+	}
+	// The value is digits × 10^shift.
+	switch shift := exp - len(frac); {
+	case shift < 0:
+		cut := len(digits) + shift
+		if cut <= 0 || strings.TrimRight(digits[cut:], "0") != "" {
+			return "", false // a non-zero digit behind the point
+		}
+		digits = digits[:cut]
+	case len(digits)+shift > 40: // beyond any Go integer: a short stand-in
+		digits = "1" + strings.Repeat("0", 40)
+	default:
+		digits += strings.Repeat("0", shift)
+	}
+	if neg {
+		digits = "-" + digits
+	}
+	return digits, true
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// setIntText parses the base-10 integer digits into v, an integer of any
+// size, reporting false if it does not fit.
+func setIntText(v reflect.Value, digits string) bool {
+	t := v.Type()
+	if v.CanInt() {
+		i, err := strconv.ParseInt(digits, 10, t.Bits())
+		if err != nil {
+			return false
+		}
+		v.SetInt(i)
+		return true
+	}
+	u, err := strconv.ParseUint(digits, 10, t.Bits())
+	if err != nil {
+		return false
+	}
+	v.SetUint(u)
+	return true
+}
+
+// minOf and maxOf give the range of the integer type t, for messages.
+func minOf(t reflect.Type) string {
+	if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+		return "0"
+	}
+	return strconv.FormatInt(-1<<(t.Bits()-1), 10)
+}
+
+func maxOf(t reflect.Type) string {
+	if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+		return strconv.FormatUint(1<<t.Bits()-1, 10)
+	}
+	return strconv.FormatInt(1<<(t.Bits()-1)-1, 10)
 }
 
 func (c *checker) decodeDuration(n *yaml.Node, path string, v reflect.Value) {
