@@ -4,7 +4,12 @@ import "time"
 
 // File is a loaded, validated config file. After Load or Parse every
 // default below has been filled in, except the engine defaults that
-// processor.Options documents (a zero there means "the engine's default").
+// processor.Options documents (a zero there means "the engine's default",
+// one of processor's Default* constants).
+//
+// An integer field takes an integer (1000, 1_000, 0x3e8) or a float that is
+// exactly one (1e3, 1.0); a fraction (1.5, 1e-3), .inf or .nan is a
+// problem, never truncated.
 type File struct {
 	// Name is the file name given to Load or Parse.
 	Name string `yaml:"-"`
@@ -60,9 +65,10 @@ type Simulate struct {
 	Pipeline string `yaml:"pipeline"`
 	// Kind is SimulateClickstream or SimulateIoT.
 	Kind string `yaml:"kind"`
-	// Rate is events per second, > 0. Default 1000.
+	// Rate is events per second, > 0. Default DefaultSimulateRate.
 	Rate float64 `yaml:"rate"`
-	// Keys is how many distinct users or devices there are, >= 1. Default 1000.
+	// Keys is how many distinct users or devices there are,
+	// 1..MaxSimulateKeys. Default DefaultSimulateKeys.
 	Keys int `yaml:"keys"`
 	// Duplicates is the fraction of events re-sent with the same event id, 0..1.
 	Duplicates float64 `yaml:"duplicates"`
@@ -83,23 +89,30 @@ type Pipeline struct {
 	// Dedupe enables deduplication; nil means off.
 	Dedupe *Dedupe `yaml:"dedupe"`
 
-	// BatchSize is entries per read and per commit, >= 1. 0: engine default.
+	// BatchSize is entries per read and per commit, 1..MaxBatchSize.
+	// 0: processor.DefaultBatchSize.
 	BatchSize int `yaml:"batch_size"`
-	// Block is the longest wait for new entries, > 0. 0: engine default.
+	// Block is the longest wait for new entries, > 0. 0: processor.DefaultBlock.
 	Block time.Duration `yaml:"block"`
-	// Lanes is how many keys are handled in parallel, >= 1. 0: engine default.
+	// Lanes is how many keys are handled in parallel, 1..MaxLanes.
+	// 0: processor.DefaultLanes.
 	Lanes int `yaml:"lanes"`
 	// MaxInflight caps entries read but not committed per partition,
-	// >= BatchSize. 0: engine default.
+	// BatchSize..MaxInflight. 0: processor.DefaultInflightBatches × BatchSize.
+	// Input.Partitions × MaxInflight is at most MaxInflightEntries, and
+	// Lanes × Input.Partitions × MaxInflight at most MaxLaneSlots, each
+	// with the defaults for what the file leaves out.
 	MaxInflight int `yaml:"max_inflight"`
-	// MaxEventBytes dead-letters larger entries; -1 disables the check.
-	// 0: engine default (1 MiB).
+	// MaxEventBytes dead-letters entries whose fields add up to more bytes;
+	// -1 disables the check. 0: processor.DefaultMaxEventBytes.
 	MaxEventBytes int `yaml:"max_event_bytes"`
-	// ShutdownTimeout bounds the soft stop, > 0. 0: engine default.
+	// ShutdownTimeout bounds the soft stop, > 0.
+	// 0: processor.DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// Ordering is "key" (default: each partition has one owner at a time,
-	// entries of a key are handled in order across workers) or "none"
-	// (every worker reads every partition; no order across workers).
+	// Ordering is processor.OrderingKey (the default: each partition has one
+	// owner at a time, entries of a key are handled in order across workers)
+	// or processor.OrderingNone (every worker reads every partition; no
+	// order across workers).
 	Ordering string `yaml:"ordering"`
 	// Group times the worker pool: membership heartbeats and leases.
 	Group GroupTiming `yaml:"group"`
@@ -120,7 +133,7 @@ type Input struct {
 	// Stream is the input stream; it must not contain '{' or '}'. Required.
 	Stream string `yaml:"stream"`
 	// Partitions is how many partition streams Stream is split into,
-	// 1..1024. Default 1.
+	// 1..MaxPartitions. Default processor.DefaultPartitions.
 	Partitions int `yaml:"partitions"`
 	// Group is the consumer group. Default: the pipeline name.
 	Group string `yaml:"group"`
@@ -138,37 +151,42 @@ type Dedupe struct {
 	ID string `yaml:"id"`
 	// Window is how long an id is remembered, > 0. Required.
 	Window time.Duration `yaml:"window"`
-	// Bucket is the width of one dedupe set, > 0 and <= Window.
-	// Default Window / 8.
+	// Bucket is the width of one dedupe set, > 0 and <= Window, splitting
+	// it into at most MaxDedupeBuckets sets. Default Window /
+	// processor.DefaultDedupeBuckets.
 	Bucket time.Duration `yaml:"bucket"`
 }
 
-// Retry is a pipeline's "retry" section. A zero field means the engine default.
-// GroupTiming sets how fast the pool notices a worker gone.
+// GroupTiming is a pipeline's "group" section: how fast the pool notices a
+// worker gone. A zero field means the engine default.
 type GroupTiming struct {
 	// Heartbeat is how often a worker renews its membership and leases.
-	// Default 2s.
+	// Default processor.DefaultHeartbeat.
 	Heartbeat time.Duration `yaml:"heartbeat"`
-	// SessionTimeout is how long a silent worker keeps its partitions.
-	// Default 10s; at least twice the heartbeat.
+	// SessionTimeout is how long a silent worker keeps its partitions; at
+	// least twice the heartbeat. Default processor.DefaultSessionTimeout.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
+// Retry is a pipeline's "retry" section. A zero field means the engine default.
 type Retry struct {
-	// MaxAttempts is tries per entry before it is dead-lettered, >= 1.
+	// MaxAttempts is tries per entry before it is dead-lettered,
+	// 1..MaxRetryAttempts. Default processor.DefaultMaxAttempts.
 	MaxAttempts int `yaml:"max_attempts"`
 	// Backoff is the first wait between tries, > 0.
+	// Default processor.DefaultBackoff.
 	Backoff time.Duration `yaml:"backoff"`
-	// MaxBackoff caps the wait, >= Backoff.
+	// MaxBackoff caps the wait, >= Backoff. Default processor.DefaultMaxBackoff.
 	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// ReclaimAfter is the idle time after which another worker takes over
-	// an entry, > 0.
+	// an entry, > 0. Default processor.DefaultReclaimAfter.
 	ReclaimAfter time.Duration `yaml:"reclaim_after"`
 }
 
 // DeadLetter is a pipeline's "dead_letter" section.
 type DeadLetter struct {
-	// Stream receives dead letters. Default "<input.stream>:dlq".
+	// Stream receives dead letters. Default "<input.stream>" +
+	// processor.DefaultDeadLetterSuffix.
 	Stream string `yaml:"stream"`
 	// MaxLen caps the stream approximately, >= 0; 0 means no cap.
 	MaxLen int64 `yaml:"max_len"`

@@ -128,8 +128,21 @@ func yamlMessage(err error) string {
 	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
-// setDefaults fills in the defaults this package owns. The engine's own
-// defaults (batch size, retries, …) are left zero for processor.Options.
+// Defaults of the simulate list, which this package owns (the engine's
+// are processor's Default* constants).
+const (
+	// DefaultSimulateRate is simulate[].rate when left out, events/s.
+	DefaultSimulateRate = 1000
+	// DefaultSimulateKeys is simulate[].keys when left out; it is
+	// simulate.DefaultKeys, which a test checks.
+	DefaultSimulateKeys = 1000
+)
+
+// setDefaults fills in the defaults this package shows in File: its own,
+// and those engine defaults that other fields are named after (partitions,
+// group, start, dead-letter stream, dedupe bucket), taken from processor's
+// Default* constants. The other engine defaults (batch size, retries, …)
+// are left zero for processor.Options.
 func setDefaults(c *checker, f *File) {
 	switch {
 	case !c.has("http.addr"):
@@ -140,15 +153,15 @@ func setDefaults(c *checker, f *File) {
 	for i := range f.Simulate {
 		s := &f.Simulate[i]
 		if s.Rate == 0 {
-			s.Rate = 1000
+			s.Rate = DefaultSimulateRate
 		}
 		if s.Keys == 0 {
-			s.Keys = 1000
+			s.Keys = DefaultSimulateKeys
 		}
 	}
 	for _, p := range f.Pipelines {
 		if p.Input.Partitions == 0 {
-			p.Input.Partitions = 1
+			p.Input.Partitions = processor.DefaultPartitions
 		}
 		if p.Input.Group == "" {
 			p.Input.Group = p.Name
@@ -157,10 +170,10 @@ func setDefaults(c *checker, f *File) {
 			p.Input.Start = processor.StartOldest
 		}
 		if p.DeadLetter.Stream == "" {
-			p.DeadLetter.Stream = p.Input.Stream + ":dlq"
+			p.DeadLetter.Stream = p.Input.Stream + processor.DefaultDeadLetterSuffix
 		}
 		if p.Dedupe != nil && p.Dedupe.Bucket == 0 {
-			p.Dedupe.Bucket = p.Dedupe.Window / 8
+			p.Dedupe.Bucket = p.Dedupe.Window / processor.DefaultDedupeBuckets
 		}
 	}
 }

@@ -16,9 +16,36 @@ import (
 	"github.com/eddy-streams/eddy/processor"
 )
 
-// Limits checked by validation.
+// Limits checked by validation. Each bounds what one worker allocates or
+// looks up for a valid config, so that no file that passes validation can
+// exhaust memory when eddy run starts (docs/configuration.md, "Limits").
 const (
+	// MaxPartitions bounds input.partitions.
 	MaxPartitions = 1024
+	// MaxBatchSize bounds batch_size: entries per read and per commit.
+	MaxBatchSize = 10000
+	// MaxLanes bounds lanes: one goroutine and one queue each.
+	MaxLanes = 4096
+	// MaxInflight bounds max_inflight, per partition.
+	MaxInflight = 1000000
+	// MaxInflightEntries bounds input.partitions × max_inflight: the entries
+	// one worker may hold read but not committed when it owns every
+	// partition, each up to max_event_bytes.
+	MaxInflightEntries = 1 << 20
+	// MaxLaneSlots bounds lanes × input.partitions × max_inflight: the engine
+	// gives each lane a queue with room for every entry in flight on every
+	// partition, allocated at start (8 bytes a slot: 128 MiB at the bound).
+	// As max_inflight is at least batch_size, this bounds
+	// lanes × batch_size too.
+	MaxLaneSlots = 1 << 24
+	// MaxRetryAttempts bounds retry.max_attempts.
+	MaxRetryAttempts = 1000
+	// MaxDedupeBuckets bounds dedupe.window / dedupe.bucket: every commit
+	// looks an id up in each set of the window.
+	MaxDedupeBuckets = 1024
+	// MaxSimulateKeys bounds simulate[].keys: the generator keeps a record
+	// per user or device, allocated at start.
+	MaxSimulateKeys = 1000000
 )
 
 var pipelineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -115,10 +142,10 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	}
 	hb, st := p.Group.Heartbeat, p.Group.SessionTimeout
 	if hb <= 0 {
-		hb = 2 * time.Second
+		hb = processor.DefaultHeartbeat
 	}
 	if st <= 0 {
-		st = 10 * time.Second
+		st = processor.DefaultSessionTimeout
 	}
 	if (set("group.heartbeat") || set("group.session_timeout")) && p.Group.Heartbeat >= 0 && p.Group.SessionTimeout >= 0 && st < 2*hb {
 		c.addf(at("group.session_timeout"), "%s must be at least twice the heartbeat %s", st, hb)
@@ -143,7 +170,6 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 			case b < time.Millisecond:
 				c.addf(at("dedupe.bucket"), "must be at least 1ms")
 			case w/b > MaxDedupeBuckets:
-				// Every commit looks an id up in each set of the window.
 				c.addf(at("dedupe.bucket"), "%s splits window %s into %d sets, over %d: use a wider bucket", b, w, w/b, MaxDedupeBuckets)
 			}
 		}
@@ -154,7 +180,7 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 		v, limit int
 	}{
 		{"batch_size", p.BatchSize, MaxBatchSize}, {"lanes", p.Lanes, MaxLanes},
-		{"max_inflight", p.MaxInflight, MaxInflight}, {"retry.max_attempts", p.Retry.MaxAttempts, 1000},
+		{"max_inflight", p.MaxInflight, MaxInflight}, {"retry.max_attempts", p.Retry.MaxAttempts, MaxRetryAttempts},
 	} {
 		switch {
 		case !set(k.key):
@@ -166,11 +192,12 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	}
 	batch := p.BatchSize
 	if !set("batch_size") {
-		batch = DefaultBatchSize
+		batch = processor.DefaultBatchSize
 	}
 	if set("max_inflight") && batch >= 1 && p.MaxInflight >= 1 && p.MaxInflight < batch {
 		c.addf(at("max_inflight"), "%d is below batch_size %d", p.MaxInflight, batch)
 	}
+	validateMemory(c, path, p)
 	if set("max_event_bytes") && p.MaxEventBytes != -1 && p.MaxEventBytes < 1 {
 		c.addf(at("max_event_bytes"), "must be at least 1, or -1 to disable the check")
 	}
@@ -191,6 +218,55 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	}
 	if p.DeadLetter.MaxLen < 0 {
 		c.addf(at("dead_letter.max_len"), "must be at least 0 (0 means no cap)")
+	}
+}
+
+// validateMemory checks the products of partitions, max_inflight and lanes
+// against MaxInflightEntries and MaxLaneSlots, with each left-out field at
+// the engine's default. It says nothing when a factor is out of its own
+// range (reported already) and reports one problem at most, on a field the
+// file sets.
+func validateMemory(c *checker, path string, p *Pipeline) {
+	at := func(key string) string { return path + "." + key }
+	// value returns the field's value, or def when the file leaves it out,
+	// and whether it is within 1..limit.
+	value := func(key string, v, def, limit int) (int, bool) {
+		if !c.has(at(key)) {
+			return def, true
+		}
+		return v, v >= 1 && v <= limit
+	}
+	parts, ok1 := value("input.partitions", p.Input.Partitions, processor.DefaultPartitions, MaxPartitions)
+	batch, ok2 := value("batch_size", p.BatchSize, processor.DefaultBatchSize, MaxBatchSize)
+	lanes, ok3 := value("lanes", p.Lanes, processor.DefaultLanes, MaxLanes)
+	inflight, ok4 := value("max_inflight", p.MaxInflight, processor.DefaultInflightBatches*batch, MaxInflight)
+	if !ok1 || !ok2 || !ok3 || !ok4 || inflight < batch {
+		return
+	}
+	inflightText := strconv.Itoa(inflight)
+	if !c.has(at("max_inflight")) {
+		inflightText = fmt.Sprintf("%d (%d × batch_size by default)", inflight, processor.DefaultInflightBatches)
+	}
+	// blame is the first of keys that the file sets; one of them always is,
+	// as the defaults are within both bounds.
+	blame := func(keys ...string) string {
+		for _, k := range keys {
+			if c.has(at(k)) {
+				return at(k)
+			}
+		}
+		return at(keys[0])
+	}
+	if n := int64(parts) * int64(inflight); n > MaxInflightEntries {
+		c.addf(blame("max_inflight", "input.partitions", "batch_size"),
+			"input.partitions %d × max_inflight %s = %d entries in flight per worker, over %d: lower one of them",
+			parts, inflightText, n, MaxInflightEntries)
+		return
+	}
+	if n := int64(lanes) * int64(parts) * int64(inflight); n > MaxLaneSlots {
+		c.addf(blame("lanes", "max_inflight", "input.partitions", "batch_size"),
+			"lanes %d × input.partitions %d × max_inflight %s = %d lane queue slots allocated at start, over %d: lower one of them",
+			lanes, parts, inflightText, n, MaxLaneSlots)
 	}
 }
 
@@ -231,7 +307,10 @@ func validateShared(c *checker, ps []*Pipeline) {
 		if p.Input.Stream == "" || p.Input.Partitions < 0 || p.Input.Partitions > MaxPartitions {
 			continue // reported already
 		}
-		r := reader{i: i, partitions: max(p.Input.Partitions, 1), group: p.Input.Group}
+		r := reader{i: i, partitions: p.Input.Partitions, group: p.Input.Group}
+		if r.partitions == 0 {
+			r.partitions = processor.DefaultPartitions
+		}
 		if r.group == "" {
 			r.group = p.Name
 		}
@@ -247,18 +326,6 @@ func validateShared(c *checker, ps []*Pipeline) {
 		seen[p.Input.Stream] = append(seen[p.Input.Stream], r)
 	}
 }
-
-// Upper bounds: beyond them a config would make the engine allocate or
-// look up absurd amounts per batch.
-const (
-	MaxBatchSize     = 10000
-	MaxLanes         = 4096
-	MaxInflight      = 1000000
-	MaxDedupeBuckets = 1024
-	// DefaultBatchSize is processor.Options' default, which max_inflight is
-	// checked against when batch_size is left out.
-	DefaultBatchSize = 256
-)
 
 func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]int) {
 	at := func(key string) string { return path + "." + key }
@@ -278,8 +345,12 @@ func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]
 	if c.has(at("rate")) && (!(s.Rate > 0) || math.IsInf(s.Rate, 0)) {
 		c.addf(at("rate"), "must be a number greater than 0")
 	}
-	if c.has(at("keys")) && s.Keys < 1 {
+	switch {
+	case !c.has(at("keys")):
+	case s.Keys < 1:
 		c.addf(at("keys"), "must be at least 1")
+	case s.Keys > MaxSimulateKeys:
+		c.addf(at("keys"), "must be at most %d", MaxSimulateKeys)
 	}
 	for _, k := range []struct {
 		key string
