@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,6 +35,11 @@ type task struct {
 	wake time.Time
 	// wrongPartition is set for an entry whose key routes elsewhere.
 	wrongPartition bool
+	// dupOf is the task in flight with the same dedupe id, dispatched
+	// before this one; processed is set once a task is handled as
+	// processed (read by the lanes of other tasks).
+	dupOf     *task
+	processed atomic.Bool
 }
 
 // inflightID names the task in its partition's in-flight set: the entry
@@ -231,6 +237,10 @@ func (p *Processor) attempt(t *task) attemptResult {
 	if hard.Err() != nil {
 		return attemptDropped
 	}
+	if d := t.dupOf; d != nil && d.processed.Load() {
+		t.kind = 'a' // a duplicate of an entry handled before it: the commit acks it
+		return attemptDone
+	}
 	m := t.m
 	m.ResetEffects()
 	start := time.Now()
@@ -278,6 +288,9 @@ func (p *Processor) attempt(t *task) attemptResult {
 // processed entry's effects to its key's state.
 func (p *Processor) finish(t *task) {
 	t.part.handling.Add(-1)
+	if t.kind == 'p' {
+		t.processed.Store(true)
+	}
 	if t.kind == 'p' && t.m.states != nil {
 		t.m.states.apply(t.m.Key, t.m.effects)
 	}

@@ -53,6 +53,10 @@ type partition struct {
 
 	mu       sync.Mutex
 	inflight map[string]time.Time // entry id → when it was dispatched or last touched
+	// byDedupeID is the task in flight for each dedupe id: an entry with
+	// the same id dispatched meanwhile is a duplicate if that task is
+	// processed (task.dupOf).
+	byDedupeID map[string]*task
 
 	readLog, retryLog, commitLog, routeLog throttle
 	args                                   commitArgs
@@ -103,6 +107,7 @@ func (pt *partition) start(fence string, lose func(string)) {
 	pt.sem = semaphore.NewWeighted(int64(pt.p.o.MaxInflight))
 	pt.mu.Lock()
 	pt.inflight = make(map[string]time.Time)
+	pt.byDedupeID = make(map[string]*task)
 	pt.mu.Unlock()
 }
 
@@ -561,11 +566,21 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 			pt.sawEventTime(m.EventTime)
 		}
 		if m.DedupeID != "" && pt.p.dd.Enabled() {
+			pt.mu.Lock()
+			if orig, ok := pt.byDedupeID[m.DedupeID]; ok {
+				t.dupOf = orig
+			} else {
+				pt.byDedupeID[m.DedupeID] = t
+			}
+			pt.mu.Unlock()
 			ids = append(ids, m.DedupeID)
 			idTasks = append(idTasks, t)
 		}
 	}
-	if len(ids) > 0 && !o.DedupeAtCommit {
+	// Keyed state must not see a duplicate's effects, which the commit
+	// would then drop: look ids up before handling. (An id found in flight
+	// above is settled in the lane, once its first is handled.)
+	if len(ids) > 0 && (!o.DedupeAtCommit || pt.states != nil) {
 		cctx, cancel := pt.p.bounded(rctx)
 		seen, err := pt.p.dd.Seen(cctx, pt.p.rdb, pt.dedupe, o.Now(), ids)
 		cancel()
@@ -648,6 +663,9 @@ func (pt *partition) settled(batch []*task) {
 	pt.mu.Lock()
 	for _, t := range batch {
 		delete(pt.inflight, t.inflightID())
+		if id := t.m.DedupeID; id != "" && pt.byDedupeID[id] == t {
+			delete(pt.byDedupeID, id)
+		}
 	}
 	pt.mu.Unlock()
 	pt.sem.Release(int64(len(batch)))

@@ -187,7 +187,7 @@ func TestStateReadsOwnAndEarlierEffects(t *testing.T) {
 			t.Fatalf("reads of the counter = %v, want 0, 1, 2, … in order", seen)
 		}
 	}
-	if v := c.HGet(ctx, key, "junk").Val(); v != "" {
+	if v := c.HGet(context.Background(), key, "junk").Val(); v != "" {
 		t.Errorf("junk = %q: effects of a reset attempt were written", v)
 	}
 }
@@ -198,5 +198,47 @@ func TestStateRefusedWithOrderingNone(t *testing.T) {
 		Decoder: jsonDecoder, Handler: HandlerFunc(emitHandler), Ordering: OrderingNone, StateNames: []string{"c"}})
 	if err == nil {
 		t.Fatal("New with StateNames and ordering none = nil error, want one")
+	}
+}
+
+// With dedupe and keyed state, a duplicate never reaches the state: not
+// when it is in the same batch as its first, not while its first is in
+// flight, and not after its first has committed, even with the commit
+// deciding duplicates (DedupeAtCommit).
+func TestStateIgnoresDuplicates(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	var recs []Record
+	for seq := 0; seq < 50; seq++ {
+		r := Record{Key: "k", Fields: []string{"data", event("k", seq)}}
+		recs = append(recs, r, r) // each event twice, back to back
+	}
+	produce(t, c, 1, recs)
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		st, err := m.State("c")
+		if err != nil {
+			return err
+		}
+		m.StateSet("c", "n", strconv.FormatInt(st.Int("n")+1, 10)) // read-modify-write
+		return nil
+	})
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, StateNames: []string{"c"},
+		DedupeWindow: time.Hour, DedupeAtCommit: true, BatchSize: 16, Block: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, 30*time.Second, "all acked", func() bool { return acked(t, c, 1) == 100 })
+	// and once more after everything committed: the lookup finds them
+	produce(t, c, 1, recs[:20])
+	waitFor(t, 30*time.Second, "the resent ones acked", func() bool { return acked(t, c, 1) == 120 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := c.HGet(context.Background(), StateKey("in", 0, 1, "t", "c", "k"), "n").Val(); n != "50" {
+		t.Fatalf("counter = %s, want 50: duplicates reached the state", n)
 	}
 }
