@@ -26,7 +26,21 @@ go vet ./...
 
 echo "== golangci-lint (.golangci.yml)"
 # Pinned; built from the Go module proxy on first use, then cached.
-GOFLAGS= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+# --allow-parallel-runners: by default golangci-lint takes a lock that is
+# machine-wide (in $TMPDIR, whatever the repo or cache) and exits with
+# "parallel golangci-lint is running" when another run holds it for 5s.
+# That lock guards its analysis cache, so this run gets a cache of its own
+# (removed at exit; set GOLANGCI_LINT_CACHE to keep a warm one): runners
+# sharing one can fail with "failed to get persisted facts"
+# (golangci/golangci-lint#1769). Go's build cache, which stays shared, is
+# safe for concurrent use.
+lint_cache=${GOLANGCI_LINT_CACHE:-}
+if [ -z "$lint_cache" ]; then
+  lint_cache=$(mktemp -d "${TMPDIR:-/tmp}/eddy-golangci-lint.XXXXXX")
+  trap 'rm -rf "$lint_cache"' EXIT
+fi
+GOFLAGS= GOLANGCI_LINT_CACHE="$lint_cache" \
+  go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run --allow-parallel-runners ./...
 
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 25m ./...
