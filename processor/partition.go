@@ -407,17 +407,19 @@ func (pt *partition) recoverOwn(soft, rctx, hard context.Context, lanes []*lane)
 				continue
 			}
 			cctx, cancel := pt.p.bounded(rctx)
-			entries, err := claim(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, 0, pend[i:i+1])
+			e, ok, deleted, err := claimOwn(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, pend[i].ID)
 			cancel()
 			if err != nil {
 				return err
 			}
-			if len(entries) == 0 {
+			if deleted {
 				pt.log.Warn("pending_entry_deleted_from_stream", zap.String("entry_id", pend[i].ID))
+			}
+			if !ok { // gone, or another worker reclaimed it since it was listed: it is theirs
 				continue
 			}
 			total++
-			if !pt.dispatchSerial(soft, rctx, hard, lanes, entries[0]) {
+			if !pt.dispatchSerial(soft, rctx, hard, lanes, e) {
 				return nil
 			}
 		}

@@ -64,32 +64,6 @@ func pendingOf(ctx context.Context, rdb redis.UniversalClient, stream, group, co
 	}).Result()
 }
 
-// claim takes ids over for consumer if they have been idle for minIdle,
-// returning the entries with their new delivery counts (XCLAIM adds one).
-// Entries deleted from the stream meanwhile are dropped from the pending
-// list by Redis and missing from the result.
-func claim(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, minIdle time.Duration, pending []redis.XPendingExt) ([]entry, error) {
-	if len(pending) == 0 {
-		return nil, nil
-	}
-	args := make([]any, 0, 5+len(pending))
-	args = append(args, "XCLAIM", stream, group, consumer, minIdle.Milliseconds())
-	counts := make(map[string]int64, len(pending))
-	for _, p := range pending {
-		args = append(args, p.ID)
-		counts[p.ID] = p.RetryCount + 1
-	}
-	v, err := rdb.Do(ctx, args...).Result()
-	if err != nil {
-		return nil, err
-	}
-	entries, err := parseEntries(v)
-	for i := range entries {
-		entries[i].deliveries = counts[entries[i].id]
-	}
-	return entries, err
-}
-
 // touchOwn resets the idle time of those of ids that are still pending for
 // consumer, atomically (XCLAIM … JUSTID leaves the delivery count alone).
 func touchOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer string, ids []string) error {
@@ -559,4 +533,33 @@ func loadWatermark(ctx context.Context, rdb redis.UniversalClient, meta string) 
 		return 0, nil
 	}
 	return v, err
+}
+
+// claimOwn takes back an entry pending for consumer (claimOwnScript). It
+// returns the entry, or none with taken (another worker has it, or it was
+// acked) or deleted (it is gone from the stream).
+func claimOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, consumer, id string) (e entry, ok, deleted bool, err error) {
+	v, err := claimOwnScript.Run(ctx, rdb, []string{stream}, group, consumer, id).Slice()
+	if err != nil {
+		return entry{}, false, false, err
+	}
+	if len(v) == 0 {
+		return entry{}, false, false, fmt.Errorf("claim own: empty reply")
+	}
+	switch v[0] {
+	case "taken":
+		return entry{}, false, false, nil
+	case "deleted":
+		return entry{}, false, true, nil
+	}
+	if len(v) < 3 {
+		return entry{}, false, false, fmt.Errorf("claim own: short reply")
+	}
+	es, err := parseEntries(v[1])
+	if err != nil || len(es) == 0 {
+		return entry{}, false, false, fmt.Errorf("claim own: entries: %v", err)
+	}
+	n, _ := v[2].(int64)
+	es[0].deliveries = n
+	return es[0], true, false, nil
 }

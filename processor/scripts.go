@@ -651,3 +651,22 @@ take(KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then take(KEYS[2], ARGV[2]) end
 return out
 `)
+
+// claimOwnScript takes back, for a restarted worker (ordering none), an
+// entry still pending under its own name, and only then: one that another
+// worker has reclaimed meanwhile stays with it. XCLAIM adds one to the
+// delivery count.
+//
+//	KEYS[1] the partition stream
+//	ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id
+//
+// Returns {"ok", entry, delivery count}, {"taken"} (pending for another
+// consumer, or acked), or {"deleted"} (pending, but no longer in the
+// stream: Redis drops it from the pending list).
+var claimOwnScript = redis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #p == 0 then return {'taken'} end
+local r = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
+if #r == 0 or not r[1] then return {'deleted'} end
+return {'ok', r, p[1][4] + 1}
+`)
