@@ -230,7 +230,7 @@ func (pt *partition) splitEffects(effects []Effect) (local, remote []Effect) {
 		return effects, nil
 	}
 	for _, e := range effects {
-		if e.Timer != nil || keySlot(e.Key) == pt.slot || effectKinds[e.Kind].remote == nil {
+		if e.isTimer() || keySlot(e.Key) == pt.slot || effectKinds[e.Kind].remote == nil {
 			local = append(local, e)
 		} else {
 			remote = append(remote, e)
@@ -282,6 +282,14 @@ func (pt *partition) wrongType(batch []*task, reply string) error {
 	typ, key, _ := strings.Cut(reply, " ")
 	err := fmt.Errorf("WRONGTYPE key %q holds a %s", key, typ)
 	fits := func(k EffectKind) bool { return k.fits(typ) }
+	if typ == "value" {
+		// A value an increment or PFADD cannot take: the entries with such
+		// an effect on the key go to the dead-letter stream.
+		var why string
+		key, why, _ = strings.Cut(key, "\n")
+		err = fmt.Errorf("key %q: %s", key, why)
+		fits = func(k EffectKind) bool { return k != EffectHIncrBy && k != EffectHIncrByFloat && k != EffectPFAdd }
+	}
 	if typ == "conflict" {
 		err = fmt.Errorf("effects in one commit write key %q as two types", key)
 		first := EffectKind(0)

@@ -22,10 +22,17 @@
 //   - The dedupe id was already marked within the dedupe window: the entry is
 //     acked and counted as a duplicate; the handler is not called (or, if the
 //     mark appeared while the entry was in flight, its effects are dropped).
-//   - Handler returns an ordinary error (or panics): the entry is retried in
-//     place with exponential backoff and jitter. Later entries of the same key
-//     wait; other keys go on. When attempts reach MaxAttempts the entry is
-//     dead-lettered with reason "max_attempts".
+//   - Handler returns an ordinary error (or panics, or runs past
+//     StepTimeout): the entry is retried in place with exponential backoff
+//     and jitter. Later entries of the same key wait; the key's queue is
+//     parked, and other keys, of the same lane too, go on. When attempts
+//     reach MaxAttempts the entry is dead-lettered with reason
+//     "max_attempts". A parked key's entries keep their room in flight: a
+//     partition whose MaxInflight is all held by parked keys reads nothing
+//     more until one of them settles. A call past StepTimeout that ignores
+//     its ctx is left running (at most Lanes of them at once; past that the
+//     lane waits for it): its effects are dropped, and the key's next
+//     attempt may run while it still does.
 //   - Decoder or Handler returns a *PermanentError (not JSON, missing key,
 //     failed validation, payload over MaxEventBytes): the entry is
 //     dead-lettered at once with that reason. It is not marked as seen, so a
@@ -46,6 +53,35 @@
 //     returns the lease too), and the owner's next read shows the owner
 //     what it took: the owner lets its own entries in flight commit and
 //     takes those over before anything newer.
+//
+// Keyed state (Options.StateNames, ordering key only): a handler reads its
+// key's state with Message.State and changes it with effects (StateSet,
+// StateIncr, …). It sees the state as committed plus the effects of the
+// key's entries handled before it, in order, and its own; an attempt that
+// fails leaves nothing. The owner keeps the state in memory and drops it
+// when the session ends, so a new owner reads what was committed. A
+// duplicate never reaches the state: ids are looked up before handling,
+// and one whose first is still in flight is acked as a duplicate once the
+// first is processed.
+//
+// Timers (ordering key only): Message.SetTimer and SetEventTimer are
+// effects, written with the ack. A due timer fires once: the owner hands
+// it to its key's lane as a Message with Timer set, in order with the
+// key's entries, and the firing's effects are committed together with the
+// timer's removal, only if the timer is still set for the same due time.
+// A crash or a lost lease before that commit leaves the timer set, and the
+// next owner fires it. A firing that fails is retried like an entry and
+// then dead-lettered (the dead letter names the timer; it has no entry to
+// replay). Processing-time timers fire within about TimerTick after they
+// are due, never before; event-time timers once the partition's watermark
+// (highest event time seen, less AllowedLateness; the clock's after
+// IdleWatermark without input) reaches them.
+//
+// Effects that a commit could not write are refused before anything is
+// written: an unknown kind or malformed fields at once (reason
+// "invalid_effect"), and, in the commit script, a key of the wrong type or
+// a value an increment or PFADD cannot take (reason "output_failed");
+// the rest of the batch commits.
 //
 // An entry's effects are applied only by the commit that acks it: if two
 // workers ever finish the same entry, the second commit writes nothing. So

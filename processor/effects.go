@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,9 @@ type effectSpec struct {
 	// op is the opcode in the script's arguments and the name of its Lua
 	// handler.
 	op string
+	// timer marks the kinds that write the engine's timer keys rather
+	// than Effect.Key (always in the partition's slot).
+	timer bool
 	// keyType is the type letter the key must have: 's' stream, 'h' hash,
 	// 'S' set, 'z' sorted set, 't' string (a HyperLogLog), '-' any.
 	keyType byte
@@ -110,7 +114,12 @@ type effectSpec struct {
 var effectKinds = map[EffectKind]effectSpec{
 	EffectXAdd: {
 		op: "XADD", keyType: 's',
-		check: func(e *Effect) error { return checkPairs(e) },
+		check: func(e *Effect) error {
+			if e.MinID != "" && !streamIDRE.MatchString(e.MinID) {
+				return fmt.Errorf("MinID %q is not a stream id (<ms> or <ms>-<seq>)", e.MinID)
+			}
+			return checkPairs(e)
+		},
 		encode: func(c *commitArgs, e *Effect) {
 			c.body = append(c.body, c.key(e.Key, 's'))
 			c.body = appendTrim(c.body, e)
@@ -178,13 +187,15 @@ var effectKinds = map[EffectKind]effectSpec{
 			if len(e.Fields) != 2 {
 				return fmt.Errorf("want a field and an increment, got %d strings", len(e.Fields))
 			}
-			if _, err := strconv.ParseInt(e.Fields[1], 10, 64); err != nil {
-				return fmt.Errorf("increment %q of field %q is not a 64-bit integer", e.Fields[1], e.Fields[0])
+			if n, err := strconv.ParseInt(e.Fields[1], 10, 64); err != nil || strconv.FormatInt(n, 10) != e.Fields[1] {
+				return fmt.Errorf("increment %q of field %q is not a 64-bit integer as Redis writes one", e.Fields[1], e.Fields[0])
 			}
 			return nil
 		},
 		encode: func(c *commitArgs, e *Effect) {
-			c.body = append(c.body, c.key(e.Key, 'h'), e.Fields[0], e.Fields[1])
+			k := c.key(e.Key, 'h')
+			c.valueCheck('i', k, e.Fields[0], e.Fields[1])
+			c.body = append(c.body, k, e.Fields[0], e.Fields[1])
 		},
 		lua: `
   if write then redis.call('HINCRBY', KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2]) end
@@ -205,13 +216,15 @@ var effectKinds = map[EffectKind]effectSpec{
 			if len(e.Fields) != 2 {
 				return fmt.Errorf("want a field and an increment, got %d strings", len(e.Fields))
 			}
-			if f, err := strconv.ParseFloat(e.Fields[1], 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-				return fmt.Errorf("increment %q of field %q is not a finite number", e.Fields[1], e.Fields[0])
+			if f, err := strconv.ParseFloat(e.Fields[1], 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) || !decimalRE.MatchString(e.Fields[1]) {
+				return fmt.Errorf("increment %q of field %q is not a finite decimal number", e.Fields[1], e.Fields[0])
 			}
 			return nil
 		},
 		encode: func(c *commitArgs, e *Effect) {
-			c.body = append(c.body, c.key(e.Key, 'h'), e.Fields[0], e.Fields[1])
+			k := c.key(e.Key, 'h')
+			c.valueCheck('f', k, e.Fields[0], e.Fields[1])
+			c.body = append(c.body, k, e.Fields[0], e.Fields[1])
 		},
 		lua: `
   if write then redis.call('HINCRBYFLOAT', KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2]) end
@@ -246,7 +259,9 @@ var effectKinds = map[EffectKind]effectSpec{
 		op: "PFADD", keyType: 't',
 		check: func(e *Effect) error { return checkList(e, "elements") },
 		encode: func(c *commitArgs, e *Effect) {
-			c.body = append(c.body, c.key(e.Key, 't'))
+			k := c.key(e.Key, 't')
+			c.valueCheck('h', k, "", "")
+			c.body = append(c.body, k)
 			c.appendStrings(e.Fields)
 		},
 		lua: `
@@ -262,7 +277,7 @@ var effectKinds = map[EffectKind]effectSpec{
 		},
 	},
 	EffectTimerSet: {
-		op: "TIMER_SET", keyType: 'z',
+		op: "TIMER_SET", keyType: 'z', timer: true,
 		check: func(e *Effect) error {
 			if e.Timer == nil {
 				return errors.New("no timer")
@@ -287,7 +302,7 @@ var effectKinds = map[EffectKind]effectSpec{
   return j + 5`,
 	},
 	EffectTimerCancel: {
-		op: "TIMER_CANCEL", keyType: 'z',
+		op: "TIMER_CANCEL", keyType: 'z', timer: true,
 		check: func(e *Effect) error {
 			if e.Timer == nil || e.Timer.Name == "" {
 				return errors.New("no timer name")
@@ -321,6 +336,14 @@ func appendTrim(body []any, e *Effect) []any {
 	return append(body, "", "")
 }
 
+var (
+	// decimalRE is a number as HINCRBYFLOAT takes it and strconv parses it
+	// alike (no hex, no underscores).
+	decimalRE = regexp.MustCompile(`^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$`)
+	// streamIDRE is a stream id, or its milliseconds alone.
+	streamIDRE = regexp.MustCompile(`^\d+(-\d+)?$`)
+)
+
 func checkPairs(e *Effect) error {
 	if len(e.Fields) == 0 || len(e.Fields)%2 != 0 {
 		return fmt.Errorf("want field/value pairs, got %d strings", len(e.Fields))
@@ -345,8 +368,13 @@ func checkEffects(effects []Effect) error {
 		if !ok {
 			return Permanentf(ReasonInvalidEffect, "effect on %q: unknown kind %d", e.Key, e.Kind)
 		}
-		if e.Key == "" && e.Timer == nil {
+		switch {
+		case spec.timer && e.Timer == nil:
+			return Permanentf(ReasonInvalidEffect, "%s effect without a timer", spec.op)
+		case !spec.timer && e.Key == "":
 			return Permanentf(ReasonInvalidEffect, "%s effect with an empty key", spec.op)
+		case !spec.timer && e.Timer != nil:
+			return Permanentf(ReasonInvalidEffect, "%s effect on %s with a timer", spec.op, e.Key)
 		}
 		if len(e.Fields) > maxEffectStrings {
 			return Permanentf(ReasonInvalidEffect, "%s effect on %s: %d strings, over the limit of %d", spec.op, e.Key, len(e.Fields), maxEffectStrings)
@@ -404,10 +432,5 @@ func (k EffectKind) fits(typ string) bool {
 	return s.keyType == '-' || typeNames[s.keyType] == typ
 }
 
-// keysOf returns the keys an effect writes to, for Cluster slot checks.
-func (e *Effect) keysOf() []string {
-	if e.Timer != nil {
-		return nil // the engine's own keys, always in the partition's slot
-	}
-	return []string{e.Key}
-}
+// isTimer reports whether the effect writes the engine's timer keys.
+func (e *Effect) isTimer() bool { return effectKinds[e.Kind].timer }

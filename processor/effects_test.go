@@ -715,7 +715,7 @@ func testEffectUnknownOpcode(t *testing.T, b effBackend) {
 				if fence != "" {
 					acks = []any{2, ids[0], ids[1]}
 				}
-				v := []any{effGroup, 0, 0, 0, fence, "c", "---sh", "XADD " + op, "", "", 0, 0}
+				v := []any{effGroup, 0, 0, 0, fence, "c", "---sh", "XADD " + op, "", "", 0, 0, 0} // no value checks, no dedupe ids
 				v = append(v, acks...)
 				v = append(v, "", // no common effect
 					ids[0], "p", 0, 1, "XADD", 4, "", "", 2, "k", "v",

@@ -65,10 +65,11 @@ func (t *task) deadLetter(reason string, err error) {
 type lane struct {
 	p *Processor
 
-	mu     sync.Mutex
-	in     []*task
-	closed bool
-	signal chan struct{}
+	mu      sync.Mutex
+	in      []*task
+	closed  bool
+	signal  chan struct{}
+	purging atomic.Bool
 }
 
 func newLane(p *Processor) *lane {
@@ -136,6 +137,9 @@ func (l *lane) run() {
 			q.tasks = append(q.tasks, t)
 		}
 		clear(in)
+		if l.purging.Swap(false) {
+			ready = unpark(&parked, ready)
+		}
 		now := clock.Now()
 		for parked.Len() > 0 && !parked[0].tasks[0].wake.After(now) {
 			ready = append(ready, heap.Pop(&parked).(*keyQueue))
@@ -176,18 +180,38 @@ func (l *lane) run() {
 		select {
 		case <-l.signal:
 		case <-wakeC:
-		case <-l.earliestDone(parked):
 		}
 	}
 }
 
-// earliestDone returns the hard context's Done of the soonest parked key,
-// so that a session that ends does not wait out its keys' backoff.
-func (l *lane) earliestDone(parked parkedHeap) <-chan struct{} {
-	if parked.Len() == 0 {
-		return nil
+// purge wakes the lane to drop the parked tasks of sessions that have
+// ended, rather than wait out their backoff.
+func (l *lane) purge() {
+	l.purging.Store(true)
+	select {
+	case l.signal <- struct{}{}:
+	default:
 	}
-	return parked[0].tasks[0].ctx.Done()
+}
+
+// unpark moves keys whose parked head task belongs to an ended session to
+// ready, where attempt drops it.
+func unpark(parked *parkedHeap, ready []*keyQueue) []*keyQueue {
+	kept := (*parked)[:0]
+	for _, q := range *parked {
+		if q.tasks[0].ctx.Err() != nil {
+			ready = append(ready, q)
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear((*parked)[len(kept):])
+	*parked = kept
+	for i, q := range *parked {
+		q.index = i
+	}
+	heap.Init(parked)
+	return ready
 }
 
 // queueID is the task's key within its partition.
@@ -312,7 +336,13 @@ func (p *Processor) callBounded(hard context.Context, t *task) error {
 	defer cancel()
 	done := make(chan error, 1)
 	m := t.m
-	go func() { done <- p.call(ctx, m) }()
+	var state atomic.Int32 // callRunning, then callFinished or callLeft
+	go func() {
+		done <- p.call(ctx, m)
+		if !state.CompareAndSwap(callRunning, callFinished) {
+			p.leftBehind.Add(-1)
+		}
+	}()
 	select {
 	case err := <-done:
 		if err != nil && ctx.Err() != nil && hard.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
@@ -320,15 +350,43 @@ func (p *Processor) callBounded(hard context.Context, t *task) error {
 		}
 		return err
 	case <-ctx.Done():
-		t.m = m.retryCopy()
-		if hard.Err() != nil {
+	}
+	if hard.Err() != nil {
+		return hard.Err()
+	}
+	if p.leftBehind.Load() >= int64(p.o.Lanes) {
+		// As many calls as lanes are left running already: wait for this
+		// one rather than leave goroutines behind without bound.
+		if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
+			p.log.Error("step_timeout_waiting", zap.String("entry_id", m.ID), zap.String("key", m.Key),
+				zap.Int64("left_behind", p.leftBehind.Load()), zap.Int("suppressed", n))
+		}
+		select {
+		case err := <-done:
+			if err == nil {
+				return nil
+			}
+			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
+		case <-hard.Done():
 			return hard.Err()
 		}
-		p.log.Warn("step_timeout", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
-			zap.String("key", m.Key), zap.Duration("step_timeout", p.o.StepTimeout))
-		return fmt.Errorf("%w (%s)", errStepTimeout, p.o.StepTimeout)
 	}
+	if !state.CompareAndSwap(callRunning, callLeft) {
+		return <-done // it finished just now
+	}
+	p.leftBehind.Add(1)
+	t.m = m.retryCopy()
+	p.log.Warn("step_timeout", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
+		zap.String("key", m.Key), zap.Duration("step_timeout", p.o.StepTimeout))
+	return fmt.Errorf("%w (%s)", errStepTimeout, p.o.StepTimeout)
 }
+
+// States of a bounded handler call.
+const (
+	callRunning int32 = iota
+	callFinished
+	callLeft
+)
 
 // call runs the handler, turning a panic into an ordinary (transient) error.
 func (p *Processor) call(ctx context.Context, m *Message) (err error) {
@@ -354,7 +412,7 @@ func backoff(base, maxd time.Duration, attempt int) time.Duration {
 // owner would fire them.
 func noTimersUnordered(effects []Effect) error {
 	for _, e := range effects {
-		if e.Timer != nil {
+		if e.isTimer() && e.Timer != nil {
 			return Permanentf(ReasonInvalidEffect, "timer %q: timers need ordering %q", e.Timer.Name, OrderingKey)
 		}
 	}

@@ -5,8 +5,10 @@ import (
 	"time"
 )
 
-// Handler handles one entry. It is called by at most one goroutine per key
-// at a time, in stream order for that key. Its effects are recorded on the
+// Handler handles one entry, or one timer firing (Message.Timer set). It
+// is called by at most one goroutine per key at a time, in stream order for
+// that key, except that a call left running past Options.StepTimeout may
+// still run while the key's next attempt does. Its effects are recorded on the
 // Message and written by the commit; see the package documentation for what
 // each return value leads to.
 type Handler interface {

@@ -75,6 +75,11 @@ func (pt *partition) idle(soft context.Context) {
 // A soft end drains: reading stops, entries in flight are finished and
 // committed for at most ShutdownTimeout, then the lease is released.
 func (pt *partition) session(parentSoft, parentHard context.Context, lanes []*lane, fail func(error), fence string) {
+	defer func() { // after stopHard below: the lanes drop this session's parked tasks
+		for _, l := range lanes {
+			l.purge()
+		}
+	}()
 	soft, stopSoft := context.WithCancel(parentSoft)
 	defer stopSoft()
 	hard, stopHard := context.WithCancel(parentHard)

@@ -162,7 +162,8 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []*lane, fail fu
 				continue
 			}
 		}
-		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+		room, err := pt.acquireRoom(soft)
+		if err != nil {
 			return
 		}
 		// A read begun before a stop has no stop deadline: bound it by its
@@ -170,10 +171,10 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []*lane, fail fu
 		block := min(o.Block, o.ReclaimInterval)
 		cctx, cancel := pt.p.bounded(rctx)
 		cctx, cancelRead := context.WithTimeout(cctx, block+time.Second)
-		entries, err := readNew(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, o.BatchSize, block)
+		entries, err := readNew(cctx, pt.p.rdb, pt.stream, o.Group, o.Consumer, room, block)
 		cancelRead()
 		cancel()
-		pt.sem.Release(int64(o.BatchSize - len(entries)))
+		pt.sem.Release(int64(room - len(entries)))
 		if err != nil {
 			if isNoGroup(err) {
 				// The stream or group was deleted under us: create it again.
@@ -226,28 +227,28 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []*lane, fa
 			}
 			takeover = false
 		}
-		if err := pt.sem.Acquire(soft, int64(o.BatchSize)); err != nil {
+		room, err := pt.acquireRoom(soft)
+		if err != nil {
 			return
 		}
 		cctx, cancel := pt.p.bounded(hard)
 		var r ownedRead
-		var err error
 		if idle {
 			// Nothing was there last time: wait for new entries in the read
 			// itself, so that one arriving is handled one round trip later.
 			block := min(o.Block, o.Heartbeat)
 			wctx, cancelWait := context.WithTimeout(cctx, block+time.Second)
-			r, err = readOwnedWaiting(wctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, block, pt.fence, pt.seen)
+			r, err = readOwnedWaiting(wctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, room, block, pt.fence, pt.seen)
 			cancelWait()
 		} else {
-			r, err = readOwned(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, o.BatchSize, pt.fence, pt.seen)
+			r, err = readOwned(cctx, pt.p.rdb, pt.stream, pt.lease, o.Group, o.Consumer, room, pt.fence, pt.seen)
 		}
 		cancel()
 		idle = false
-		// The read holds BatchSize units; it may bring up to twice as many
+		// The read holds room units; it may bring up to twice as many
 		// entries (this consumer's unseen ones, then new ones).
-		held := min(len(r.entries), o.BatchSize)
-		pt.sem.Release(int64(o.BatchSize - held))
+		held := min(len(r.entries), room)
+		pt.sem.Release(int64(room - held))
 		switch {
 		case r.fenced:
 			pt.lose("read")
@@ -295,9 +296,9 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []*lane, fa
 			pt.dispatch(hard, hard, lanes, rest[:k], nil)
 			rest = rest[k:]
 		}
-		// Less than a batch: what was there is read, and the next read may
-		// as well wait (it returns at once if more has come).
-		idle = len(r.entries) < o.BatchSize
+		// Less than it had room for: what was there is read, and the next
+		// read may as well wait (it returns at once if more has come).
+		idle = len(r.entries) < room
 	}
 }
 
@@ -741,4 +742,25 @@ func (pt *partition) raiseWatermark(w int64) {
 			return
 		}
 	}
+}
+
+// acquireRoom takes room in flight for one read: BatchSize entries if
+// free, else whatever is free once at least one entry's room is (entries
+// of keys in backoff hold theirs until they settle, so the partition reads
+// on until MaxInflight is all taken).
+func (pt *partition) acquireRoom(ctx context.Context) (int, error) {
+	b := pt.p.o.BatchSize
+	if pt.sem.TryAcquire(int64(b)) {
+		return b, nil
+	}
+	if err := pt.sem.Acquire(ctx, 1); err != nil {
+		return 0, err
+	}
+	got := 1
+	for k := (b - 1) / 2; k >= 1 && got < b; k /= 2 {
+		for got+k <= b && pt.sem.TryAcquire(int64(k)) {
+			got += k
+		}
+	}
+	return got, nil
 }

@@ -30,6 +30,8 @@ type Processor struct {
 	instance string
 	// cluster is set on Redis Cluster, where a script reaches one slot.
 	cluster bool
+	// leftBehind counts handler calls still running past StepTimeout.
+	leftBehind atomic.Int64
 }
 
 // New checks opts and returns a Processor that uses rdb. It does not close

@@ -35,7 +35,14 @@ import (
 //	          commit has no timers
 //	ARGV[10]  the watermark to store in the meta hash (KEYS index in
 //	          ARGV[11]), or "" for none
-//	ARGV[12]  D, the number of dedupe ids, which follow
+//	ARGV[12]  C, the number of value checks, which follow, 4 strings each:
+//	          "i" (HINCRBY), key index, field, increment: the field must
+//	          hold an integer (or nothing) and the sum of the commit's
+//	          increments must not overflow; "f" (HINCRBYFLOAT): likewise
+//	          for a number; "h" (PFADD), key index, "", "": the key must
+//	          hold a HyperLogLog (or nothing). A check that fails writes
+//	          nothing and replies "!value <key>\n<why>"
+//	then      D, the number of dedupe ids, which follow
 //	then      A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
 //	then      the commit's common effect, written by entries "o" and "O":
@@ -113,8 +120,44 @@ for k = 1, #types do
   end
 end
 
-local nids = tonumber(ARGV[12])
-local first = 13
+-- Values the writes depend on: an increment of a field that holds no
+-- number, or past 64 bits, or PFADD to a string that is not a
+-- HyperLogLog, would fail half-way.
+local nchecks = tonumber(ARGV[12])
+local sums = {}
+for c = 0, nchecks - 1 do
+  local b = 13 + 4 * c
+  local kind, key, field = ARGV[b], KEYS[tonumber(ARGV[b+1])], ARGV[b+2]
+  if kind == 'h' then
+    if redis.call('EXISTS', key) == 1 and redis.call('GETRANGE', key, 0, 3) ~= 'HYLL' then
+      return '!value ' .. key .. '\nholds a string that is not a HyperLogLog'
+    end
+  else
+    local id = key .. '\0' .. field
+    local cur = sums[id]
+    if cur == nil then
+      local v = redis.call('HGET', key, field)
+      if not v then
+        cur = 0
+      elseif kind == 'i' and not (string.match(v, '^%-?[1-9]%d*$') or v == '0') then
+        return '!value ' .. key .. '\nfield ' .. field .. ' holds ' .. string.sub(v, 1, 40) .. ', not an integer'
+      else
+        cur = tonumber(v)
+        if cur == nil or string.match(v, '^%s') or string.match(v, '%s$') then
+          return '!value ' .. key .. '\nfield ' .. field .. ' holds ' .. string.sub(v, 1, 40) .. ', not a number'
+        end
+      end
+    end
+    cur = cur + tonumber(ARGV[b+3])
+    if (kind == 'i' and math.abs(cur) >= 9.2e18) or cur ~= cur or cur == math.huge or cur == -math.huge then
+      return '!value ' .. key .. '\nincrements of field ' .. field .. ' would overflow'
+    end
+    sums[id] = cur
+  end
+end
+
+local nids = tonumber(ARGV[13 + 4 * nchecks])
+local first = 14 + 4 * nchecks
 local seen = {}
 if nbuckets > 0 and nids > 0 then
   for b = 1, nbuckets do
@@ -331,6 +374,7 @@ type commitArgs struct {
 	types  []byte // ARGV[7]: the type each key must have
 	head   []any  // ARGV[1..6]
 	ops    []string
+	checks []any // value checks, 4 each (see the script's ARGV[12])
 	ids    []any // the dedupe ids
 	acks   []any // the entry ids to ack with one XACK (with a fence)
 	body   []any // the entries
@@ -388,6 +432,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	}
 	c.head = append(c.head[:0], group, nb, markExpireMs, max(dlqMaxLen, 0), fence, "c")
 	c.ops = c.ops[:0]
+	c.checks = c.checks[:0]
 	c.ids = c.ids[:0]
 	c.acks = c.acks[:0]
 	c.body = c.body[:0]
@@ -418,6 +463,12 @@ func (c *commitArgs) useTimers() {
 	c.key(c.timers.processing, 'z')
 	c.key(c.timers.event, 'z')
 	c.key(c.timers.data, 'h')
+}
+
+// valueCheck asks the script to check, before it writes anything, that
+// the value at KEYS index key can take an effect (see ARGV[12]).
+func (c *commitArgs) valueCheck(kind byte, key int, field, delta string) {
+	c.checks = append(c.checks, string(kind), key, field, delta)
 }
 
 // op records that the commit uses opcode op.
@@ -469,7 +520,9 @@ func (c *commitArgs) args() []any {
 		meta = c.key(c.meta, 'h')
 		types = types + string(c.types[len(types):])
 	}
-	c.argv = append(c.argv, types, strings.Join(c.ops, " "), timers, c.watermark, meta, len(c.ids))
+	c.argv = append(c.argv, types, strings.Join(c.ops, " "), timers, c.watermark, meta, len(c.checks)/4)
+	c.argv = append(c.argv, c.checks...)
+	c.argv = append(c.argv, len(c.ids))
 	c.argv = append(c.argv, c.ids...)
 	c.argv = append(c.argv, len(c.acks))
 	c.argv = append(c.argv, c.acks...)
@@ -583,7 +636,7 @@ func (c *commitArgs) effects(effects []Effect) {
 	for i := range effects {
 		e := &effects[i]
 		spec := effectKinds[e.Kind] // checked by checkEffects
-		if e.Timer != nil {
+		if e.isTimer() {
 			c.useTimers()
 		}
 		c.op(spec.op)

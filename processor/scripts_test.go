@@ -53,7 +53,7 @@ func TestCommitArgsTypesAndConflicts(t *testing.T) {
 				t.Errorf("conflict = %q, want %q", a.conflict, tc.conflict)
 			}
 			argv := a.args()
-			if got := argv[11]; got != tc.dedupeIDs {
+			if got := argv[12]; got != tc.dedupeIDs {
 				t.Errorf("dedupe ids = %v, want %d", got, tc.dedupeIDs)
 			}
 		})
@@ -77,7 +77,7 @@ func TestCommitArgsReuse(t *testing.T) {
 	if !reflect.DeepEqual(k1, k2) || !reflect.DeepEqual(v1, v2) {
 		t.Errorf("second build differs:\n%v %v\n%v %v", k1, v1, k2, v2)
 	}
-	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", "XADD", "", "", 0, 1, "e1", 3, "1-1", "1-2", "1-3",
+	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", "XADD", "", "", 0, 0, 1, "e1", 3, "1-1", "1-2", "1-3",
 		"XADD", 6, "MAXLEN", int64(10), 1, "a",
 		"1-1", "O", "b",
 		"1-2", "d", 0, 2, "x", "y",

@@ -1,0 +1,78 @@
+package processor
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eddy-streams/eddy/internal/redistest"
+)
+
+// Effects that would fail half-way through the commit (an increment of a
+// field that holds no number, increments past 64 bits, PFADD to a string
+// that is not a HyperLogLog) are found before anything is written: their
+// entries are dead-lettered with reason output_failed and the others of the
+// batch commit, each effect once.
+func TestValueChecksBeforeAnyWrite(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.HSet(ctx, "h:text", "n", "abc")
+	c.HSet(ctx, "h:big", "n", "9223372036854775800")
+	c.Set(ctx, "plain", "not a hyperloglog", 0)
+	var recs []Record
+	for _, k := range []string{"ok1", "text", "big", "hll", "ok2"} {
+		recs = append(recs, Record{Key: k, Fields: []string{"data", event(k, 0)}})
+	}
+	produce(t, c, 1, recs)
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		m.Emit("out", 0, "key", m.Key, "id", m.DedupeID, "seq", "0")
+		switch m.Key {
+		case "text":
+			m.Record(Effect{Kind: EffectHIncrBy, Key: "h:text", Fields: []string{"n", "1"}})
+		case "big":
+			m.Record(Effect{Kind: EffectHIncrBy, Key: "h:big", Fields: []string{"n", "100"}})
+		case "hll":
+			m.Record(Effect{Kind: EffectPFAdd, Key: "plain", Fields: []string{"x"}})
+		default:
+			m.Record(Effect{Kind: EffectHIncrBy, Key: "h:ok", Fields: []string{"n", "1"}})
+		}
+		return nil
+	})
+	obs := &countingObserver{}
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, Observer: obs,
+		BatchSize: 10, Block: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	waitFor(t, 10*time.Second, "all settled", func() bool { return acked(t, c, 1) == 5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := c.HGet(ctx, "h:ok", "n").Val(); got != "2" {
+		t.Errorf("h:ok n = %q, want 2", got)
+	}
+	if got := xlen(t, c, "out"); got != 2 {
+		t.Errorf("%d outputs, want 2 (the failing entries write nothing)", got)
+	}
+	if c.HGet(ctx, "h:text", "n").Val() != "abc" || c.HGet(ctx, "h:big", "n").Val() != "9223372036854775800" {
+		t.Error("a refused increment changed its field")
+	}
+	dls, _, _, err := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters, want 3: %+v", len(dls), dls)
+	}
+	for _, d := range dls {
+		if d.Reason != ReasonOutputFailed || !strings.Contains(d.Error, "key ") {
+			t.Errorf("dead letter of %s: reason %q, error %q", d.Key, d.Reason, d.Error)
+		}
+	}
+}
