@@ -8,9 +8,9 @@ import (
 	"github.com/eddy-streams/eddy/processor"
 )
 
-// A valid file cannot make a worker allocate without bound at start: the
-// products of partitions, max_inflight and lanes are checked, with the
-// engine's defaults for what the file leaves out.
+// A valid file cannot make a worker allocate without bound at start:
+// partitions × max_inflight is checked, with the engine's defaults for what
+// the file leaves out.
 func TestMemoryBounds(t *testing.T) {
 	const head = "pipelines:\n  - name: p\n    input: {stream: s, partitions: %d}\n    key: k\n"
 	pipeline := func(partitions int, rest ...string) string {
@@ -24,8 +24,9 @@ func TestMemoryBounds(t *testing.T) {
 		name, src, want string // want "" means valid
 	}{
 		{"defaults at the most partitions", pipeline(MaxPartitions), ""},
-		{"most lanes with the default in flight", pipeline(1, "lanes: 4096", "max_inflight: 4096"), ""},
+		{"most lanes at the most partitions", pipeline(1024, "lanes: 4096"), ""},
 		{"most entries in flight", pipeline(1024, "max_inflight: 1024", "lanes: 16"), ""},
+		{"most in flight on one partition", pipeline(1, "max_inflight: 1000000", "batch_size: 10000"), ""},
 		{"shipped clickstream", pipeline(8, "batch_size: 256", "lanes: 32", "max_inflight: 2048"), ""},
 		{
 			"in flight by default batches", pipeline(1024, "batch_size: 1024"),
@@ -36,12 +37,12 @@ func TestMemoryBounds(t *testing.T) {
 			"test.yaml:5: pipelines[0].max_inflight: input.partitions 8 × max_inflight 1000000 = 8000000 entries in flight per worker, over 1048576: lower one of them",
 		},
 		{
-			"lane queues", pipeline(1024, "lanes: 4096"),
-			"test.yaml:5: pipelines[0].lanes: lanes 4096 × input.partitions 1024 × max_inflight 1024 (4 × batch_size by default) = 4294967296 lane queue slots allocated at start, over 16777216: lower one of them",
+			"in flight by batch size", pipeline(128, "lanes: 1024", "batch_size: 10000", "max_inflight: 10000"),
+			"test.yaml:7: pipelines[0].max_inflight: input.partitions 128 × max_inflight 10000 = 1280000 entries in flight per worker, over 1048576: lower one of them",
 		},
 		{
-			"lane queues by batch size", pipeline(64, "lanes: 1024", "batch_size: 10000", "max_inflight: 10000"),
-			"test.yaml:5: pipelines[0].lanes: lanes 1024 × input.partitions 64 × max_inflight 10000 = 655360000 lane queue slots allocated at start, over 16777216: lower one of them",
+			"in flight by batch size alone", pipeline(128, "batch_size: 2049"),
+			"test.yaml:3: pipelines[0].input.partitions: input.partitions 128 × max_inflight 8196 (4 × batch_size by default) = 1049088 entries in flight per worker, over 1048576: lower one of them",
 		},
 		{"a factor out of range is reported alone", pipeline(1024, "lanes: 5000"), "test.yaml:5: pipelines[0].lanes: must be at most 4096"},
 		{"max_inflight below batch_size is reported alone", pipeline(1024, "batch_size: 10000", "max_inflight: 5000"), "test.yaml:6: pipelines[0].max_inflight: 5000 is below batch_size 10000"},
@@ -62,14 +63,12 @@ func TestMemoryBounds(t *testing.T) {
 	}
 }
 
-// The bounds hold for every valid file: at the largest values each field
-// may take alone, the products exceed them, and the defaults stay within.
+// The bound matters and does not get in the way: the defaults stay within
+// it at any number of partitions, and every field at its own largest value
+// exceeds it.
 func TestMemoryBoundsAgainstDefaults(t *testing.T) {
-	if n := processor.DefaultLanes * MaxPartitions * processor.DefaultInflightBatches * processor.DefaultBatchSize; n > MaxLaneSlots {
-		t.Errorf("default lanes and max_inflight at %d partitions = %d lane slots, over MaxLaneSlots %d: the bound rejects a file that sets only partitions", MaxPartitions, n, MaxLaneSlots)
-	}
 	if n := MaxPartitions * processor.DefaultInflightBatches * processor.DefaultBatchSize; n > MaxInflightEntries {
-		t.Errorf("default max_inflight at %d partitions = %d entries, over MaxInflightEntries %d", MaxPartitions, n, MaxInflightEntries)
+		t.Errorf("default max_inflight at %d partitions = %d entries, over MaxInflightEntries %d: the bound rejects a file that sets only partitions", MaxPartitions, n, MaxInflightEntries)
 	}
 	src := fmt.Sprintf("pipelines:\n  - name: p\n    input: {stream: s, partitions: %d}\n    key: k\n    lanes: %d\n    max_inflight: %d\n    batch_size: %d\n",
 		MaxPartitions, MaxLanes, MaxInflight, MaxBatchSize)

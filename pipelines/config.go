@@ -99,9 +99,8 @@ type Pipeline struct {
 	Lanes int `yaml:"lanes"`
 	// MaxInflight caps entries read but not committed per partition,
 	// BatchSize..MaxInflight. 0: processor.DefaultInflightBatches × BatchSize.
-	// Input.Partitions × MaxInflight is at most MaxInflightEntries, and
-	// Lanes × Input.Partitions × MaxInflight at most MaxLaneSlots, each
-	// with the defaults for what the file leaves out.
+	// Input.Partitions × MaxInflight is at most MaxInflightEntries, with the
+	// defaults for what the file leaves out.
 	MaxInflight int `yaml:"max_inflight"`
 	// MaxEventBytes dead-letters entries whose fields add up to more bytes;
 	// -1 disables the check. 0: processor.DefaultMaxEventBytes.

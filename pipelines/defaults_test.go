@@ -114,10 +114,9 @@ func TestDocumentedLimits(t *testing.T) {
 		"lanes":                           MaxLanes,
 		"max_inflight":                    MaxInflight,
 		"input.partitions × max_inflight": MaxInflightEntries,
-		"lanes × input.partitions × max_inflight": MaxLaneSlots,
-		"retry.max_attempts":                      MaxRetryAttempts,
-		"dedupe.window / dedupe.bucket":           MaxDedupeBuckets,
-		"simulate[].keys":                         MaxSimulateKeys,
+		"retry.max_attempts":              MaxRetryAttempts,
+		"dedupe.window / dedupe.bucket":   MaxDedupeBuckets,
+		"simulate[].keys":                 MaxSimulateKeys,
 	}
 	rows := docTable(t, "## Limits")
 	for what, w := range want {

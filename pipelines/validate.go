@@ -24,20 +24,18 @@ const (
 	MaxPartitions = 1024
 	// MaxBatchSize bounds batch_size: entries per read and per commit.
 	MaxBatchSize = 10000
-	// MaxLanes bounds lanes: one goroutine and one queue each.
+	// MaxLanes bounds lanes: one goroutine each, whose queues hold only
+	// entries in flight.
 	MaxLanes = 4096
 	// MaxInflight bounds max_inflight, per partition.
 	MaxInflight = 1000000
 	// MaxInflightEntries bounds input.partitions × max_inflight: the entries
 	// one worker may hold read but not committed when it owns every
-	// partition, each up to max_event_bytes.
+	// partition, each up to max_event_bytes. Each partition a worker owns
+	// also allocates a results queue of max_inflight slots as it starts (8
+	// bytes a slot: 8 MiB in all at the bound). As max_inflight is at least
+	// batch_size, this bounds input.partitions × batch_size too.
 	MaxInflightEntries = 1 << 20
-	// MaxLaneSlots bounds lanes × input.partitions × max_inflight: the engine
-	// gives each lane a queue with room for every entry in flight on every
-	// partition, allocated at start (8 bytes a slot: 128 MiB at the bound).
-	// As max_inflight is at least batch_size, this bounds
-	// lanes × batch_size too.
-	MaxLaneSlots = 1 << 24
 	// MaxRetryAttempts bounds retry.max_attempts.
 	MaxRetryAttempts = 1000
 	// MaxDedupeBuckets bounds dedupe.window / dedupe.bucket: every commit
@@ -221,11 +219,10 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	}
 }
 
-// validateMemory checks the products of partitions, max_inflight and lanes
-// against MaxInflightEntries and MaxLaneSlots, with each left-out field at
-// the engine's default. It says nothing when a factor is out of its own
-// range (reported already) and reports one problem at most, on a field the
-// file sets.
+// validateMemory checks input.partitions × max_inflight against
+// MaxInflightEntries, with each left-out field at the engine's default. It
+// says nothing when a factor is out of its own range (reported already),
+// and reports the problem on a field the file sets.
 func validateMemory(c *checker, path string, p *Pipeline) {
 	at := func(key string) string { return path + "." + key }
 	// value returns the field's value, or def when the file leaves it out,
@@ -238,35 +235,26 @@ func validateMemory(c *checker, path string, p *Pipeline) {
 	}
 	parts, ok1 := value("input.partitions", p.Input.Partitions, processor.DefaultPartitions, MaxPartitions)
 	batch, ok2 := value("batch_size", p.BatchSize, processor.DefaultBatchSize, MaxBatchSize)
-	lanes, ok3 := value("lanes", p.Lanes, processor.DefaultLanes, MaxLanes)
-	inflight, ok4 := value("max_inflight", p.MaxInflight, processor.DefaultInflightBatches*batch, MaxInflight)
-	if !ok1 || !ok2 || !ok3 || !ok4 || inflight < batch {
+	inflight, ok3 := value("max_inflight", p.MaxInflight, processor.DefaultInflightBatches*batch, MaxInflight)
+	if !ok1 || !ok2 || !ok3 || inflight < batch {
 		return
 	}
 	inflightText := strconv.Itoa(inflight)
 	if !c.has(at("max_inflight")) {
 		inflightText = fmt.Sprintf("%d (%d × batch_size by default)", inflight, processor.DefaultInflightBatches)
 	}
-	// blame is the first of keys that the file sets; one of them always is,
-	// as the defaults are within both bounds.
-	blame := func(keys ...string) string {
-		for _, k := range keys {
+	if n := int64(parts) * int64(inflight); n > MaxInflightEntries {
+		// On the first of these that the file sets; one of them is, as the
+		// defaults are within the bound.
+		blame := at("max_inflight")
+		for _, k := range []string{"max_inflight", "input.partitions", "batch_size"} {
 			if c.has(at(k)) {
-				return at(k)
+				blame = at(k)
+				break
 			}
 		}
-		return at(keys[0])
-	}
-	if n := int64(parts) * int64(inflight); n > MaxInflightEntries {
-		c.addf(blame("max_inflight", "input.partitions", "batch_size"),
-			"input.partitions %d × max_inflight %s = %d entries in flight per worker, over %d: lower one of them",
+		c.addf(blame, "input.partitions %d × max_inflight %s = %d entries in flight per worker, over %d: lower one of them",
 			parts, inflightText, n, MaxInflightEntries)
-		return
-	}
-	if n := int64(lanes) * int64(parts) * int64(inflight); n > MaxLaneSlots {
-		c.addf(blame("lanes", "max_inflight", "input.partitions", "batch_size"),
-			"lanes %d × input.partitions %d × max_inflight %s = %d lane queue slots allocated at start, over %d: lower one of them",
-			lanes, parts, inflightText, n, MaxLaneSlots)
 	}
 }
 
