@@ -50,6 +50,10 @@ type Metrics struct {
 	owned      *prometheus.GaugeVec   // pipeline, partition: 1 while this worker owns it
 	leasesLost *prometheus.CounterVec // pipeline, partition
 
+	timersFired    *prometheus.CounterVec   // pipeline, partition
+	timerLateness  *prometheus.HistogramVec // pipeline
+	wrongPartition *prometheus.CounterVec   // pipeline, partition
+
 	produced  *prometheus.CounterVec // pipeline
 	buildInfo *prometheus.GaugeVec   // version
 
@@ -126,6 +130,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		leasesLost: counter(proc, "leases_lost_total",
 			"Partition leases this worker found taken over (after a pause, a cut-off or a slow renewal); its work on them was fenced.",
 			labelPipeline, labelPartition),
+		timersFired: counter(proc, "timers_fired_total",
+			"Timer firings committed (each timer fires once).",
+			labelPipeline, labelPartition),
+		timerLateness: histogram(proc, "timer_lateness_seconds",
+			"Time from when a processing-time timer was due to the commit of its firing.",
+			labelPipeline),
+		wrongPartition: counter(proc, "wrong_partition_total",
+			"Entries whose key routes to another partition than the one they were read from (a producer that partitions differently).",
+			labelPipeline, labelPartition),
 		produced: counter("ingest", "produced_total",
 			"Entries added to a pipeline's input stream by a producer or simulator.",
 			labelPipeline),
@@ -150,6 +163,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.processed, m.duplicates, m.stale, m.retries, m.commits, m.deadLetter,
 		m.commitDuration, m.handleDuration, m.latency,
 		m.lag, m.pending, m.oldestPendingAge,
+		m.timersFired, m.timerLateness, m.wrongPartition,
 		m.produced, m.buildInfo,
 	}
 }

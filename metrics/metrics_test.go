@@ -29,6 +29,8 @@ func exercise(m *Metrics) {
 		DeadLetters: map[string]int{processor.ReasonNotJSON: 2, "custom": 1},
 		Duration:    3 * time.Millisecond,
 		Latencies:   []time.Duration{time.Millisecond, 20 * time.Millisecond, 2 * time.Second},
+		TimersFired: 2, TimerLateness: []time.Duration{30 * time.Millisecond},
+		WrongPartition: 1,
 	})
 	m.Retried("orders", 1, errors.New("boom"))
 	m.Handled("orders", 150*time.Microsecond)

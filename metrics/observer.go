@@ -43,6 +43,15 @@ func (m *Metrics) Committed(c processor.Commit) {
 		}
 		add(m.deadLetters(p, reason), n)
 	}
+	if c.TimersFired > 0 {
+		m.timersFired.WithLabelValues(c.Pipeline, strconv.Itoa(c.Partition)).Add(float64(c.TimersFired))
+	}
+	for _, d := range c.TimerLateness {
+		m.timerLateness.WithLabelValues(c.Pipeline).Observe(seconds(d))
+	}
+	if c.WrongPartition > 0 {
+		m.wrongPartition.WithLabelValues(c.Pipeline, strconv.Itoa(c.Partition)).Add(float64(c.WrongPartition))
+	}
 	p.commitDuration.Observe(seconds(c.Duration))
 	for _, d := range c.Latencies {
 		p.latency.Observe(seconds(d))
