@@ -93,6 +93,9 @@ func TestNames(t *testing.T) {
 		"eddy_ingest_produced_total":                dto.MetricType_COUNTER,
 		"eddy_processor_partition_owned":            dto.MetricType_GAUGE,
 		"eddy_processor_leases_lost_total":          dto.MetricType_COUNTER,
+		"eddy_processor_timers_fired_total":         dto.MetricType_COUNTER,
+		"eddy_processor_timer_lateness_seconds":     dto.MetricType_HISTOGRAM,
+		"eddy_processor_wrong_partition_total":      dto.MetricType_COUNTER,
 		"eddy_build_info":                           dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
