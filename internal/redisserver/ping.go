@@ -3,6 +3,7 @@ package redisserver
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -15,8 +16,9 @@ const pingTimeout = 250 * time.Millisecond
 // Ping sends one PING to addr over a new connection and wants +PONG back,
 // within 250ms or ctx's deadline if sooner. It speaks RESP itself rather
 // than through go-redis, whose pool retries and logs each refused dial while
-// a server is still coming up. A server that is loading its dataset answers
-// "-LOADING …", which Ping returns as an error quoting it.
+// a server is still coming up. Any reply but +PONG is an error that wraps
+// the reply as a ReplyError: a server that is loading its dataset answers
+// "-LOADING …", one with a password "-NOAUTH …".
 func Ping(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
@@ -37,7 +39,21 @@ func Ping(ctx context.Context, addr string) error {
 		return err
 	}
 	if line = strings.TrimRight(line, "\r\n"); line != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
+		return fmt.Errorf("PING answered %q: %w", line, ReplyError(strings.TrimPrefix(line, "-")))
 	}
 	return nil
+}
+
+// ReplyError is a reply of the server other than +PONG, as Ping returns
+// it, without the leading "-" of an error reply: "LOADING Redis is loading
+// the dataset in memory", say.
+type ReplyError string
+
+func (e ReplyError) Error() string { return string(e) }
+
+// answers reports whether err, from Ping, shows a server ready for clients:
+// none, or NOAUTH (it answers, but wants a password Ping does not send).
+func answers(err error) bool {
+	var re ReplyError
+	return err == nil || (errors.As(err, &re) && strings.HasPrefix(string(re), "NOAUTH "))
 }

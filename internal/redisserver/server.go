@@ -58,7 +58,8 @@ type Options struct {
 	// 127.0.0.1 --port Port --dir Dir. Example: "--appendonly", "yes".
 	Args []string
 	// ReadyTimeout bounds the wait, after each start, until the server
-	// answers PING (a server loading a large dataset answers LOADING until
+	// answers PING: PONG, or NOAUTH from a server started with
+	// --requirepass (a server loading a large dataset answers LOADING until
 	// it is done). Default (0): DefaultReadyTimeout, 5s.
 	ReadyTimeout time.Duration
 	// StopTimeout is how long Stop and Restart give the server to exit
@@ -274,17 +275,21 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// waitReady polls PING until the server answers, exits, ctx is done or
-// ReadyTimeout passes.
+// waitReady polls PING until the server answers (PONG, or NOAUTH from a
+// server with a password), exits, ctx is done or ReadyTimeout passes.
 func (s *Server) waitReady(parent context.Context, p *process) error {
 	ctx, cancel := context.WithTimeout(parent, s.o.ReadyTimeout)
 	defer cancel()
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
+	var err error // the last Ping's, or the one before if ctx cut the last one short
 	for {
-		err := Ping(ctx, s.Addr())
-		if err == nil {
+		perr := Ping(ctx, s.Addr())
+		if answers(perr) {
 			return nil
+		}
+		if err == nil || ctx.Err() == nil {
+			err = perr
 		}
 		select {
 		case <-p.done:

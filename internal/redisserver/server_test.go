@@ -220,3 +220,32 @@ func TestTail(t *testing.T) {
 		}
 	}
 }
+
+// A server with a password is ready once it answers, NOAUTH included.
+func TestStartWithPassword(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{Args: []string{"--requirepass", "secret"}})
+	err := Ping(t.Context(), s.Addr())
+	var re ReplyError
+	if !errors.As(err, &re) || !strings.HasPrefix(string(re), "NOAUTH ") {
+		t.Errorf("Ping without the password = %v, want a NOAUTH ReplyError", err)
+	}
+}
+
+func TestAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, true},
+		{ReplyError("NOAUTH Authentication required."), true},
+		{ReplyError("LOADING Redis is loading the dataset in memory"), false},
+		{errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false},
+	}
+	for _, tt := range tests {
+		if got := answers(tt.err); got != tt.want {
+			t.Errorf("answers(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
