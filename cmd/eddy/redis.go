@@ -28,8 +28,10 @@ type redisConn struct {
 // reads (XREADGROUP BLOCK) from hitting the client's read timeout;
 // partitions is how many partitions the process reads: each holds a
 // connection during its blocking read, so the pool gets that many on top of
-// the default.
+// the default. It is where every command opens Redis, so it is also where
+// go-redis's own messages are sent to log (useRedisLogger).
 func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeout time.Duration, partitions int, log *zap.Logger) (*redisConn, error) {
+	useRedisLogger(log)
 	readTimeout := max(5*time.Second, minReadTimeout)
 	poolSize := 10*runtime.GOMAXPROCS(0) + 2*partitions
 	switch {

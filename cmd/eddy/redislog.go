@@ -30,6 +30,8 @@ func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.last, l.n = time.Now(), 0
 }
 
-// useRedisLogger makes go-redis log through log (a process-wide setting of
-// go-redis, so it is set here in main's package only).
+// useRedisLogger makes go-redis log through log instead of raw lines on
+// stderr. It is a process-wide setting of go-redis, so it is made in main's
+// package only, by openRedis, which every command that talks to Redis
+// calls before it creates a client.
 func useRedisLogger(log *zap.Logger) { redis.SetLogger(&redisLogger{log: log}) }
