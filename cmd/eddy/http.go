@@ -17,13 +17,22 @@ import (
 
 // httpServer serves /metrics, /healthz (the process is up) and /readyz
 // (the pipelines have started and Redis answers), and with pprof set the
-// Go profiler under /debug/pprof/.
+// Go profiler under /debug/pprof/. It starts before Redis answers: while
+// eddy run waits for Redis, /healthz and /metrics answer and /readyz says
+// 503 and why.
 type httpServer struct {
-	addr  string
-	reg   *prometheus.Registry
-	rdb   redis.UniversalClient
-	pprof bool
-	ready atomic.Bool
+	addr    string
+	reg     *prometheus.Registry
+	rdb     redis.UniversalClient
+	pprof   bool
+	ready   atomic.Bool
+	waiting atomic.Pointer[string] // why it is not ready yet; nil: starting
+}
+
+// waitingFor records why the server is not ready yet, for /readyz.
+func (s *httpServer) waitingFor(err error) {
+	msg := "waiting for redis: " + err.Error()
+	s.waiting.Store(&msg)
 }
 
 // Run listens until ctx is done, then shuts down within 2s.
@@ -35,7 +44,11 @@ func (s *httpServer) Run(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+			msg := "starting"
+			if p := s.waiting.Load(); p != nil {
+				msg = *p
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)

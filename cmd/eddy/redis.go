@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eddy-streams/eddy/pipelines"
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // redisConn is the client every command uses, and what closes it.
@@ -73,13 +76,129 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 	}
 }
 
-// ping waits until Redis answers, so that a wrong address fails fast with a
-// clear error instead of a stream of retries.
+// pingTimeout bounds one PING of ping and of each attempt of wait.
+const pingTimeout = 5 * time.Second
+
+// ping checks once that Redis answers, so that a wrong address fails fast
+// with a clear error instead of a stream of retries.
 func (r *redisConn) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	if err := r.pingOnce(ctx); err != nil {
 		return fmt.Errorf("redis at %s does not answer: %w", r.where, err)
 	}
 	return nil
+}
+
+func (r *redisConn) pingOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	return r.client.Ping(ctx).Err()
+}
+
+const (
+	// defaultRedisWait is the default of eddy run --redis-wait.
+	defaultRedisWait = 2 * time.Minute
+	// redisRetryFirst and redisRetryMax bound the pause between attempts
+	// of wait: it starts at 100ms and doubles up to 5s.
+	redisRetryFirst = 100 * time.Millisecond
+	redisRetryMax   = 5 * time.Second
+	// redisWaitLogEvery is how often wait logs a failure that says what
+	// the last one logged said.
+	redisWaitLogEvery = 15 * time.Second
+)
+
+// redisWait says how wait waits. The zero value makes one attempt.
+type redisWait struct {
+	// limit is how long to keep trying, from the first attempt; 0 tries once.
+	limit time.Duration
+	// log gets redis_unavailable_waiting for the first failure, for each
+	// one that says something new, and for the others at most once every
+	// 15s; then redis_available. Nil logs nothing.
+	log *zap.Logger
+	// failed, if not nil, is called with each failure that wait will
+	// wait out (for /readyz to say why it is not ready).
+	failed func(error)
+	// clock times the pauses; nil is the system clock.
+	clock processor.Clock
+}
+
+// wait pings Redis until it answers, for eddy run, which may start before
+// its Redis does (a compose stack, a supervisor) or while Redis is still
+// loading its dataset. Between attempts it pauses 100ms, doubling up to 5s,
+// for at most w.limit in all (then one last attempt). It returns nil once
+// Redis answers; ctx's error, unwrapped, once ctx is done; and at once an
+// error that says so for a failure that waiting will not cure (see
+// redisWaitable): a wrong password, a user without permission, a TLS
+// handshake that fails.
+func (r *redisConn) wait(ctx context.Context, w redisWait) error {
+	clock := w.clock
+	if clock == nil {
+		clock = processor.SystemClock()
+	}
+	log := w.log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	start := clock.Now()
+	pause := redisRetryFirst
+	var lastLogged string
+	var lastLogAt time.Time
+	for attempt := 1; ; attempt++ {
+		err := r.pingOnce(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		waited := clock.Now().Sub(start)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("redis_available", zap.String("redis", r.where), zap.Int("attempt", attempt), zap.Duration("waited", waited))
+			}
+			return nil
+		}
+		if !redisWaitable(err) {
+			return fmt.Errorf("redis at %s: %w (not waiting: this will not go away by itself)", r.where, err)
+		}
+		if waited >= w.limit {
+			if w.limit == 0 {
+				return fmt.Errorf("redis at %s does not answer: %w", r.where, err)
+			}
+			return fmt.Errorf("redis at %s does not answer after %d attempts in %v (--redis-wait %v): %w",
+				r.where, attempt, waited.Round(time.Millisecond), w.limit, err)
+		}
+		if w.failed != nil {
+			w.failed(err)
+		}
+		if msg := err.Error(); msg != lastLogged || clock.Now().Sub(lastLogAt) >= redisWaitLogEvery {
+			log.Warn("redis_unavailable_waiting", zap.String("redis", r.where), zap.Int("attempt", attempt),
+				zap.Error(err), zap.Duration("waited", waited), zap.Duration("limit", w.limit))
+			lastLogged, lastLogAt = msg, clock.Now()
+		}
+		t := clock.NewTimer(min(pause, w.limit-waited))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+		pause = min(2*pause, redisRetryMax)
+	}
+}
+
+// redisWaitable reports whether err, from a PING, is one that waiting can
+// cure: no answer at all (a refused or reset connection, a timeout, a host
+// name that does not resolve yet) or a server that says it is not ready
+// yet (LOADING its dataset, BUSY with a script, MASTERDOWN, CLUSTERDOWN,
+// TRYAGAIN, too many clients). Any other reply of Redis is permanent: a
+// wrong password (WRONGPASS), none where one is needed (NOAUTH), a user
+// without permission (NOPERM), a password where none is configured. So is
+// a TLS handshake that fails: a certificate that does not verify, or a
+// server that does not speak TLS.
+func redisWaitable(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return redis.IsLoadingError(err) || redis.HasErrorPrefix(err, "BUSY ") || redis.IsMasterDownError(err) ||
+			redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err)
+	}
+	var certErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	return !errors.As(err, &certErr) && !errors.As(err, &recordErr)
 }
