@@ -37,6 +37,12 @@ func (p *Pipeline) Options() processor.Options {
 		Decoder:          p.Decoder(),
 		Handler:          p.Handler(),
 		StateNames:       p.StateNames(),
+		StepTimeout:      p.StepTimeout,
+		StateCacheSize:   p.StateCacheSize,
+		WrongPartition:   p.WrongPartition,
+		TimerTick:        p.Timers.Tick,
+		AllowedLateness:  p.Timers.AllowedLateness,
+		IdleWatermark:    p.Timers.IdleWatermark,
 	}
 	if p.Dedupe != nil {
 		o.DedupeWindow = p.Dedupe.Window
@@ -63,6 +69,9 @@ func (p *Pipeline) Options() processor.Options {
 func (p *Pipeline) Decoder() processor.Decoder {
 	if p.dec == nil { // not built by Load or Parse; let processor.Options report it
 		return nil
+	}
+	if p.eventTime != nil {
+		return eventTimeDecoder{inner: p.dec, path: *p.eventTime, field: p.Input.EventTime}
 	}
 	return p.dec
 }

@@ -120,11 +120,25 @@ type Pipeline struct {
 	// DeadLetter configures the dead-letter stream.
 	DeadLetter DeadLetter `yaml:"dead_letter"`
 
+	// StepTimeout bounds one attempt of an event's steps, > 0; an attempt
+	// past it is retried like a transient failure. 0: engine default (30s).
+	StepTimeout time.Duration `yaml:"step_timeout"`
+	// StateCacheSize is how many keys' state an owner keeps in memory per
+	// partition, >= 1. 0: engine default (10,000).
+	StateCacheSize int `yaml:"state_cache_size"`
+	// WrongPartition is what happens to an entry whose key routes to
+	// another partition than the one it was read from: "process" (default;
+	// counted and logged) or "dead_letter" (reason "wrong_partition").
+	WrongPartition string `yaml:"wrong_partition"`
+	// Timers tunes the firing of timers.
+	Timers Timers `yaml:"timers"`
+
 	// Steps are the step configs in order; each becomes a Step.
 	Steps []StepConfig `yaml:"steps"`
 
-	steps []boundStep
-	dec   *decoder
+	steps     []boundStep
+	dec       *decoder
+	eventTime *Path
 }
 
 // Input is a pipeline's "input" section.
@@ -142,6 +156,23 @@ type Input struct {
 	// Payload names the entry field holding the event as a JSON object.
 	// "" (default): the entry's own fields are the event, all values strings.
 	Payload string `yaml:"payload"`
+	// EventTime is the path of the event's time (unix milliseconds, or an
+	// RFC 3339 string), which drives the partition's watermark and so its
+	// event-time timers. "" (default): events carry no time.
+	EventTime string `yaml:"event_time"`
+}
+
+// Timers is a pipeline's "timers" section. A zero field means the engine
+// default.
+type Timers struct {
+	// Tick is how often an owner looks for due timers, > 0. Default 100ms.
+	Tick time.Duration `yaml:"tick"`
+	// AllowedLateness is how far behind the highest event time seen the
+	// watermark stays, >= 0. Default 0.
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
+	// IdleWatermark: a partition that reads nothing for this long moves
+	// its watermark with the clock, > 0. Default 5s.
+	IdleWatermark time.Duration `yaml:"idle_watermark"`
 }
 
 // Dedupe is a pipeline's "dedupe" section; present means enabled.

@@ -54,6 +54,13 @@ func Parse(name string, data []byte, reg *Registry) (*File, error) {
 	setDefaults(c, f)
 	for _, p := range f.Pipelines {
 		p.dec = newDecoder(p)
+		if p.Input.EventTime != "" {
+			path, _ := ParsePath(p.Input.EventTime) // checked by validate
+			if p.Input.Payload == "" {
+				path = Path{text: p.Input.EventTime, parts: []string{p.Input.EventTime}}
+			}
+			p.eventTime = &path
+		}
 	}
 	return f, nil
 }

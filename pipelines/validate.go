@@ -44,6 +44,9 @@ const (
 	// MaxSimulateKeys bounds simulate[].keys: the generator keeps a record
 	// per user or device, allocated at start.
 	MaxSimulateKeys = 1000000
+	// MaxStateCacheSize bounds state_cache_size: keys' state an owner keeps
+	// in memory per partition (grown as keys are seen, not at start).
+	MaxStateCacheSize = 10000000
 )
 
 var pipelineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -153,6 +156,18 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	}
 
 	checkPath(c, at("key"), p.Key, in.Payload)
+	if set("input.event_time") {
+		checkPath(c, at("input.event_time"), in.EventTime, in.Payload)
+	}
+	if set("wrong_partition") && p.WrongPartition != processor.WrongPartitionProcess && p.WrongPartition != processor.WrongPartitionDeadLetter {
+		c.addf(at("wrong_partition"), "want %q or %q, got %q", processor.WrongPartitionProcess, processor.WrongPartitionDeadLetter, p.WrongPartition)
+	}
+	if set("state_cache_size") && (p.StateCacheSize < 1 || p.StateCacheSize > MaxStateCacheSize) {
+		c.addf(at("state_cache_size"), "must be between 1 and %d", MaxStateCacheSize)
+	}
+	if set("timers.allowed_lateness") && p.Timers.AllowedLateness < 0 {
+		c.addf(at("timers.allowed_lateness"), "must be at least 0")
+	}
 	if p.Dedupe != nil {
 		checkPath(c, at("dedupe.id"), p.Dedupe.ID, in.Payload)
 		w, b := p.Dedupe.Window, p.Dedupe.Bucket
@@ -202,7 +217,8 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	for _, k := range []struct {
 		key string
 		v   time.Duration
-	}{{"block", p.Block}, {"shutdown_timeout", p.ShutdownTimeout}, {"retry.backoff", p.Retry.Backoff}, {"retry.max_backoff", p.Retry.MaxBackoff}, {"retry.reclaim_after", p.Retry.ReclaimAfter}, {"group.heartbeat", p.Group.Heartbeat}, {"group.session_timeout", p.Group.SessionTimeout}} {
+	}{{"block", p.Block}, {"shutdown_timeout", p.ShutdownTimeout}, {"retry.backoff", p.Retry.Backoff}, {"retry.max_backoff", p.Retry.MaxBackoff}, {"retry.reclaim_after", p.Retry.ReclaimAfter}, {"group.heartbeat", p.Group.Heartbeat}, {"group.session_timeout", p.Group.SessionTimeout},
+		{"step_timeout", p.StepTimeout}, {"timers.tick", p.Timers.Tick}, {"timers.idle_watermark", p.Timers.IdleWatermark}} {
 		if set(k.key) {
 			positive(c, at(k.key), k.v)
 		}

@@ -147,7 +147,7 @@ var effectKinds = map[EffectKind]effectSpec{
 	},
 	EffectHSet: {
 		op: "HSET", keyType: 'h',
-		check: func(e *Effect) error { return checkPairs(e) },
+		check: checkPairs,
 		encode: func(c *commitArgs, e *Effect) {
 			c.body = append(c.body, c.key(e.Key, 'h'))
 			c.appendStrings(e.Fields)

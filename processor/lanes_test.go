@@ -262,7 +262,7 @@ func TestStepTimeout(t *testing.T) {
 	waitFor(t, 20*time.Second, "every event committed while slow-0's first call is blocked", func() bool {
 		return xlen(t, c, "out") >= keys*per+2
 	})
-	byKey, byID := outputsByKey(t, c)
+	byKey, _ := outputsByKey(t, c)
 	checkKeys(t, byKey, "slow", 2, keys, per)
 	if calls.Load() != 2 || attempt.Load() != 2 || !deadline.Load() {
 		t.Errorf("slow-0: %d calls, last at attempt %d, ctx deadline %v; want 2, 2, true", calls.Load(), attempt.Load(), deadline.Load())
@@ -282,7 +282,7 @@ func TestStepTimeout(t *testing.T) {
 	release()
 	<-returned
 	checkSettled(t, c)
-	if _, byID = outputsByKey(t, c); byID["slow-0"] != 1 {
+	if _, byID := outputsByKey(t, c); byID["slow-0"] != 1 {
 		t.Errorf("outputs of slow-0 = %d, want 1", byID["slow-0"])
 	}
 }

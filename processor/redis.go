@@ -556,8 +556,11 @@ func claimOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, con
 		return entry{}, false, false, fmt.Errorf("claim own: short reply")
 	}
 	es, err := parseEntries(v[1])
-	if err != nil || len(es) == 0 {
-		return entry{}, false, false, fmt.Errorf("claim own: entries: %v", err)
+	if err != nil {
+		return entry{}, false, false, fmt.Errorf("claim own: entries: %w", err)
+	}
+	if len(es) == 0 {
+		return entry{}, false, false, errors.New("claim own: no entry in the reply")
 	}
 	n, _ := v[2].(int64)
 	es[0].deliveries = n

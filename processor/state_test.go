@@ -75,7 +75,7 @@ func TestKeyedStateCountsExactlyUnderChaos(t *testing.T) {
 	waitProgress(0.2)
 	_ = a.cmd.Process.Signal(syscall.SIGKILL) // mid-batch: its partitions move after the lease lapses
 	a.exitCode(t, 10*time.Second)
-	a = startWorker(t, srv.Addr(), "count", "A", env...) // restarted under the same name
+	startWorker(t, srv.Addr(), "count", "A", env...) // restarted under the same name
 	waitProgress(0.4)
 	cw := startWorker(t, srv.Addr(), "count", "C", env...) // 2 → 3 workers
 	waitProgress(0.6)

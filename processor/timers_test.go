@@ -58,7 +58,7 @@ func TestTimersFireExactlyOnceUnderChaos(t *testing.T) {
 	produce(t, c, partitions, recs[:chunk])
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
 	a.exitCode(t, 10*time.Second)
-	a = startWorker(t, srv.Addr(), "timers", "A", env...)
+	startWorker(t, srv.Addr(), "timers", "A", env...)
 	produce(t, c, partitions, recs[chunk:2*chunk])
 	cw := startWorker(t, srv.Addr(), "timers", "C", env...) // 2 → 3
 	produce(t, c, partitions, recs[2*chunk:3*chunk])
