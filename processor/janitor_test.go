@@ -11,9 +11,9 @@ import (
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
-// Consumers with no heartbeat and nothing pending are removed from the
-// group; a consumer with pending entries is never removed, nor one whose
-// heartbeat is alive.
+// Consumers that are not live members and have nothing pending are
+// removed from the group; a consumer with pending entries is never
+// removed, nor one whose membership is alive.
 func TestJanitorRemovesOnlyDeadEmptyConsumers(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
@@ -31,8 +31,9 @@ func TestJanitorRemovesOnlyDeadEmptyConsumers(t *testing.T) {
 	if err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "t", Consumer: "dead-pending", Streams: []string{"in", ">"}, Count: 1}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	// alive-empty has a heartbeat, as a running worker would.
-	if err := c.Set(ctx, heartbeatKey("in", 0, 1, "t", "alive-empty"), "1", time.Minute).Err(); err != nil {
+	// alive-empty is a live member, as a running worker would be.
+	now := c.Time(ctx).Val()
+	if err := c.ZAdd(ctx, membersKey("in", "t"), redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: "alive-empty"}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(400 * time.Millisecond) // all three idle past the session timeout
@@ -74,8 +75,8 @@ func TestJanitorRemovesOnlyDeadEmptyConsumers(t *testing.T) {
 	if n := pendingCount(t, c, "in"); n != 1 {
 		t.Errorf("pending = %d, want dead-pending's 1 entry untouched", n)
 	}
-	if c.Exists(ctx, heartbeatKey("in", 0, 1, "t", "me")).Val() != 0 {
-		t.Error("the worker's heartbeat is still there after it stopped")
+	if err := c.ZScore(ctx, membersKey("in", "t"), "me").Err(); err == nil {
+		t.Error("the worker is still a member after it stopped")
 	}
 }
 

@@ -77,11 +77,6 @@ func membersKey(stream, group string) string {
 	return partitionKey(stream, 0, 1, "members", group)
 }
 
-// heartbeatKey is the key whose presence says consumer is alive.
-func heartbeatKey(stream string, p, n int, group, consumer string) string {
-	return partitionKey(stream, p, n, "hb", group, consumer)
-}
-
 // laneOf spreads keys over lanes with a hash independent of the partition
 // hash (a murmur3 finaliser on it), so every lane gets work even when the
 // partition count and lane count share factors.

@@ -36,14 +36,14 @@ func TestREADMEPartitionVectors(t *testing.T) {
 
 func TestKeyNames(t *testing.T) {
 	tests := []struct {
-		stream        string
-		p, n          int
-		wantStream    string
-		wantDedupe    string
-		wantHeartbeat string
+		stream     string
+		p, n       int
+		wantStream string
+		wantDedupe string
+		wantState  string
 	}{
-		{"clicks", 0, 1, "clicks", "{clicks}:eddy:dedupe:g", "{clicks}:eddy:hb:g:c"},
-		{"clicks", 3, 4, "{clicks:3}", "{clicks:3}:eddy:dedupe:g", "{clicks:3}:eddy:hb:g:c"},
+		{"clicks", 0, 1, "clicks", "{clicks}:eddy:dedupe:g", "{clicks}:eddy:state:g:counts:u1"},
+		{"clicks", 3, 4, "{clicks:3}", "{clicks:3}:eddy:dedupe:g", "{clicks:3}:eddy:state:g:counts:u1"},
 	}
 	for _, tt := range tests {
 		if got := PartitionStream(tt.stream, tt.p, tt.n); got != tt.wantStream {
@@ -52,8 +52,11 @@ func TestKeyNames(t *testing.T) {
 		if got := DedupePrefix(tt.stream, tt.p, tt.n, "g"); got != tt.wantDedupe {
 			t.Errorf("DedupePrefix(%q, %d, %d) = %q, want %q", tt.stream, tt.p, tt.n, got, tt.wantDedupe)
 		}
-		if got := heartbeatKey(tt.stream, tt.p, tt.n, "g", "c"); got != tt.wantHeartbeat {
-			t.Errorf("heartbeatKey(%q, %d, %d) = %q, want %q", tt.stream, tt.p, tt.n, got, tt.wantHeartbeat)
+		if got := StateKey(tt.stream, tt.p, tt.n, "g", "counts", "u1"); got != tt.wantState {
+			t.Errorf("StateKey(%q, %d, %d) = %q, want %q", tt.stream, tt.p, tt.n, got, tt.wantState)
+		}
+		if keySlot(StateKey(tt.stream, tt.p, tt.n, "g", "counts", "u1")) != keySlot(tt.wantStream) {
+			t.Errorf("StateKey(%q, %d, %d) is in another slot than its partition", tt.stream, tt.p, tt.n)
 		}
 	}
 }

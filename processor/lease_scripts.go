@@ -94,3 +94,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], 10 * ttl)
 return redis.call('ZRANGEBYSCORE', KEYS[1], now + ttl - tonumber(ARGV[3]), '+inf')
 `)
+
+// deleteConsumerScript deletes a consumer from a group if, and only if, it
+// has nothing pending; checked and done atomically, so a consumer that
+// just read entries is never deleted.
+//
+// KEYS[1] the partition stream
+// ARGV[1] consumer group
+// ARGV[2] consumer
+//
+// Returns 1 if the consumer was deleted, 0 if not.
+var deleteConsumerScript = redis.NewScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)

@@ -61,12 +61,12 @@ func (pt *partition) supervise(soft, hard context.Context, lanes []*lane, fail f
 
 // idle waits for a change of assignment, a heartbeat or the stop.
 func (pt *partition) idle(soft context.Context) {
-	t := time.NewTimer(pt.p.o.Heartbeat)
+	t := pt.p.o.Clock.NewTimer(pt.p.o.Heartbeat)
 	defer t.Stop()
 	select {
 	case <-soft.Done():
 	case <-pt.wake:
-	case <-t.C:
+	case <-t.C():
 	}
 }
 
@@ -139,11 +139,12 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 	if pt.fence == "" {
 		beat = max(o.ReclaimAfter/3, 10*time.Millisecond)
 	}
-	tick := time.NewTicker(beat)
-	defer tick.Stop()
+	clock := o.Clock
+	tick := clock.NewTimer(beat)
+	defer func() { tick.Stop() }()
 	var drain <-chan time.Time
 	softDone := soft.Done()
-	renewed := time.Now()
+	renewed := clock.Now()
 	for {
 		select {
 		case <-committerDone:
@@ -159,12 +160,13 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 			pt.log.Warn("drain_timeout_passed", zap.Int("left_pending", pt.inflightCount()))
 			stopHard()
 			return
-		case <-tick.C:
+		case <-tick.C():
+			tick = clock.NewTimer(beat)
 			if pt.fence == "" {
 				pt.touchInflight(hard, beat)
 				continue
 			}
-			sent := time.Now() // the lease runs from when Redis renews it, at or after this
+			sent := clock.Now() // the lease runs from when Redis renews it, at or after this
 			cctx, cancel := pt.p.bounded(hard)
 			ok, err := renewLease(cctx, pt.p.rdb, pt.lease, pt.fence, o.SessionTimeout)
 			cancel()
@@ -174,7 +176,7 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 				return
 			case err == nil:
 				renewed = sent
-			case time.Since(renewed) >= o.SessionTimeout:
+			case clock.Now().Sub(renewed) >= o.SessionTimeout:
 				// The lease has surely expired: another worker may own it.
 				pt.lose("renew_timeout")
 				return
@@ -208,19 +210,9 @@ func (p *Processor) coordinate(soft context.Context) {
 			}
 			return
 		}
-		owners := assign(members, len(p.parts))
-		mine := 0
-		for i, pt := range p.parts {
-			want := owners[i] == o.Consumer
-			if pt.desired.Swap(want) != want {
-				select {
-				case pt.wake <- struct{}{}:
-				default:
-				}
-			}
-			if want {
-				mine++
-			}
+		mine := len(p.parts) // with ordering none every worker reads every partition
+		if o.Ordering == OrderingKey {
+			mine = p.assignPartitions(members)
 		}
 		if s := fmt.Sprint(members); s != last {
 			last = s
@@ -228,11 +220,11 @@ func (p *Processor) coordinate(soft context.Context) {
 		}
 	}
 	round()
-	t := time.NewTicker(o.Heartbeat)
-	defer t.Stop()
 	for {
+		t := o.Clock.NewTimer(o.Heartbeat)
 		select {
 		case <-soft.Done():
+			t.Stop()
 			for _, pt := range p.parts {
 				pt.desired.Store(false)
 			}
@@ -242,10 +234,30 @@ func (p *Processor) coordinate(soft context.Context) {
 			bcancel()
 			cancel()
 			return
-		case <-t.C:
+		case <-t.C():
 			round()
 		}
 	}
+}
+
+// assignPartitions marks which partitions the shared assignment gives
+// this worker, waking those whose assignment changed, and returns how many.
+func (p *Processor) assignPartitions(members []string) int {
+	owners := assign(members, len(p.parts))
+	mine := 0
+	for i, pt := range p.parts {
+		want := owners[i] == p.o.Consumer
+		if pt.desired.Swap(want) != want {
+			select {
+			case pt.wake <- struct{}{}:
+			default:
+			}
+		}
+		if want {
+			mine++
+		}
+	}
+	return mine
 }
 
 // acquireLease takes the lease if free; it returns the new fence, or "" and

@@ -22,7 +22,6 @@ type partition struct {
 	n      int
 	stream string
 	dedupe string // dedupe set prefix
-	hbKey  string
 	lease  string // the lease key
 	token  string // the token counter key
 	slot   int    // the Redis Cluster slot of all of the above
@@ -85,7 +84,6 @@ func newPartition(p *Processor, n int) *partition {
 		n:      n,
 		stream: stream,
 		dedupe: DedupePrefix(o.Stream, n, o.Partitions, o.Group),
-		hbKey:  heartbeatKey(o.Stream, n, o.Partitions, o.Group, o.Consumer),
 		lease:  leaseKey(o.Stream, n, o.Partitions, o.Group),
 		token:  tokenKey(o.Stream, n, o.Partitions, o.Group),
 		slot:   keySlot(stream),
@@ -155,9 +153,9 @@ func (pt *partition) readLoop(soft, hard context.Context, lanes []*lane, fail fu
 			}
 			recheck = false
 		}
-		if time.Since(lastReclaim) >= o.ReclaimInterval {
+		if o.Clock.Now().Sub(lastReclaim) >= o.ReclaimInterval {
 			recheck = !pt.reclaim(soft, rctx, hard, lanes)
-			lastReclaim = time.Now()
+			lastReclaim = o.Clock.Now()
 			if recheck {
 				continue
 			}

@@ -148,10 +148,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		workers.Add(1)
 		go func() { defer workers.Done(); l.run() }()
 	}
-	if p.o.Ordering == OrderingKey {
-		background.Add(1)
-		go func() { defer background.Done(); p.coordinate(soft) }()
-	}
+	background.Add(1)
+	go func() { defer background.Done(); p.coordinate(soft) }()
 	for _, pt := range p.parts {
 		supervisors.Add(1)
 		go func() { defer supervisors.Done(); pt.supervise(soft, hard, lanes, fail) }()

@@ -255,25 +255,22 @@ func consumers(ctx context.Context, rdb redis.UniversalClient, stream, group str
 	return out, nil
 }
 
-// heartbeat marks consumer alive on every partition for ttl, in one round trip.
-func heartbeat(ctx context.Context, rdb redis.UniversalClient, keys []string, ttl time.Duration) error {
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.Set(ctx, k, "1", ttl)
-		}
-		return nil
-	})
-	return err
-}
-
-func deleteKeys(ctx context.Context, rdb redis.UniversalClient, keys []string) error {
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.Del(ctx, k)
-		}
-		return nil
-	})
-	return err
+// liveMembers returns the workers whose membership has not lapsed, by
+// Redis's clock.
+func liveMembers(ctx context.Context, rdb redis.UniversalClient, key string) (map[string]bool, error) {
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	ms, err := rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		live[m] = true
+	}
+	return live, nil
 }
 
 // ReadDeadLetters reads up to count entries of stream dlq with ids after

@@ -323,24 +323,6 @@ end
 return table.concat(out)
 `
 
-// deleteConsumerScript deletes a consumer from a group if, and only if, it
-// has no heartbeat and nothing pending; checked and done atomically, so a
-// consumer that just read entries is never deleted.
-//
-// KEYS[1] the partition stream
-// KEYS[2] the consumer's heartbeat key
-// ARGV[1] consumer group
-// ARGV[2] consumer
-//
-// Returns 1 if the consumer was deleted, 0 if not.
-var deleteConsumerScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if #p > 0 then return 0 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return 1
-`)
-
 // maxEffectStrings bounds the field/value strings of one write, below what
 // the script can pass to one redis.call (Lua's unpack limit, about 8000).
 const maxEffectStrings = 7000
