@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,9 +62,28 @@ func freeAddr(t *testing.T) string {
 // process is a running eddy binary.
 type process struct {
 	cmd    *exec.Cmd
-	stderr bytes.Buffer
+	stderr lockedBuffer
 	exited chan struct{}
 	err    error
+}
+
+// lockedBuffer is a bytes.Buffer that the process's output copier writes
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startEddy(t *testing.T, args ...string) *process {
@@ -305,7 +325,7 @@ pipelines:
 func TestRunRedisDown(t *testing.T) {
 	addr := freeAddr(t) // nothing listens there
 	cfg := writeFile(t, "p.yaml", "redis: {url: redis://"+addr+"/0}\nhttp: {addr: off}\npipelines:\n  - name: a\n    input: {stream: s}\n    key: k\n")
-	p := startEddy(t, "run", "-c", cfg)
+	p := startEddy(t, "run", "-c", cfg, "--redis-wait", "0")
 	if code := p.wait(t, 15*time.Second); code != 1 {
 		t.Fatalf("exit code = %d, want 1", code)
 	}
@@ -325,7 +345,7 @@ func TestRedisFromEnvironmentAndPipelineSelection(t *testing.T) {
 	}
 	dead := freeAddr(t)
 	t.Setenv("EDDY_REDIS_URL", "redis://"+dead+"/0")
-	code, _, errOut = eddy(t, "", "run", "-c", cfg, "--pipeline", "a")
+	code, _, errOut = eddy(t, "", "run", "-c", cfg, "--pipeline", "a", "--redis-wait", "0")
 	if code != 1 || !strings.Contains(errOut, dead) || strings.Contains(errOut, "embedded_redis") {
 		t.Errorf("run with EDDY_REDIS_URL at a dead address = %d %q, want 1 naming %s", code, errOut, dead)
 	}
