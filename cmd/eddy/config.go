@@ -83,3 +83,23 @@ func connect(ctx context.Context, g *globals, f *pipelines.File, log *zap.Logger
 	}
 	return conn, nil
 }
+
+// setupOne is setup for commands that act on one pipeline: the one named,
+// or the file's only one when none is named.
+func setupOne(g *globals, file, pipeline string) (*pipelines.File, []*pipelines.Pipeline, *zap.Logger, error) {
+	if pipeline != "" {
+		return setup(g, file, []string{pipeline})
+	}
+	f, ps, log, err := setup(g, file, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(ps) != 1 {
+		names := make([]string, len(ps))
+		for i, p := range ps {
+			names[i] = p.Name
+		}
+		return nil, nil, nil, usageError{fmt.Errorf("%s has %d pipelines (%s): name one with --pipeline NAME", file, len(ps), strings.Join(names, ", "))}
+	}
+	return f, ps, log, nil
+}

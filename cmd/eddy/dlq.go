@@ -37,10 +37,7 @@ type dlqTarget struct {
 }
 
 func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget, error) {
-	if pipeline == "" {
-		return nil, usageError{errors.New("--pipeline NAME is required")}
-	}
-	f, ps, log, err := setup(g, file, []string{pipeline})
+	f, ps, log, err := setupOne(g, file, pipeline)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,13 +28,10 @@ is not a JSON object or lacks the key is still appended, as it is, so that the
 pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if pipeline == "" {
-				return usageError{errors.New("--pipeline NAME is required")}
-			}
 			if batch < 1 {
 				return usageError{fmt.Errorf("--batch %d: must be at least 1", batch)}
 			}
-			f, ps, log, err := setup(g, file, []string{pipeline})
+			f, ps, log, err := setupOne(g, file, pipeline)
 			if err != nil {
 				return err
 			}
