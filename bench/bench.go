@@ -30,8 +30,16 @@ type Options struct {
 
 	// Events is how many pre-filled events each throughput run processes.
 	Events int
-	// Runs is how many paired throughput runs (baseline and Eddy) there are.
+	// Runs is how many paired throughput runs (baseline and Eddy) there
+	// are on fresh data; 0 leaves them out (then the latency runs need
+	// MaxRateTries 0).
 	Runs int
+	// SteadyRuns is how many paired runs there are in the dedupe steady
+	// state (every dedupe set of the window present); 0 leaves them out.
+	SteadyRuns int
+	// StatefulRuns is how many turns of Eddy's plain pipeline and its two
+	// stateful variants there are; 0 leaves them out.
+	StatefulRuns int
 	// Consumers is the baseline's consumers on one stream and Eddy's
 	// partitions (all read by one eddy run process).
 	Consumers int
@@ -59,7 +67,7 @@ type Options struct {
 // Standard returns the standard set (make bench).
 func Standard() Options {
 	return Options{
-		Events: 500_000, Runs: 5, Consumers: 1, Batch: 512, Lanes: 16, Backlog: 1_000_000,
+		Events: 500_000, Runs: 5, SteadyRuns: 5, StatefulRuns: 5, Consumers: 1, Batch: 512, Lanes: 16, Backlog: 1_000_000,
 		Warmup: time.Second, Duration: 10 * time.Second, Rates: []int{5000, 20000},
 		LatencyRuns: 3, MaxRateTries: 4, SearchDuration: 3 * time.Second,
 	}
@@ -68,7 +76,7 @@ func Standard() Options {
 // Quick returns the smoke-check set: under a minute on two cores.
 func Quick() Options {
 	o := Standard()
-	o.Events, o.Runs, o.Backlog = 100_000, 3, 200_000
+	o.Events, o.Runs, o.SteadyRuns, o.StatefulRuns, o.Backlog = 100_000, 3, 1, 1, 200_000
 	o.Warmup, o.Duration = 500*time.Millisecond, 2*time.Second
 	o.LatencyRuns, o.MaxRateTries, o.SearchDuration = 1, 3, 1500*time.Millisecond
 	return o
@@ -83,7 +91,17 @@ func (o Options) Check() error {
 		}
 	}
 	positive("events", o.Events)
-	positive("runs", o.Runs)
+	notNegative := func(name string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("--%s %d: must be at least 0", name, v))
+		}
+	}
+	notNegative("runs", o.Runs)
+	notNegative("steady-runs", o.SteadyRuns)
+	notNegative("stateful-runs", o.StatefulRuns)
+	if o.Runs == 0 && !o.SkipLatency && o.MaxRateTries > 0 {
+		errs = append(errs, errors.New("--runs 0: the search for the highest rate starts from Eddy's throughput; give --max-rate-tries 0 or --skip-latency"))
+	}
 	positive("batch", o.Batch)
 	positive("lanes", o.Lanes)
 	positive("backlog", o.Backlog)
@@ -170,8 +188,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	b.progress("eddy bench on %s (%s), prefix %s", rep.Machine.Redis, rep.Machine.RedisVersion, b.prefix)
-	if rep.Throughput, err = b.throughput(ctx); err != nil {
-		return nil, err
+	if o.Runs > 0 {
+		if rep.Throughput, err = b.throughput(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.SteadyRuns > 0 {
+		if rep.Steady, err = b.steady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.StatefulRuns > 0 {
+		if rep.Stateful, err = b.stateful(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if !o.SkipMemory {
 		if rep.Memory, err = b.memory(ctx); err != nil {
@@ -179,7 +209,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if !o.SkipLatency {
-		if rep.Latency, err = b.latency(ctx, rep.Throughput.Eddy.EventsPerSec); err != nil {
+		var eddyThroughput float64
+		if rep.Throughput != nil {
+			eddyThroughput = rep.Throughput.Eddy.EventsPerSec
+		}
+		if rep.Latency, err = b.latency(ctx, eddyThroughput); err != nil {
 			return nil, err
 		}
 	}

@@ -7,9 +7,10 @@
 // names of every run under one unique prefix and their removal (keys.go),
 // the generated events and the pre-fill
 // (events.go), the two sides run as child processes of the same eddy binary
-// (side.go, child.go, procfs_*.go), the throughput, memory and latency
-// scenarios (throughput.go, latency.go), the statistics (stats.go) and the
-// report, as a table or as JSON (report.go).
+// (side.go, child.go, procfs_*.go), the throughput, dedupe steady state,
+// stateful, memory and latency scenarios (throughput.go, steady.go,
+// latency.go), the statistics (stats.go) and the report, as a table or as
+// JSON (report.go).
 //
 // It does not own the engine or its configuration: the Eddy side is `eddy
 // run` on a YAML file written here, the baseline side is `eddy
@@ -18,6 +19,7 @@
 // starts or the one named by Options.RedisURL; on a server it did not start
 // it never flushes anything and deletes only the keys under its own prefix.
 //
-// Import direction: cmd/eddy -> bench -> processor (the producer's routing
-// and partition stream names only) and internal/redisserver.
+// Import direction: cmd/eddy -> bench -> processor (the producer's routing,
+// partition stream, dedupe and state key names only), dedupe (the bucket
+// sets of a window) and internal/redisserver.
 package bench

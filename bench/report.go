@@ -14,7 +14,9 @@ type Report struct {
 	Command    string         `json:"command"`
 	Machine    Machine        `json:"machine"`
 	Settings   Settings       `json:"settings"`
-	Throughput *Throughput    `json:"throughput"`
+	Throughput *Throughput    `json:"throughput,omitempty"`
+	Steady     *Throughput    `json:"steady,omitempty"`
+	Stateful   *Stateful      `json:"stateful,omitempty"`
 	Memory     *Memory        `json:"memory,omitempty"`
 	Latency    *LatencyReport `json:"latency,omitempty"`
 	// Seconds is the wall time of the whole bench.
@@ -37,6 +39,8 @@ type Settings struct {
 	EventBytes     int     `json:"event_bytes"`
 	Keys           int     `json:"keys"`
 	Runs           int     `json:"runs"`
+	SteadyRuns     int     `json:"steady_runs"`
+	StatefulRuns   int     `json:"stateful_runs"`
 	Consumers      int     `json:"consumers"`
 	Batch          int     `json:"batch"`
 	Lanes          int     `json:"lanes"`
@@ -51,7 +55,7 @@ type Settings struct {
 
 func settingsOf(o Options) Settings {
 	return Settings{
-		Events: o.Events, EventBytes: EventSize, Keys: Keys, Runs: o.Runs, Consumers: o.Consumers,
+		Events: o.Events, EventBytes: EventSize, Keys: Keys, Runs: o.Runs, SteadyRuns: o.SteadyRuns, StatefulRuns: o.StatefulRuns, Consumers: o.Consumers,
 		Batch: o.Batch, Lanes: o.Lanes, Backlog: o.Backlog, WarmupSec: o.Warmup.Seconds(),
 		DurationSec: o.Duration.Seconds(), Rates: o.Rates, LatencyRuns: o.LatencyRuns,
 		MaxRateTries: o.MaxRateTries, SearchDuration: o.SearchDuration.Seconds(),
@@ -78,13 +82,24 @@ func WriteTable(w io.Writer, r *Report) error {
 
 	if t := r.Throughput; t != nil {
 		p("THROUGHPUT: %s pre-filled events, medians of %d paired runs", count(t.Events), len(t.Pairs))
-		p("\tbaseline\teddy\teddy/baseline")
-		p("events/s\t%s\t%s\t%.2f", count(int(t.Baseline.EventsPerSec)), count(int(t.Eddy.EventsPerSec)), t.Ratio)
-		p("CPU s per 1M events, the side\t%.2f\t%.2f\t%.2f", t.Baseline.CPUPerMillion, t.Eddy.CPUPerMillion, ratio(t.Eddy.CPUPerMillion, t.Baseline.CPUPerMillion))
-		p("CPU s per 1M events, redis-server\t%.2f\t%.2f\t%.2f", t.Baseline.RedisCPUPerMillion, t.Eddy.RedisCPUPerMillion, ratio(t.Eddy.RedisCPUPerMillion, t.Baseline.RedisCPUPerMillion))
-		for i, pr := range t.Pairs {
-			p("run %d (%s first), events/s\t%s\t%s\t%.2f", i+1, pr.First, count(int(pr.Baseline.EventsPerSec)), count(int(pr.Eddy.EventsPerSec)), pr.Ratio)
+		writePairs(p, t)
+	}
+	if t := r.Steady; t != nil {
+		p("DEDUPE STEADY STATE: %s pre-filled events, %s ids marked beforehand (Eddy: over every dedupe set of", count(t.Events), count(t.Premarked))
+		p("its window; the baseline: in its one set), medians of %d paired runs", len(t.Pairs))
+		writePairs(p, t)
+	}
+	if st := r.Stateful; st != nil {
+		p("STATEFUL: Eddy's pipeline with a keyed counter before the output, %s pre-filled events, medians of %d turns", count(st.Events), len(st.Runs))
+		p("\tplain\tincr\trmw")
+		p("events/s\t%s\t%s\t%s", count(int(st.Plain.EventsPerSec)), count(int(st.Incr.EventsPerSec)), count(int(st.RMW.EventsPerSec)))
+		p("ratio to plain (median of turns)\t1.00\t%.2f\t%.2f", st.IncrRatio, st.RMWRatio)
+		p("CPU s per 1M events, eddy\t%.2f\t%.2f\t%.2f", st.Plain.CPUPerMillion, st.Incr.CPUPerMillion, st.RMW.CPUPerMillion)
+		p("CPU s per 1M events, redis-server\t%.2f\t%.2f\t%.2f", st.Plain.RedisCPUPerMillion, st.Incr.RedisCPUPerMillion, st.RMW.RedisCPUPerMillion)
+		for i, r := range st.Runs {
+			p("turn %d, events/s\t%s\t%s\t%s", i+1, count(int(r.Plain.EventsPerSec)), count(int(r.Incr.EventsPerSec)), count(int(r.RMW.EventsPerSec)))
 		}
+		p("incr: state: {name: %s, incr: {%s: 1}}; rmw: fields: {%s: '(state.%s.%s ?? 0) + 1'}", stateName, stateField, stateField, stateName, stateField)
 		p("")
 	}
 
@@ -131,6 +146,21 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	p("took\t%v", time.Duration(r.Seconds*float64(time.Second)).Round(time.Second))
 	return tw.Flush()
+}
+
+// writePairs writes the table of a paired throughput scenario.
+func writePairs(p func(string, ...any), t *Throughput) {
+	p("\tbaseline\teddy\teddy/baseline")
+	p("events/s\t%s\t%s\t%.2f", count(int(t.Baseline.EventsPerSec)), count(int(t.Eddy.EventsPerSec)), t.Ratio)
+	p("CPU s per 1M events, the side\t%.2f\t%.2f\t%.2f", t.Baseline.CPUPerMillion, t.Eddy.CPUPerMillion, ratio(t.Eddy.CPUPerMillion, t.Baseline.CPUPerMillion))
+	p("CPU s per 1M events, redis-server\t%.2f\t%.2f\t%.2f", t.Baseline.RedisCPUPerMillion, t.Eddy.RedisCPUPerMillion, t.RedisCPURatio)
+	for i, pr := range t.Pairs {
+		p("run %d (%s first), events/s; redis\t%s; %.2f\t%s; %.2f\t%.2f; %.2f", i+1, pr.First,
+			count(int(pr.Baseline.EventsPerSec)), perMillion(pr.Baseline.RedisCPUSeconds, pr.Baseline.Events),
+			count(int(pr.Eddy.EventsPerSec)), perMillion(pr.Eddy.RedisCPUSeconds, pr.Eddy.Events), pr.Ratio, pr.RedisCPURatio)
+	}
+	p("(ratios: medians of the pairs' ratios; redis: redis-server CPU µs per event)")
+	p("")
 }
 
 // latencyCells are the p50, p99, p999 and max cells of a latency row.

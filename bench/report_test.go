@@ -20,6 +20,18 @@ func TestWriteTable(t *testing.T) {
 			Eddy:     SideSummary{EventsPerSec: 50000, CPUPerMillion: 14, RedisCPUPerMillion: 11},
 			Ratio:    0.5,
 		},
+		Steady: &Throughput{
+			Events: 1000, Premarked: 1000,
+			Pairs:    []Pair{{First: SideEddy, Baseline: run(SideBaseline, 90000), Eddy: run(SideEddy, 45000), Ratio: 0.5, RedisCPURatio: 1.25}},
+			Baseline: SideSummary{EventsPerSec: 90000, RedisCPUPerMillion: 4}, Eddy: SideSummary{EventsPerSec: 45000, RedisCPUPerMillion: 5},
+			Ratio: 0.5, RedisCPURatio: 1.25,
+		},
+		Stateful: &Stateful{
+			Events: 1000,
+			Runs:   []StatefulRun{{Plain: run(SideEddy, 80000), Incr: run(SideEddyIncr, 64000), RMW: run(SideEddyRMW, 60000), IncrRatio: 0.8, RMWRatio: 0.75}},
+			Plain:  SideSummary{EventsPerSec: 80000}, Incr: SideSummary{EventsPerSec: 64000}, RMW: SideSummary{EventsPerSec: 60000},
+			IncrRatio: 0.8, RMWRatio: 0.75,
+		},
 		Memory: &Memory{Backlog: 1000, Baseline: run(SideBaseline, 1), Eddy: run(SideEddy, 1), TargetBytes: memoryTarget, EddyWithinTarget: true},
 		Latency: &LatencyReport{
 			Rates: []RateLatency{
@@ -36,6 +48,8 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"eddy bench --quick", "2 CPUs, linux/amd64", "7.0.15",
 		"events/s", "100,000", "50,000", "0.50",
+		"DEDUPE STEADY STATE", "1,000 ids marked beforehand", "90,000; 20.00", "1.25",
+		"STATEFUL", "64,000", "0.80", "0.75",
 		"peak RSS", "30.0 MB", "target: eddy < 150.0 MB, met",
 		"5,000/s", "3.00", "(1 run(s) fell behind)", "30,000/s (max)",
 		"max rate", "30,000 events/s", "40,000/s: p99 80.00ms, caught up: false: not sustained",

@@ -19,7 +19,35 @@ const (
 	// SideEddy is the engine, `eddy run` on an ordered pipeline with dedupe
 	// and one output.
 	SideEddy Side = "eddy"
+	// SideEddyIncr is SideEddy with keyed state: a state step before the
+	// output that adds one to the key's counter (state: {name: counts,
+	// incr: {n: 1}}).
+	SideEddyIncr Side = "eddy_state_incr"
+	// SideEddyRMW is SideEddy with keyed state read, changed and written
+	// back by an expression (fields: {n: '(state.counts.n ?? 0) + 1'}).
+	SideEddyRMW Side = "eddy_state_rmw"
 )
+
+// stateName and stateField are the keyed state the stateful sides count in.
+const (
+	stateName  = "counts"
+	stateField = "n"
+)
+
+// stateStep is the YAML of the state step of the stateful sides, "" for
+// the others.
+func (s Side) stateStep() string {
+	switch s {
+	case SideEddyIncr:
+		return "      - state: {name: " + stateName + ", incr: {" + stateField + ": 1}}\n"
+	case SideEddyRMW:
+		return "      - state: {name: " + stateName + ", fields: {" + stateField + ": '(state." + stateName + "." + stateField + " ?? 0) + 1'}}\n"
+	}
+	return ""
+}
+
+// isEddy reports whether s is Eddy's engine, with or without state.
+func (s Side) isEddy() bool { return s != SideBaseline }
 
 // other is the side that is not s.
 func (s Side) other() Side {
@@ -52,14 +80,14 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 	r := &sideRun{side: side, names: n}
 	global := []string{"--redis", b.url, "--log-level", "warn", "--log-format", "console"}
 	switch side {
-	case SideEddy:
+	case SideEddy, SideEddyIncr, SideEddyRMW:
 		r.group = eddyGroup
 		for p := range o.Consumers {
 			r.inputs = append(r.inputs, processor.PartitionStream(n.input(), p, o.Consumers))
 		}
 		r.prod = processor.NewProducer(b.rdb, n.input(), o.Consumers, 0)
 		cfg := filepath.Join(b.dir, "eddy-"+strconv.Itoa(b.runs)+".yaml")
-		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o, side.stateStep())), 0o600); err != nil {
 			return nil, fmt.Errorf("write the eddy config: %w", err)
 		}
 		r.args = slices.Concat(global, []string{"run", "-c", cfg, "--consumer", "bench-1", "--http", "off"})
@@ -78,10 +106,11 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 }
 
 // eddyConfig is the pipeline under test, like configs/bench.yaml: ordered
-// by user_id (ordering key, the default), dedupe on event_id, one output.
-// A mistake in it makes `eddy run` fail at once, with the problems on its
+// by user_id (ordering key, the default), dedupe on event_id, one output,
+// and before the output the step state (YAML lines, "" for none). A
+// mistake in it makes `eddy run` fail at once, with the problems on its
 // stderr, which the run's error quotes.
-func eddyConfig(n names, o Options) string {
+func eddyConfig(n names, o Options, state string) string {
 	return fmt.Sprintf(`# written by eddy bench
 http:
   addr: "off"
@@ -94,12 +123,12 @@ pipelines:
     key: user_id
     dedupe:
       id: event_id
-      window: 1h
+      window: %v
     batch_size: %d
     lanes: %d
     steps:
-      - output: {stream: %q, max_len: %d}
-`, eddyGroup, n.input(), o.Consumers, payloadField, o.Batch, o.Lanes, n.output(), outputMaxLen)
+%s      - output: {stream: %q, max_len: %d}
+`, eddyGroup, n.input(), o.Consumers, payloadField, dedupeWindow, o.Batch, o.Lanes, state, n.output(), outputMaxLen)
 }
 
 // probes returns one event per input stream, so that a latency run can

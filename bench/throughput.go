@@ -45,45 +45,68 @@ type Pair struct {
 	Eddy     RunStats `json:"eddy"`
 	// Ratio is Eddy's events/s over the baseline's.
 	Ratio float64 `json:"ratio"`
+	// RedisCPURatio is redis-server's CPU per event while Eddy ran over
+	// the same while the baseline ran.
+	RedisCPURatio float64 `json:"redis_cpu_ratio"`
 }
 
 // SideSummary is one side's medians over the paired runs.
 type SideSummary struct {
 	EventsPerSec float64 `json:"events_per_sec"`
 	// CPUPerMillion is the side's CPU seconds per million events;
-	// RedisCPUPerMillion redis-server's while that side ran.
+	// RedisCPUPerMillion redis-server's while that side ran (both are also
+	// µs per event).
 	CPUPerMillion      float64 `json:"cpu_seconds_per_million"`
 	RedisCPUPerMillion float64 `json:"redis_cpu_seconds_per_million"`
 	PeakRSSBytes       int64   `json:"peak_rss_bytes"`
 }
 
-// Throughput is the throughput scenario: Runs pairs over Events each.
+// Throughput is a paired throughput scenario: Runs pairs over Events each.
+// In the dedupe steady state (Premarked > 0) every dedupe set of Eddy's
+// window exists before a run starts, and the baseline's one set holds as
+// many ids as all of them together (see premark).
 type Throughput struct {
-	Events   int         `json:"events"`
-	Pairs    []Pair      `json:"pairs"`
-	Baseline SideSummary `json:"baseline"`
-	Eddy     SideSummary `json:"eddy"`
-	// Ratio is the median of the pairs' ratios (not the ratio of medians).
-	Ratio float64 `json:"ratio"`
+	Events    int         `json:"events"`
+	Premarked int         `json:"premarked,omitempty"`
+	Pairs     []Pair      `json:"pairs"`
+	Baseline  SideSummary `json:"baseline"`
+	Eddy      SideSummary `json:"eddy"`
+	// Ratio is the median of the pairs' ratios (not the ratio of medians),
+	// and RedisCPURatio likewise of their Redis CPU per event.
+	Ratio         float64 `json:"ratio"`
+	RedisCPURatio float64 `json:"redis_cpu_ratio"`
 }
 
-// throughput runs the paired throughput runs, alternating which side goes first.
+// throughput runs the paired throughput runs on fresh data.
 func (b *bencher) throughput(ctx context.Context) (*Throughput, error) {
+	return b.pairs(ctx, "throughput", b.o.Runs, false)
+}
+
+// steady runs the paired throughput runs in the dedupe steady state.
+func (b *bencher) steady(ctx context.Context) (*Throughput, error) {
+	return b.pairs(ctx, "steady", b.o.SteadyRuns, true)
+}
+
+// pairs runs paired throughput runs, alternating which side goes first;
+// with premarked, each in the dedupe steady state.
+func (b *bencher) pairs(ctx context.Context, label string, runs int, premarked bool) (*Throughput, error) {
 	t := &Throughput{Events: b.o.Events}
-	var ratios []float64
-	for i := range b.o.Runs {
+	if premarked {
+		t.Premarked = b.o.Events
+	}
+	var ratios, redisRatios []float64
+	for i := range runs {
 		first := SideBaseline
 		if i%2 == 1 {
 			first = SideEddy
 		}
 		p := Pair{First: first}
 		for _, side := range []Side{first, first.other()} {
-			s, err := b.backlogRun(ctx, side, b.o.Events)
+			s, err := b.backlogRun(ctx, side, b.o.Events, t.Premarked)
 			if err != nil {
-				return nil, fmt.Errorf("throughput run %d of %d, %s: %w", i+1, b.o.Runs, side, err)
+				return nil, fmt.Errorf("%s run %d of %d, %s: %w", label, i+1, runs, side, err)
 			}
-			b.progress("throughput %d/%d %-8s %9.0f events/s  cpu %5.2fs  redis cpu %5.2fs  rss %s",
-				i+1, b.o.Runs, side, s.EventsPerSec, s.CPUSeconds, s.RedisCPUSeconds, megabytes(s.PeakRSSBytes))
+			b.progressRun(label, i+1, runs, s)
 			if side == SideEddy {
 				p.Eddy = s
 			} else {
@@ -91,20 +114,95 @@ func (b *bencher) throughput(ctx context.Context) (*Throughput, error) {
 			}
 		}
 		p.Ratio = ratio(p.Eddy.EventsPerSec, p.Baseline.EventsPerSec)
+		p.RedisCPURatio = ratio(p.Eddy.RedisCPUSeconds, p.Baseline.RedisCPUSeconds) // the same events on both sides
 		ratios = append(ratios, p.Ratio)
+		redisRatios = append(redisRatios, p.RedisCPURatio)
 		t.Pairs = append(t.Pairs, p)
 	}
-	t.Ratio = Median(ratios)
-	t.Baseline = summarizeRuns(t.Pairs, func(p Pair) RunStats { return p.Baseline })
-	t.Eddy = summarizeRuns(t.Pairs, func(p Pair) RunStats { return p.Eddy })
+	t.Ratio, t.RedisCPURatio = Median(ratios), Median(redisRatios)
+	t.Baseline = summarizeRuns(runsOf(t.Pairs, func(p Pair) RunStats { return p.Baseline }))
+	t.Eddy = summarizeRuns(runsOf(t.Pairs, func(p Pair) RunStats { return p.Eddy }))
 	return t, nil
 }
 
+// Stateful is the stateful scenario: Eddy's plain pipeline and the two
+// stateful ones (SideEddyIncr, SideEddyRMW) through Events each, Runs
+// times, in turns whose order rotates.
+type Stateful struct {
+	Events int           `json:"events"`
+	Runs   []StatefulRun `json:"runs"`
+	Plain  SideSummary   `json:"plain"`
+	Incr   SideSummary   `json:"incr"`
+	RMW    SideSummary   `json:"rmw"`
+	// IncrRatio and RMWRatio are the medians of the turns' ratios of the
+	// stateful pipeline's events/s to the plain one's.
+	IncrRatio float64 `json:"incr_ratio"`
+	RMWRatio  float64 `json:"rmw_ratio"`
+}
+
+// StatefulRun is one turn of the stateful scenario.
+type StatefulRun struct {
+	Plain     RunStats `json:"plain"`
+	Incr      RunStats `json:"incr"`
+	RMW       RunStats `json:"rmw"`
+	IncrRatio float64  `json:"incr_ratio"`
+	RMWRatio  float64  `json:"rmw_ratio"`
+}
+
+// stateful runs the stateful scenario.
+func (b *bencher) stateful(ctx context.Context) (*Stateful, error) {
+	st := &Stateful{Events: b.o.Events}
+	order := []Side{SideEddy, SideEddyIncr, SideEddyRMW}
+	var incr, rmw []float64
+	for i := range b.o.StatefulRuns {
+		var r StatefulRun
+		for j := range order {
+			side := order[(i+j)%len(order)]
+			s, err := b.backlogRun(ctx, side, b.o.Events, 0)
+			if err != nil {
+				return nil, fmt.Errorf("stateful run %d of %d, %s: %w", i+1, b.o.StatefulRuns, side, err)
+			}
+			b.progressRun("stateful", i+1, b.o.StatefulRuns, s)
+			switch side {
+			case SideEddyIncr:
+				r.Incr = s
+			case SideEddyRMW:
+				r.RMW = s
+			default:
+				r.Plain = s
+			}
+		}
+		r.IncrRatio = ratio(r.Incr.EventsPerSec, r.Plain.EventsPerSec)
+		r.RMWRatio = ratio(r.RMW.EventsPerSec, r.Plain.EventsPerSec)
+		incr, rmw = append(incr, r.IncrRatio), append(rmw, r.RMWRatio)
+		st.Runs = append(st.Runs, r)
+	}
+	st.IncrRatio, st.RMWRatio = Median(incr), Median(rmw)
+	st.Plain = summarizeRuns(runsOf(st.Runs, func(r StatefulRun) RunStats { return r.Plain }))
+	st.Incr = summarizeRuns(runsOf(st.Runs, func(r StatefulRun) RunStats { return r.Incr }))
+	st.RMW = summarizeRuns(runsOf(st.Runs, func(r StatefulRun) RunStats { return r.RMW }))
+	return st, nil
+}
+
+// progressRun reports one finished run.
+func (b *bencher) progressRun(label string, i, runs int, s RunStats) {
+	b.progress("%-10s %d/%d %-15s %9.0f events/s  cpu %5.2fs  redis cpu %5.2fs (%.2f µs/event)  rss %s",
+		label, i, runs, s.Side, s.EventsPerSec, s.CPUSeconds, s.RedisCPUSeconds, perMillion(s.RedisCPUSeconds, s.Events), megabytes(s.PeakRSSBytes))
+}
+
+// runsOf picks one side's runs out of xs.
+func runsOf[T any](xs []T, side func(T) RunStats) []RunStats {
+	out := make([]RunStats, len(xs))
+	for i, x := range xs {
+		out[i] = side(x)
+	}
+	return out
+}
+
 // summarizeRuns returns the medians of one side's runs.
-func summarizeRuns(pairs []Pair, side func(Pair) RunStats) SideSummary {
+func summarizeRuns(runs []RunStats) SideSummary {
 	var eps, cpu, rcpu, rss []float64
-	for _, p := range pairs {
-		s := side(p)
+	for _, s := range runs {
 		eps = append(eps, s.EventsPerSec)
 		cpu = append(cpu, perMillion(s.CPUSeconds, s.Events))
 		rcpu = append(rcpu, perMillion(s.RedisCPUSeconds, s.Events))
@@ -118,10 +216,12 @@ func perMillion(seconds float64, events int) float64 {
 	return ratio(seconds*1e6, float64(events))
 }
 
-// backlogRun pre-fills n events, starts side, and measures it from its
+// backlogRun pre-fills n events (and, with premarked > 0, that many ids
+// into the dedupe sets: see premark), starts side, and measures it from its
 // process start until the output holds n entries; then stops it with
-// SIGTERM and verifies the output length and that nothing is pending.
-func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, error) {
+// SIGTERM and verifies the output length, that nothing is pending and,
+// for a stateful side, that its counters add up to n.
+func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (RunStats, error) {
 	keys := b.next()
 	defer func() { _ = b.clean(ctx, keys) }() // an error here shows on the next run
 	r, err := b.prepare(side, keys)
@@ -131,6 +231,11 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, e
 	ev := newEvents("t"+strconv.Itoa(b.runs), uint64(b.runs))
 	if err := prefill(ctx, r.prod, ev, n, func() int64 { return time.Now().UnixNano() }); err != nil {
 		return RunStats{}, fmt.Errorf("pre-fill: %w", err)
+	}
+	if premarked > 0 {
+		if err := b.premark(ctx, r, premarked); err != nil {
+			return RunStats{}, fmt.Errorf("pre-mark: %w", err)
+		}
 	}
 	redis0, err := b.redisCPU(ctx)
 	if err != nil {
@@ -159,6 +264,11 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n int) (RunStats, e
 	}
 	if s.Outputs, s.Pending, err = b.verify(ctx, r, int64(n)); err != nil {
 		return s, err
+	}
+	if side.stateStep() != "" {
+		if err := b.verifyCounts(ctx, r, int64(n)); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
 }
@@ -219,7 +329,7 @@ func (b *bencher) verify(ctx context.Context, r *sideRun, want int64) (outputs, 
 func (b *bencher) memory(ctx context.Context) (*Memory, error) {
 	m := &Memory{Backlog: b.o.Backlog, TargetBytes: memoryTarget}
 	for _, side := range []Side{SideEddy, SideBaseline} {
-		s, err := b.backlogRun(ctx, side, b.o.Backlog)
+		s, err := b.backlogRun(ctx, side, b.o.Backlog, 0)
 		if err != nil {
 			return nil, fmt.Errorf("memory run, %s: %w", side, err)
 		}

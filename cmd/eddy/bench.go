@@ -28,8 +28,19 @@ reports:
 
   throughput  events/s through a pre-filled stream (--events, 200-byte events
               over 10,000 keys), CPU seconds per million events of each side
-              and of redis-server, and the ratio Eddy/baseline, taken pair by
-              pair over --runs paired runs (medians)
+              and of redis-server (= µs per event), and the ratios
+              Eddy/baseline of events/s and of redis-server CPU per event,
+              taken pair by pair over --runs paired runs (medians)
+  steady      the same in the dedupe steady state (--steady-runs pairs):
+              before each run every dedupe set of Eddy's window is made,
+              holding --events ids together, and the baseline's one set
+              gets as many, so that every look-up hits every set
+  stateful    Eddy's pipeline with keyed state before its output, a counter
+              per key (incr: {n: 1}) and the same read, changed and written
+              back (fields: {n: '(state.counts.n ?? 0) + 1'}), each run in
+              turn with the plain pipeline (--stateful-runs turns): events/s
+              as a ratio to the plain pipeline's; the counters are checked
+              to add up to the events
   memory      peak RSS of each side through a backlog of --backlog events
   latency     p50/p99/p999/max from XADD to the output being read, with a
               producer at each of --rates events/s and at the highest rate
@@ -74,7 +85,9 @@ run that fails makes the command exit 1, naming the run and the side.
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&o.Events, "events", o.Events, "pre-filled events per throughput run")
-	fl.IntVar(&o.Runs, "runs", o.Runs, "paired throughput runs (baseline and Eddy each); figures are medians")
+	fl.IntVar(&o.Runs, "runs", o.Runs, "paired throughput runs (baseline and Eddy each); figures are medians (0: none)")
+	fl.IntVar(&o.SteadyRuns, "steady-runs", o.SteadyRuns, "paired throughput runs in the dedupe steady state (0: none)")
+	fl.IntVar(&o.StatefulRuns, "stateful-runs", o.StatefulRuns, "turns of the plain and the two stateful pipelines (0: none)")
 	fl.IntVar(&o.Consumers, "consumers", o.Consumers, "the baseline's consumers on one stream, and Eddy's partitions (one eddy run process)")
 	fl.IntVar(&o.Batch, "batch", o.Batch, "entries per read, both sides (Eddy's batch_size)")
 	fl.IntVar(&o.Lanes, "lanes", o.Lanes, "Eddy's lanes: keys handled in parallel")
@@ -86,7 +99,7 @@ run that fails makes the command exit 1, naming the run and the side.
 	fl.IntVar(&o.MaxRateTries, "max-rate-tries", o.MaxRateTries, "tries of the search for the highest rate Eddy sustains (0: no search)")
 	fl.BoolVar(&o.SkipMemory, "skip-memory", false, "leave out the memory runs")
 	fl.BoolVar(&o.SkipLatency, "skip-latency", false, "leave out the latency runs")
-	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, backlog 200k, duration 2s, 1 latency run, 3 max-rate tries (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, steady and stateful runs 1, backlog 200k, duration 2s, 1 latency run, 3 max-rate tries (flags given win)")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object on stdout (progress stays on stderr)")
 	return cmd
 }
@@ -101,6 +114,8 @@ func applyQuick(cmd *cobra.Command, o *bench.Options) {
 	}
 	set("events", func() { o.Events = q.Events })
 	set("runs", func() { o.Runs = q.Runs })
+	set("steady-runs", func() { o.SteadyRuns = q.SteadyRuns })
+	set("stateful-runs", func() { o.StatefulRuns = q.StatefulRuns })
 	set("backlog", func() { o.Backlog = q.Backlog })
 	set("duration", func() { o.Duration = q.Duration })
 	set("warmup", func() { o.Warmup = q.Warmup })

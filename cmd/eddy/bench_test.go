@@ -15,9 +15,10 @@ import (
 )
 
 // eddy bench --quick --json on a --redis server: one JSON object with both
-// sides, every event verified, ratios and ordered percentiles; the server's
-// other keys are left alone and none of the bench's is left behind. No
-// timing is asserted: speed is never a unit test's business.
+// sides, every event verified, ratios and ordered percentiles, the dedupe
+// steady state and the stateful turns; the server's other keys are left
+// alone and none of the bench's is left behind. No timing is asserted:
+// speed is never a unit test's business.
 func TestBenchQuickJSON(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
@@ -26,7 +27,7 @@ func TestBenchQuickJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(eddyBin, "--redis", srv.URL(), "bench", "--quick", "--json",
-		"--events", "5000", "--runs", "1", "--backlog", "5000", "--duration", "1s", "--rates", "2000", "--max-rate-tries", "1")
+		"--events", "5000", "--runs", "1", "--steady-runs", "1", "--stateful-runs", "1", "--backlog", "5000", "--duration", "1s", "--rates", "2000", "--max-rate-tries", "1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
@@ -65,14 +66,35 @@ func TestBenchQuickJSON(t *testing.T) {
 	if tp == nil || len(tp.Pairs) != 1 {
 		t.Fatalf("throughput = %+v, want one pair", tp)
 	}
-	for _, s := range []bench.RunStats{tp.Pairs[0].Baseline, tp.Pairs[0].Eddy, rep.Memory.Baseline, rep.Memory.Eddy} {
-		if s.Events != 5000 || s.Outputs != 5000 || s.Pending != 0 || s.EventsPerSec <= 0 || s.CPUSeconds < 0 || s.PeakRSSBytes <= 0 {
-			t.Errorf("%s run = %+v, want 5000 events, 5000 outputs, 0 pending, a rate and a peak RSS", s.Side, s)
+	st := rep.Steady
+	if st == nil || len(st.Pairs) != 1 || st.Premarked != 5000 || st.Events != 5000 {
+		t.Fatalf("steady = %+v, want one pair of 5000 events with 5000 ids marked beforehand", st)
+	}
+	sf := rep.Stateful
+	if sf == nil || len(sf.Runs) != 1 || sf.Events != 5000 {
+		t.Fatalf("stateful = %+v, want one turn of 5000 events", sf)
+	}
+	runs := []bench.RunStats{tp.Pairs[0].Baseline, tp.Pairs[0].Eddy, st.Pairs[0].Baseline, st.Pairs[0].Eddy,
+		sf.Runs[0].Plain, sf.Runs[0].Incr, sf.Runs[0].RMW, rep.Memory.Baseline, rep.Memory.Eddy}
+	wantSides := []bench.Side{bench.SideBaseline, bench.SideEddy, bench.SideBaseline, bench.SideEddy,
+		bench.SideEddy, bench.SideEddyIncr, bench.SideEddyRMW, bench.SideBaseline, bench.SideEddy}
+	for i, s := range runs {
+		if s.Side != wantSides[i] || s.Events != 5000 || s.Outputs != 5000 || s.Pending != 0 || s.EventsPerSec <= 0 ||
+			s.CPUSeconds < 0 || s.RedisCPUSeconds <= 0 || s.PeakRSSBytes <= 0 {
+			t.Errorf("run %d = %+v, want side %s, 5000 events, 5000 outputs, 0 pending, a rate, Redis CPU and a peak RSS", i, s, wantSides[i])
 		}
 	}
-	if tp.Ratio <= 0 || tp.Pairs[0].Ratio <= 0 || tp.Eddy.EventsPerSec <= 0 || tp.Baseline.EventsPerSec <= 0 {
-		t.Errorf("throughput ratio %v (pair %v), eddy %v, baseline %v events/s; want all > 0",
-			tp.Ratio, tp.Pairs[0].Ratio, tp.Eddy.EventsPerSec, tp.Baseline.EventsPerSec)
+	for _, tt := range []*bench.Throughput{tp, st} {
+		if tt.Ratio <= 0 || tt.Pairs[0].Ratio <= 0 || tt.RedisCPURatio <= 0 || tt.Pairs[0].RedisCPURatio <= 0 ||
+			tt.Eddy.EventsPerSec <= 0 || tt.Baseline.EventsPerSec <= 0 || tt.Eddy.RedisCPUPerMillion <= 0 || tt.Baseline.RedisCPUPerMillion <= 0 {
+			t.Errorf("throughput ratio %v (pair %v), Redis CPU ratio %v (pair %v), eddy %v, baseline %v events/s, Redis CPU per 1M %v, %v; want all > 0",
+				tt.Ratio, tt.Pairs[0].Ratio, tt.RedisCPURatio, tt.Pairs[0].RedisCPURatio, tt.Eddy.EventsPerSec, tt.Baseline.EventsPerSec,
+				tt.Eddy.RedisCPUPerMillion, tt.Baseline.RedisCPUPerMillion)
+		}
+	}
+	if sf.IncrRatio <= 0 || sf.RMWRatio <= 0 || sf.Runs[0].IncrRatio <= 0 || sf.Runs[0].RMWRatio <= 0 || sf.Plain.EventsPerSec <= 0 {
+		t.Errorf("stateful ratios %v, %v (turn %v, %v), plain %v events/s; want all > 0",
+			sf.IncrRatio, sf.RMWRatio, sf.Runs[0].IncrRatio, sf.Runs[0].RMWRatio, sf.Plain.EventsPerSec)
 	}
 
 	lat := rep.Latency
@@ -111,6 +133,9 @@ func TestBenchUsage(t *testing.T) {
 	}{
 		{[]string{"bench", "--events", "0"}, "--events 0"},
 		{[]string{"bench", "--consumers", "2000"}, "--consumers 2000"},
+		{[]string{"bench", "--steady-runs", "-1"}, "--steady-runs -1"},
+		{[]string{"bench", "--stateful-runs", "-1"}, "--stateful-runs -1"},
+		{[]string{"bench", "--runs", "0"}, "--runs 0"},
 		{[]string{"bench", "--rates", "0"}, "--rates"},
 		{[]string{"bench", "extra"}, "unknown command"},
 		{[]string{"bench-baseline", "--stream", "s"}, "--redis, --stream, --group, --output and --seen are required"},
