@@ -181,64 +181,28 @@ var effectKinds = map[EffectKind]effectSpec{
 			}
 		},
 	},
-	EffectHIncrBy: {
-		op: "HINCRBY", keyType: 'h',
-		check: func(e *Effect) error {
-			if len(e.Fields) != 2 {
-				return fmt.Errorf("want a field and an increment, got %d strings", len(e.Fields))
-			}
-			if n, err := strconv.ParseInt(e.Fields[1], 10, 64); err != nil || strconv.FormatInt(n, 10) != e.Fields[1] {
-				return fmt.Errorf("increment %q of field %q is not a 64-bit integer as Redis writes one", e.Fields[1], e.Fields[0])
-			}
-			return nil
-		},
-		encode: func(c *commitArgs, e *Effect) {
-			k := c.key(e.Key, 'h')
-			c.valueCheck('i', k, e.Fields[0], e.Fields[1])
-			c.body = append(c.body, k, e.Fields[0], e.Fields[1])
-		},
-		lua: `
-  if write then redis.call('HINCRBY', KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2]) end
-  return j + 3`,
-		remote: func(ctx context.Context, p redis.Pipeliner, e *Effect) {
-			d, _ := strconv.ParseInt(e.Fields[1], 10, 64)
-			p.HIncrBy(ctx, e.Key, e.Fields[0], d)
-		},
-		cache: func(h map[string]string, e *Effect) {
-			cur, _ := strconv.ParseInt(h[e.Fields[0]], 10, 64)
-			d, _ := strconv.ParseInt(e.Fields[1], 10, 64)
-			h[e.Fields[0]] = strconv.FormatInt(cur+d, 10)
-		},
-	},
-	EffectHIncrByFloat: {
-		op: "HINCRBYFLOAT", keyType: 'h',
-		check: func(e *Effect) error {
-			if len(e.Fields) != 2 {
-				return fmt.Errorf("want a field and an increment, got %d strings", len(e.Fields))
-			}
-			if f, err := strconv.ParseFloat(e.Fields[1], 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) || !decimalRE.MatchString(e.Fields[1]) {
-				return fmt.Errorf("increment %q of field %q is not a finite decimal number", e.Fields[1], e.Fields[0])
-			}
-			return nil
-		},
-		encode: func(c *commitArgs, e *Effect) {
-			k := c.key(e.Key, 'h')
-			c.valueCheck('f', k, e.Fields[0], e.Fields[1])
-			c.body = append(c.body, k, e.Fields[0], e.Fields[1])
-		},
-		lua: `
-  if write then redis.call('HINCRBYFLOAT', KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2]) end
-  return j + 3`,
-		remote: func(ctx context.Context, p redis.Pipeliner, e *Effect) {
-			d, _ := strconv.ParseFloat(e.Fields[1], 64)
-			p.HIncrByFloat(ctx, e.Key, e.Fields[0], d)
-		},
-		cache: func(h map[string]string, e *Effect) {
-			cur, _ := strconv.ParseFloat(h[e.Fields[0]], 64)
-			d, _ := strconv.ParseFloat(e.Fields[1], 64)
-			h[e.Fields[0]] = strconv.FormatFloat(cur+d, 'f', -1, 64)
-		},
-	},
+	EffectHIncrBy: incrSpec("HINCRBY", 'i', func(s string) bool {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return err == nil && strconv.FormatInt(n, 10) == s
+	}, func(ctx context.Context, p redis.Pipeliner, key, field, delta string) {
+		d, _ := strconv.ParseInt(delta, 10, 64)
+		p.HIncrBy(ctx, key, field, d)
+	}, func(cur, delta string) string {
+		c, _ := strconv.ParseInt(cur, 10, 64)
+		d, _ := strconv.ParseInt(delta, 10, 64)
+		return strconv.FormatInt(c+d, 10)
+	}),
+	EffectHIncrByFloat: incrSpec("HINCRBYFLOAT", 'f', func(s string) bool {
+		f, err := strconv.ParseFloat(s, 64)
+		return err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) && decimalRE.MatchString(s)
+	}, func(ctx context.Context, p redis.Pipeliner, key, field, delta string) {
+		d, _ := strconv.ParseFloat(delta, 64)
+		p.HIncrByFloat(ctx, key, field, d)
+	}, func(cur, delta string) string {
+		c, _ := strconv.ParseFloat(cur, 64)
+		d, _ := strconv.ParseFloat(delta, 64)
+		return strconv.FormatFloat(c+d, 'f', -1, 64)
+	}),
 	EffectPExpire: {
 		op: "PEXPIRE", keyType: '-',
 		check: func(e *Effect) error {
@@ -323,6 +287,38 @@ var effectKinds = map[EffectKind]effectSpec{
   end
   return j + 2`,
 	},
+}
+
+// incrSpec is the row of an increment of a hash field (Fields: field,
+// increment): op is the command, check the script's value check ('i' an
+// integer, 'f' a number), valid tells a well-formed increment, remote and
+// add write it outside the script and to the keyed-state cache.
+func incrSpec(op string, check byte, valid func(string) bool,
+	remote func(ctx context.Context, p redis.Pipeliner, key, field, delta string), add func(cur, delta string) string) effectSpec {
+	return effectSpec{
+		op: op, keyType: 'h',
+		check: func(e *Effect) error {
+			if len(e.Fields) != 2 {
+				return fmt.Errorf("want a field and an increment, got %d strings", len(e.Fields))
+			}
+			if !valid(e.Fields[1]) {
+				return fmt.Errorf("increment %q of field %q is not a number %s takes as written", e.Fields[1], e.Fields[0], op)
+			}
+			return nil
+		},
+		encode: func(c *commitArgs, e *Effect) {
+			k := c.key(e.Key, 'h')
+			c.valueCheck(check, k, e.Fields[0], e.Fields[1])
+			c.body = append(c.body, k, e.Fields[0], e.Fields[1])
+		},
+		lua: `
+  if write then redis.call('` + op + `', KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2]) end
+  return j + 3`,
+		remote: func(ctx context.Context, p redis.Pipeliner, e *Effect) {
+			remote(ctx, p, e.Key, e.Fields[0], e.Fields[1])
+		},
+		cache: func(h map[string]string, e *Effect) { h[e.Fields[0]] = add(h[e.Fields[0]], e.Fields[1]) },
+	}
 }
 
 // appendTrim appends XADD's trim: "MAXLEN" or "MINID" (or "") and its value.

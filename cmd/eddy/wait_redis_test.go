@@ -258,58 +258,10 @@ func TestRedisWaitable(t *testing.T) {
 	}
 }
 
-// logBuffer is an io.Writer safe to read while a process writes to it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// waitingEddy is an eddy binary whose log can be read while it runs.
-type waitingEddy struct {
-	cmd    *exec.Cmd
-	log    logBuffer
-	exited chan struct{}
-}
-
-func startWaitingEddy(t *testing.T, args ...string) *waitingEddy {
-	t.Helper()
-	p := &waitingEddy{cmd: exec.Command(eddyBin, args...), exited: make(chan struct{})}
-	p.cmd.Stderr = &p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); <-p.exited })
-	return p
-}
-
-// exitCode waits up to d for the process to exit and returns its code.
-func (p *waitingEddy) exitCode(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.exited:
-	case <-time.After(d):
-		t.Fatalf("eddy did not exit within %v; log:\n%s", d, p.log.String())
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
 // logLines returns the JSON log lines with message msg.
-func (p *waitingEddy) logLines(msg string) []map[string]any {
+func (p *process) logLines(msg string) []map[string]any {
 	var out []map[string]any
-	for line := range strings.Lines(p.log.String()) {
+	for line := range strings.Lines(p.stderr.String()) {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)
@@ -359,7 +311,7 @@ func TestRunWaitsForRedis(t *testing.T) {
 	url := "redis://127.0.0.1:" + strconv.Itoa(port) + "/0"
 	httpAddr := freeAddr(t)
 	cfg := writeFile(t, "p.yaml", waitConfig+"http: {addr: "+httpAddr+"}\n")
-	p := startWaitingEddy(t, "--redis", url, "run", "-c", cfg, "--consumer", "w1")
+	p := startEddy(t, "--redis", url, "run", "-c", cfg, "--consumer", "w1")
 
 	// From eddy's first failed attempt on, and for 3s more without a
 	// Redis (a few more attempts), /readyz must say not ready.
@@ -413,13 +365,13 @@ func TestRunWaitsForRedis(t *testing.T) {
 		t.Errorf("outputs = %d, want %d", got, n)
 	}
 	if len(p.logLines("redis_available")) != 1 || len(p.logLines("eddy_started")) != 1 {
-		t.Errorf("log lacks redis_available or eddy_started:\n%s", p.log.String())
+		t.Errorf("log lacks redis_available or eddy_started:\n%s", p.stderr.String())
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.exitCode(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit code after SIGTERM = %d, want 0; log:\n%s", code, p.log.String())
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0; log:\n%s", code, p.stderr.String())
 	}
-	if raw := rawRedisLog.FindString(p.log.String()); raw != "" {
+	if raw := rawRedisLog.FindString(p.stderr.String()); raw != "" {
 		t.Errorf("stderr has a raw go-redis line %q; want every go-redis message through zap", raw)
 	}
 }
@@ -429,14 +381,14 @@ func TestRunInterruptedWhileWaiting(t *testing.T) {
 	url := "redis://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/0"
 	httpAddr := freeAddr(t)
 	cfg := writeFile(t, "p.yaml", waitConfig+"http: {addr: "+httpAddr+"}\n")
-	p := startWaitingEddy(t, "--redis", url, "run", "-c", cfg)
+	p := startEddy(t, "--redis", url, "run", "-c", cfg)
 	waitFor(t, 30*time.Second, "eddy to wait for redis", func() bool { return len(p.logLines("redis_unavailable_waiting")) > 0 })
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	if code := p.exitCode(t, 10*time.Second); code != 0 {
-		t.Fatalf("exit code after SIGINT while waiting = %d, want 0; log:\n%s", code, p.log.String())
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGINT while waiting = %d, want 0; log:\n%s", code, p.stderr.String())
 	}
 	if len(p.logLines("eddy_stopped")) != 1 {
-		t.Errorf("log lacks eddy_stopped:\n%s", p.log.String())
+		t.Errorf("log lacks eddy_stopped:\n%s", p.stderr.String())
 	}
 }
 
@@ -446,11 +398,11 @@ func TestRunRedisWaitLimit(t *testing.T) {
 		t.Run(limit, func(t *testing.T) {
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 			cfg := writeFile(t, "p.yaml", waitConfig+"http: {addr: off}\n")
-			p := startWaitingEddy(t, "--redis", "redis://"+addr+"/0", "run", "-c", cfg, "--redis-wait", limit)
-			if code := p.exitCode(t, 30*time.Second); code != 1 {
-				t.Fatalf("exit code = %d, want 1; log:\n%s", code, p.log.String())
+			p := startEddy(t, "--redis", "redis://"+addr+"/0", "run", "-c", cfg, "--redis-wait", limit)
+			if code := p.wait(t, 30*time.Second); code != 1 {
+				t.Fatalf("exit code = %d, want 1; log:\n%s", code, p.stderr.String())
 			}
-			log := p.log.String()
+			log := p.stderr.String()
 			if !strings.Contains(log, addr) || !strings.Contains(log, "does not answer") || !strings.Contains(log, "connection refused") {
 				t.Errorf("error does not say which Redis is down and why:\n%s", log)
 			}
@@ -474,11 +426,11 @@ func TestRunWrongPasswordFailsAtOnce(t *testing.T) {
 		"NOAUTH":    srv.URL(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := startWaitingEddy(t, "--redis", url, "run", "-c", cfg)
-			if code := p.exitCode(t, 20*time.Second); code != 1 {
-				t.Fatalf("exit code = %d, want 1; log:\n%s", code, p.log.String())
+			p := startEddy(t, "--redis", url, "run", "-c", cfg)
+			if code := p.wait(t, 20*time.Second); code != 1 {
+				t.Fatalf("exit code = %d, want 1; log:\n%s", code, p.stderr.String())
 			}
-			log := p.log.String()
+			log := p.stderr.String()
 			if !strings.Contains(log, name) || !strings.Contains(log, "not waiting") || len(p.logLines("redis_unavailable_waiting")) != 0 {
 				t.Errorf("log does not say at once that the Redis refuses eddy (%s):\n%s", name, log)
 			}
@@ -525,7 +477,7 @@ func TestRunWaitsOutLoading(t *testing.T) {
 
 	httpAddr := freeAddr(t)
 	cfg := writeFile(t, "p.yaml", waitConfig+"http: {addr: "+httpAddr+"}\n")
-	p := startWaitingEddy(t, "--redis", "redis://"+addr+"/0", "run", "-c", cfg)
+	p := startEddy(t, "--redis", "redis://"+addr+"/0", "run", "-c", cfg)
 	waitFor(t, 60*time.Second, "/readyz 200", func() bool {
 		code, _ := get("http://" + httpAddr + "/readyz")
 		return code == http.StatusOK
@@ -540,11 +492,11 @@ func TestRunWaitsOutLoading(t *testing.T) {
 		sawLoading = sawLoading || strings.HasPrefix(l["error"].(string), "LOADING")
 	}
 	if !sawLoading || len(p.logLines("redis_available")) != 1 {
-		t.Errorf("log lacks a wait on LOADING, or redis_available:\n%s", p.log.String())
+		t.Errorf("log lacks a wait on LOADING, or redis_available:\n%s", p.stderr.String())
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.exitCode(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit code after SIGTERM = %d, want 0; log:\n%s", code, p.log.String())
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0; log:\n%s", code, p.stderr.String())
 	}
 }
 
