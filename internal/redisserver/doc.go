@@ -5,7 +5,8 @@
 // It owns the life of each process it starts: finding the binary, a
 // loopback port (a free one, or a fixed one the caller names), the data
 // directory the caller gives it, the server's log there, the wait until the
-// server answers PING, and the stop: SIGTERM, then SIGKILL after a timeout.
+// server answers PING (over TLS for a server that speaks only TLS), and the
+// stop: SIGTERM, then SIGKILL after a timeout.
 // A start that fails quotes the end of the server's log.
 //
 // It owns no data in those servers and knows nothing of the engine's keys;

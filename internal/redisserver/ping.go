@@ -3,6 +3,7 @@ package redisserver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,10 +21,21 @@ const pingTimeout = 250 * time.Millisecond
 // the reply as a ReplyError: a server that is loading its dataset answers
 // "-LOADING …", one with a password "-NOAUTH …".
 func Ping(ctx context.Context, addr string) error {
+	return PingTLS(ctx, addr, nil)
+}
+
+// PingTLS is Ping over TLS with the client configuration cfg (nil: no
+// TLS), for a server started with Options.TLS.
+func PingTLS(ctx context.Context, addr string, cfg *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package redisserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -48,14 +49,16 @@ type Options struct {
 	// Dir is the server's data directory (--dir), which also holds its log,
 	// LogFile. Required; the caller creates it and removes it after Stop.
 	Dir string
-	// Port is the 127.0.0.1 port the server listens on. Default (0): a
-	// free port chosen by the kernel, and another (up to 5 in all) when a
-	// different process takes it before the server binds it. A fixed Port is
-	// tried once: Start's error wraps ErrPortInUse when it is taken.
+	// Port is the 127.0.0.1 port the server listens on (its TLS port with
+	// TLS). Default (0): a free port chosen by the kernel, and another (up
+	// to 5 in all) when a different process takes it before the server
+	// binds it. A fixed Port is tried once: Start's error wraps
+	// ErrPortInUse when it is taken.
 	Port int
 	// Args are appended to the command line after the defaults, so they
 	// override them: --save "" --appendonly no (no persistence) --bind
-	// 127.0.0.1 --port Port --dir Dir. Example: "--appendonly", "yes".
+	// 127.0.0.1 --port Port --dir Dir, and with TLS the --tls-* options.
+	// Example: "--appendonly", "yes".
 	Args []string
 	// ReadyTimeout bounds the wait, after each start, until the server
 	// answers PING: PONG, or NOAUTH from a server started with
@@ -66,6 +69,29 @@ type Options struct {
 	// after SIGTERM before they send SIGKILL. Default (0):
 	// DefaultStopTimeout, 3s.
 	StopTimeout time.Duration
+	// TLS, when set, makes the server speak TLS only, on Port (--port 0
+	// --tls-port Port), replication and the cluster bus included; the wait
+	// until it answers then pings over TLS. Default (nil): no TLS.
+	TLS *TLS
+}
+
+// TLS is how a server started by Start speaks TLS. The files are PEM.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate and key
+	// (--tls-cert-file, --tls-key-file), which it also shows as a client
+	// to other nodes (cluster bus, replication). Required.
+	CertFile, KeyFile string
+	// CAFile holds the CAs that certificates of clients and other nodes
+	// must chain to (--tls-ca-cert-file). Required: redis-server wants one
+	// even when it asks clients for no certificate.
+	CAFile string
+	// AuthClients makes the server require a client certificate
+	// (--tls-auth-clients yes). Default false: --tls-auth-clients no.
+	AuthClients bool
+	// Client is the client configuration of Ping and the ready wait: it
+	// must trust the server's certificate, and carry a client certificate
+	// when AuthClients is set. Required.
+	Client *tls.Config
 }
 
 // Server is one redis-server started by Start. Its methods may be called
@@ -117,6 +143,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = DefaultStopTimeout
 	}
+	if t := o.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" || t.Client == nil) {
+		return nil, errors.New("redisserver: Options.TLS needs CertFile, KeyFile, CAFile and Client")
+	}
 	s := &Server{o: o, port: o.Port}
 	if o.Port != 0 {
 		if err := s.start(ctx); err != nil {
@@ -145,10 +174,17 @@ func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL is the server's database 0 as a redis:// URL.
+// URL is the server's database 0 as a redis:// URL, or rediss:// for a
+// server with TLS.
 func (s *Server) URL() string {
+	if s.o.TLS != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
 	return "redis://" + s.Addr() + "/0"
 }
+
+// TLS is how the server speaks TLS, as Options.TLS said; nil for none.
+func (s *Server) TLS() *TLS { return s.o.TLS }
 
 // Port is the server's port.
 func (s *Server) Port() int { return s.port }
@@ -245,6 +281,22 @@ func (s *Server) start(ctx context.Context) error {
 		"--port", strconv.Itoa(s.port),
 		"--dir", s.o.Dir,
 	}
+	if t := s.o.TLS; t != nil {
+		auth := "no"
+		if t.AuthClients {
+			auth = "yes"
+		}
+		argv = append(argv,
+			"--port", "0", // the last --port wins: no plain port
+			"--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", t.CertFile,
+			"--tls-key-file", t.KeyFile,
+			"--tls-ca-cert-file", t.CAFile,
+			"--tls-auth-clients", auth,
+			"--tls-replication", "yes",
+			"--tls-cluster", "yes",
+		)
+	}
 	cmd := exec.Command(s.o.Bin, append(argv, s.o.Args...)...) //nolint:noctx // the server outlives ctx; Stop and Kill end it
 	cmd.Dir = s.o.Dir
 	cmd.Stdout = logf
@@ -283,8 +335,12 @@ func (s *Server) waitReady(parent context.Context, p *process) error {
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	var err error // the last Ping's, or the one before if ctx cut the last one short
+	var cfg *tls.Config
+	if s.o.TLS != nil {
+		cfg = s.o.TLS.Client
+	}
 	for {
-		perr := Ping(ctx, s.Addr())
+		perr := PingTLS(ctx, s.Addr(), cfg)
 		if answers(perr) {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,6 +60,21 @@ var readyKeys = []string{"{a}x", "{b}x", "{c}x"}
 // but without its keys (persistence is off).
 type Cluster struct {
 	nodes []*Server
+	tls   *tls.Config // clients' TLS configuration; nil without TLS
+}
+
+// ClusterOptions say how StartClusterWith starts a cluster.
+type ClusterOptions struct {
+	// Masters is the number of masters, at least 3.
+	Masters int
+	// TLS, when set, makes every node speak TLS only, the cluster bus
+	// included (--tls-cluster yes), with the server certificate of these
+	// Certs; redis-cli, the readiness checks and Client use TLS with their
+	// client certificate. Default (nil): no TLS.
+	TLS *Certs
+	// AuthClients makes the nodes require client certificates
+	// (--tls-auth-clients yes); only with TLS.
+	AuthClients bool
 }
 
 // StartCluster starts a Redis Cluster of n masters (no replicas) on free
@@ -75,8 +92,23 @@ type Cluster struct {
 // failure quotes redis-cli's output or the end of each node's log.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	return StartClusterWith(tb, ClusterOptions{Masters: n})
+}
+
+// StartClusterWith starts a Redis Cluster as StartCluster does, with TLS
+// if o.TLS says so; then Client speaks TLS, and so must every client of
+// the nodes (rediss://, trusting o.TLS.CAFile).
+func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
+	tb.Helper()
+	n := o.Masters
 	if n < minClusterMasters {
 		tb.Fatalf("redistest: StartCluster(%d): a Redis Cluster needs at least %d masters", n, minClusterMasters)
+	}
+	var serverTLS *redisserver.TLS
+	var cliTLS []string
+	if o.TLS != nil {
+		serverTLS = o.TLS.ServerTLS(tb, o.AuthClients)
+		cliTLS = []string{"--tls", "--cacert", o.TLS.CAFile, "--cert", o.TLS.ClientCertFile, "--key", o.TLS.ClientKeyFile}
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -87,10 +119,13 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		tb.Fatal("redistest: redis-cli not found; install it (apt-get install -y redis-tools, which redis-server pulls in) — .ci/run does")
 	}
 	c := &Cluster{nodes: make([]*Server, n)}
-	for i := range c.nodes {
-		c.nodes[i] = startClusterNode(tb, bin)
+	if serverTLS != nil {
+		c.tls = serverTLS.Client
 	}
-	if err := createCluster(tb.Context(), cli, c.Addrs()); err != nil {
+	for i := range c.nodes {
+		c.nodes[i] = startClusterNode(tb, bin, serverTLS)
+	}
+	if err := createCluster(tb.Context(), cli, c.Addrs(), cliTLS...); err != nil {
 		tb.Fatalf("redistest: create cluster: %v", err)
 	}
 	if err := c.waitReady(tb.Context()); err != nil {
@@ -126,6 +161,7 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 func (c *Cluster) newClient() *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:                 c.Addrs(),
+		TLSConfig:             c.tls,
 		ContextTimeoutEnabled: true,
 	})
 }
@@ -135,7 +171,7 @@ func (c *Cluster) newClient() *redis.ClusterClient {
 // free too: Start's kernel-chosen port may be neither. Like Start, it tries
 // another port when the one picked is taken before the node binds it (a
 // taken bus port is logged as "Address already in use" too).
-func startClusterNode(tb testing.TB, bin string) *Server {
+func startClusterNode(tb testing.TB, bin string, tlsOpt *redisserver.TLS) *Server {
 	tb.Helper()
 	dir := tb.TempDir() // removed after the node is stopped: cleanups run last-in first-out
 	for attempt := 1; ; attempt++ {
@@ -152,6 +188,7 @@ func startClusterNode(tb testing.TB, bin string) *Server {
 				"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 				"--cluster-node-timeout", clusterNodeTimeout,
 			},
+			TLS: tlsOpt,
 		})
 		if err == nil {
 			s := &Server{srv: srv}
@@ -198,11 +235,12 @@ func freeClusterPort() (int, error) {
 }
 
 // createCluster joins the nodes at addrs into a cluster with redis-cli
-// --cluster create, spreading the slots over them.
-func createCluster(ctx context.Context, cli string, addrs []string) error {
+// --cluster create, spreading the slots over them. tlsArgs are redis-cli's
+// TLS options (--tls --cacert …) for nodes with TLS.
+func createCluster(ctx context.Context, cli string, addrs []string, tlsArgs ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, addrs...)
+	args := append(append(slices.Clone(tlsArgs), "--cluster", "create"), addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	cmd := exec.CommandContext(ctx, cli, args...)
 	cmd.Env = append(os.Environ(), "TERM=dumb") // no colour escapes in the output we quote
@@ -256,7 +294,7 @@ func (c *Cluster) ready(ctx context.Context, rdb *redis.ClusterClient, infos []s
 	defer cancel()
 	var first error
 	for i, s := range c.nodes {
-		info, err := clusterInfo(ctx, s.Addr())
+		info, err := clusterInfo(ctx, s.Addr(), c.tls)
 		if err == nil {
 			infos[i] = info
 			err = clusterHealthy(info, len(c.nodes))
@@ -288,14 +326,20 @@ func (c *Cluster) ready(ctx context.Context, rdb *redis.ClusterClient, infos []s
 	return nil
 }
 
-// clusterInfo sends CLUSTER INFO over a new connection and returns the
-// reply. Like ping, it speaks RESP itself, so that a node that is down gives
-// an error rather than a stream of go-redis pool logs while we poll.
-func clusterInfo(ctx context.Context, addr string) (string, error) {
+// clusterInfo sends CLUSTER INFO over a new connection (TLS with cfg,
+// when not nil) and returns the reply. Like ping, it speaks RESP itself, so
+// that a node that is down gives an error rather than a stream of go-redis
+// pool logs while we poll.
+func clusterInfo(ctx context.Context, addr string, cfg *tls.Config) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -192,7 +192,7 @@ func TestClusterHealthy(t *testing.T) {
 func TestClusterInfoWithoutClusterSupport(t *testing.T) {
 	t.Parallel()
 	s := Start(t)
-	info, err := clusterInfo(testCtx(t), s.Addr())
+	info, err := clusterInfo(testCtx(t), s.Addr(), nil)
 	if err == nil || !strings.Contains(err.Error(), "cluster support disabled") {
 		t.Errorf("clusterInfo on a server without --cluster-enabled = %q, %v, want the server's error", info, err)
 	}

@@ -8,7 +8,10 @@
 // Tests use it for what miniredis does not model faithfully: blocking
 // reads, XAUTOCLAIM edge cases, Lua, and crashes (Kill, Restart).
 // StartCluster starts a Redis Cluster of several masters the same way,
-// joined with redis-cli --cluster create.
+// joined with redis-cli --cluster create. NewCerts makes a certificate
+// authority and certificates for a test; with them StartWith starts a
+// server that speaks only TLS, and StartClusterWith a cluster whose nodes
+// do, the cluster bus included.
 //
 // It does not own any data in those servers, does not touch a Redis it did not
 // start (never the one on the default port), and knows nothing of the engine's

@@ -33,7 +33,8 @@ func Start(tb testing.TB, args ...string) *Server {
 
 // StartWith starts a redis-server as o says (see redisserver.Options), for
 // a test that needs more than Start offers: a fixed Port, a Dir prepared
-// beforehand (an RDB file to load, say), a longer ReadyTimeout. An empty
+// beforehand (an RDB file to load, say), a longer ReadyTimeout, TLS (with
+// certificates from NewCerts: o.TLS = certs.ServerTLS(tb, false)). An empty
 // o.Dir is a tb.TempDir. The server is stopped when the test ends, as
 // Start's are; StartWith fails the test as Start does, and also when a
 // fixed o.Port is taken.
@@ -57,16 +58,22 @@ func StartWith(tb testing.TB, o redisserver.Options) *Server {
 // Addr is the server's "host:port".
 func (s *Server) Addr() string { return s.srv.Addr() }
 
-// URL is the server's database 0 as a redis:// URL.
-func (s *Server) URL() string { return s.srv.URL() }
-
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.srv.Dir() }
 
-// Client returns a new client of the server, closed when the test ends.
+// URL is the server's database 0 as a redis:// URL, or rediss:// for a
+// server with TLS.
+func (s *Server) URL() string { return s.srv.URL() }
+
+// Client returns a new client of the server, closed when the test ends;
+// over TLS (its Options.TLS.Client) for a server with TLS.
 func (s *Server) Client(tb testing.TB) *redis.Client {
 	tb.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	o := &redis.Options{Addr: s.Addr()}
+	if t := s.srv.TLS(); t != nil {
+		o.TLSConfig = t.Client
+	}
+	c := redis.NewClient(o)
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
