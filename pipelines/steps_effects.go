@@ -166,13 +166,8 @@ func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 			continue
 		}
 		if s.name != "" {
-			if e.Kind == processor.EffectHIncrBy {
-				n, _ := strconv.ParseInt(e.Fields[1], 10, 64)
-				m.StateIncr(s.name, f.name, n)
-			} else {
-				x, _ := strconv.ParseFloat(e.Fields[1], 64)
-				m.StateIncrFloat(s.name, f.name, x)
-			}
+			x, _ := strconv.ParseFloat(e.Fields[1], 64)
+			m.StateIncrFloat(s.name, f.name, x)
 		} else {
 			e.Key = hash
 			m.Record(e)
@@ -189,6 +184,9 @@ func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 	}
 	if s.ttl > 0 {
 		m.StateExpire(s.name, s.ttl)
+		for _, f := range s.distinct {
+			m.DistinctExpire(s.name+"."+f.name, s.ttl)
+		}
 	}
 	if s.name != "" {
 		ev.refreshState()
@@ -196,26 +194,28 @@ func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 	return true, nil
 }
 
-// incrEffect is the increment of field by v: HINCRBY for an integer,
-// HINCRBYFLOAT for another number; Kind 0 for nil (nothing to add).
+// incrEffect is the increment of field by v, always HINCRBYFLOAT: a field
+// that one event adds 9.99 to and the next 10 would refuse a HINCRBY once
+// it holds a fraction. Redis writes an integral sum as an integer, exact
+// up to 2^64 in its long double; Kind 0 for nil (nothing to add).
 func incrEffect(field string, v any) (processor.Effect, error) {
+	var f float64
 	switch n := v.(type) {
 	case nil:
 		return processor.Effect{}, nil
 	case int:
-		return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.Itoa(n)}}, nil
+		f = float64(n)
 	case int64:
-		return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.FormatInt(n, 10)}}, nil
+		f = float64(n)
 	case float64:
-		if math.IsNaN(n) || math.IsInf(n, 0) {
-			return processor.Effect{}, fmt.Errorf("%v is not a finite number", n)
-		}
-		if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
-			return processor.Effect{Kind: processor.EffectHIncrBy, Fields: []string{field, strconv.FormatInt(int64(n), 10)}}, nil
-		}
-		return processor.Effect{Kind: processor.EffectHIncrByFloat, Fields: []string{field, strconv.FormatFloat(n, 'g', -1, 64)}}, nil
+		f = n
+	default:
+		return processor.Effect{}, fmt.Errorf("want a number, got %T %v", v, v)
 	}
-	return processor.Effect{}, fmt.Errorf("want a number, got %T %v", v, v)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return processor.Effect{}, fmt.Errorf("%v is not a finite number", f)
+	}
+	return processor.Effect{Kind: processor.EffectHIncrByFloat, Fields: []string{field, strconv.FormatFloat(f, 'f', -1, 64)}}, nil
 }
 
 var (

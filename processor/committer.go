@@ -332,7 +332,7 @@ func (pt *partition) observe(batch []*task, reply string, now time.Time, d time.
 		}
 		if t.m.states != nil {
 			// Effects applied to the key's state stand only if written.
-			t.m.states.release(t.m.Key, t.kind != 'p' || reply[i] == 'p')
+			t.m.states.release(t.m.Key, t.m, reply[i] == 'p')
 		}
 		switch reply[i] {
 		case 'p':

@@ -33,6 +33,13 @@ func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
 			return
 		}
 	}
+	// Timers wait for the takeover of the partition's pending entries: a
+	// firing must not overtake an older entry of its key.
+	select {
+	case <-pt.takenOver:
+	case <-soft.Done():
+		return
+	}
 	limit := o.BatchSize
 	for soft.Err() == nil {
 		now := o.Clock.Now()
@@ -43,13 +50,18 @@ func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
 		if wm <= 0 {
 			wm = -1
 		}
+		// Firings committed from here on are recorded, so that one this
+		// read lists just before its commit is not fired again.
+		pt.mu.Lock()
+		clear(pt.firedSince)
+		pt.mu.Unlock()
 		cctx, cancel := pt.timerCtx(hard)
 		due, err := dueTimers(cctx, pt.p.rdb, pt.timers, now, wm, limit)
 		cancel()
 		if err != nil {
 			pt.logReadError("timers_read_failed", err)
 		}
-		if pt.fire(hard, lanes, due, now) && len(due) >= limit {
+		if pt.fire(hard, lanes, due, now) > 0 && len(due) >= limit {
 			continue // more may be due: look again at once
 		}
 		if !pt.p.wait(soft, o.TimerTick) {
@@ -58,11 +70,11 @@ func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
 	}
 }
 
-// fire dispatches due timers that are not in flight yet. It returns false
-// if it stopped for want of room in flight (or had nothing to fire).
-func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, now time.Time) bool {
+// fire dispatches due timers that are neither in flight nor committed since
+// they were read, and returns how many it dispatched.
+func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, now time.Time) int {
 	if len(due) == 0 {
-		return false
+		return 0
 	}
 	var tasks []*task
 	defer func() {
@@ -84,18 +96,22 @@ func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, n
 		m := &Message{Stream: pt.stream, Partition: pt.n, Key: spec.Key, Timer: &spec, Attempt: 1, received: now, ks: pt.ks}
 		t := &task{m: m, part: pt, ctx: hard, results: pt.results}
 		id := t.inflightID()
-		if pt.isInflight(id) {
+		pt.mu.Lock()
+		_, busy := pt.inflight[id]
+		_, fired := pt.firedSince[d.member]
+		pt.mu.Unlock()
+		if busy || fired {
 			continue
 		}
 		if !pt.sem.TryAcquire(1) {
-			return false
+			break
 		}
 		pt.mu.Lock()
 		pt.inflight[id] = time.Now()
 		pt.mu.Unlock()
 		tasks = append(tasks, t)
 	}
-	return true
+	return len(tasks)
 }
 
 // timerCtx bounds one Redis call of the timer loop: by the hard stop once

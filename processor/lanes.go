@@ -276,8 +276,8 @@ func (p *Processor) attempt(t *task) attemptResult {
 	if err == nil {
 		err = checkEffects(m.effects)
 	}
-	if err == nil && p.o.Ordering == OrderingNone {
-		err = noTimersUnordered(m.effects)
+	if err == nil {
+		err = p.checkTimers(m)
 	}
 	if err == nil {
 		t.kind = 'p'
@@ -316,7 +316,7 @@ func (p *Processor) finish(t *task) {
 		t.processed.Store(true)
 	}
 	if t.kind == 'p' && t.m.states != nil {
-		t.m.states.apply(t.m.Key, t.m.effects)
+		t.m.states.apply(t.m.Key, t.m, t.m.effects)
 	}
 	select {
 	case t.results <- t:
@@ -408,12 +408,18 @@ func backoff(base, maxd time.Duration, attempt int) time.Duration {
 	return d/2 + rand.N(d+1)
 }
 
-// noTimersUnordered refuses timers with ordering none, where no single
-// owner would fire them.
-func noTimersUnordered(effects []Effect) error {
-	for _, e := range effects {
-		if e.isTimer() && e.Timer != nil {
+// checkTimers refuses timers with ordering none, where no single owner
+// would fire them, and timers of another key than the message's.
+func (p *Processor) checkTimers(m *Message) error {
+	for _, e := range m.effects {
+		if !e.isTimer() || e.Timer == nil {
+			continue
+		}
+		if p.o.Ordering == OrderingNone {
 			return Permanentf(ReasonInvalidEffect, "timer %q: timers need ordering %q", e.Timer.Name, OrderingKey)
+		}
+		if e.Timer.Key != m.Key {
+			return Permanentf(ReasonInvalidEffect, "timer %q of key %q set by an entry of key %q: a timer belongs to its entry's key", e.Timer.Name, e.Timer.Key, m.Key)
 		}
 	}
 	return nil

@@ -52,6 +52,12 @@ type partition struct {
 
 	mu       sync.Mutex
 	inflight map[string]time.Time // entry id → when it was dispatched or last touched
+	// firedSince holds the timers committed since the timer loop last read
+	// the due ones.
+	firedSince map[string]struct{}
+	// takenOver is closed once an owner has taken over the partition's
+	// pending entries (at once with ordering none): timers fire after.
+	takenOver chan struct{}
 	// byDedupeID is the task in flight for each dedupe id: an entry with
 	// the same id dispatched meanwhile is a duplicate if that task is
 	// processed (task.dupOf).
@@ -106,6 +112,8 @@ func (pt *partition) start(fence string, lose func(string)) {
 	pt.mu.Lock()
 	pt.inflight = make(map[string]time.Time)
 	pt.byDedupeID = make(map[string]*task)
+	pt.firedSince = make(map[string]struct{})
+	pt.takenOver = make(chan struct{})
 	pt.mu.Unlock()
 }
 
@@ -224,6 +232,11 @@ func (pt *partition) ownedReadLoop(soft, hard context.Context, lanes []*lane, fa
 				continue
 			}
 			takeover = false
+			select {
+			case <-pt.takenOver:
+			default:
+				close(pt.takenOver)
+			}
 		}
 		room, err := pt.acquireRoom(soft)
 		if err != nil {
@@ -522,6 +535,14 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 	now := time.Now()
 	pt.lastRead.Store(o.Clock.Now().UnixNano())
 	tasks := make([]*task, 0, len(entries))
+	// The watermark moves only once this read's entries are in their
+	// lanes, so that no event-time firing overtakes them.
+	var latest int64
+	defer func() {
+		if latest > 0 {
+			pt.sawEventTime(latest)
+		}
+	}()
 	var ids []string
 	var idTasks []*task
 	pt.mu.Lock()
@@ -564,7 +585,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 			}
 		}
 		if !m.EventTime.IsZero() {
-			pt.sawEventTime(m.EventTime)
+			latest = max(latest, m.EventTime.UnixMilli())
 		}
 		if m.DedupeID != "" && pt.p.dd.Enabled() {
 			pt.mu.Lock()
@@ -664,6 +685,9 @@ func (pt *partition) settled(batch []*task) {
 	pt.mu.Lock()
 	for _, t := range batch {
 		delete(pt.inflight, t.inflightID())
+		if tm := t.m.Timer; tm != nil {
+			pt.firedSince[timerMember(tm.Key, tm.Name)] = struct{}{}
+		}
 		if id := t.m.DedupeID; id != "" && pt.byDedupeID[id] == t {
 			delete(pt.byDedupeID, id)
 		}
@@ -721,8 +745,7 @@ func (pt *partition) pinState(rctx, hard context.Context, tasks []*task) bool {
 
 // sawEventTime raises the partition's highest event time, and with it the
 // watermark.
-func (pt *partition) sawEventTime(at time.Time) {
-	ms := at.UnixMilli()
+func (pt *partition) sawEventTime(ms int64) {
 	for {
 		cur := pt.maxEventTime.Load()
 		if ms <= cur || pt.maxEventTime.CompareAndSwap(cur, ms) {

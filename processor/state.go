@@ -69,16 +69,7 @@ func (m *Message) State(name string) (State, error) {
 		return State{}, fmt.Errorf("%w: %q", ErrUndeclaredState, name)
 	}
 	fields := m.states.get(m.Key, name)
-	key := m.stateKey(name)
-	for i := range m.effects {
-		e := &m.effects[i]
-		if e.Key != key {
-			continue
-		}
-		if spec := effectKinds[e.Kind]; spec.cache != nil {
-			spec.cache(fields, e)
-		}
-	}
+	applyState(fields, m.stateKey(name), m.effects)
 	return State{fields: fields}, nil
 }
 
@@ -123,6 +114,12 @@ func (m *Message) StateExpire(name string, ttl time.Duration) {
 	m.effects = append(m.effects, Effect{Kind: EffectPExpire, Key: m.stateKey(name), TTL: ttl})
 }
 
+// DistinctExpire records a time to live for the key's HyperLogLog name.
+func (m *Message) DistinctExpire(name string, ttl time.Duration) {
+	ks := m.keyspace()
+	m.effects = append(m.effects, Effect{Kind: EffectPExpire, Key: DistinctKey(ks.stream, ks.p, ks.n, ks.group, name, m.Key), TTL: ttl})
+}
+
 // AddDistinct records a PFADD of elements to the key's HyperLogLog name
 // (DistinctKey), for approximate distinct counts.
 func (m *Message) AddDistinct(name string, elements ...string) {
@@ -142,19 +139,28 @@ type stateCache struct {
 	lru     list.List // of *stateEntry, most recently used first
 }
 
+// stateEntry is one key's state: base, as committed, and the effects of
+// the key's entries handled since and not yet committed, in order. A read
+// is base with those applied; a commit folds an entry's effects into base
+// if it wrote them, or drops them if it did not (a duplicate found only by
+// the commit, an effect it refused), so base never holds what Redis does
+// not.
 type stateEntry struct {
-	key    string
-	hashes map[string]map[string]string // by state name
-	// expires is when a state hash given a time to live lapses.
+	key  string
+	base map[string]map[string]string // by state name
+	// expires is when a state hash with a time to live lapses.
 	expires map[string]time.Time
+	pending []applied
 	// refs counts entries of the key dispatched and not yet committed: an
-	// entry with refs is never evicted, so what they applied is not lost.
+	// entry with refs is never evicted.
 	refs int
-	// stale is set when a commit disagreed with what was applied (a
-	// duplicate found only by the commit): the entry is dropped once refs
-	// falls to 0, and loaded again from Redis when next needed.
-	stale bool
-	elem  *list.Element
+	elem *list.Element
+}
+
+// applied is a handled entry's effects, keyed by its message.
+type applied struct {
+	m       *Message
+	effects []Effect
 }
 
 func newStateCache(ks keyspace, names []string, size int, now func() time.Time) *stateCache {
@@ -163,55 +169,75 @@ func newStateCache(ks keyspace, names []string, size int, now func() time.Time) 
 
 // pin takes a reference on each key's entry (for entries being
 // dispatched), loading the keys the cache misses in one pipelined read.
+// References are taken on what is cached at once, so that nothing can
+// evict it while the rest loads.
 func (c *stateCache) pin(ctx context.Context, rdb redis.UniversalClient, keys []string) error {
 	c.mu.Lock()
 	var missing []string
 	for _, k := range keys {
-		if e, ok := c.entries[k]; ok && !e.stale {
-			continue
-		}
-		if !slices.Contains(missing, k) {
+		if e, ok := c.entries[k]; ok {
+			e.refs++
+			c.lru.MoveToFront(e.elem)
+		} else if !slices.Contains(missing, k) {
 			missing = append(missing, k)
 		}
 	}
 	c.mu.Unlock()
+	var loaded []*stateEntry
 	if len(missing) > 0 {
-		loaded, err := c.load(ctx, rdb, missing)
-		if err != nil {
+		var err error
+		if loaded, err = c.load(ctx, rdb, missing); err != nil {
+			c.unpin(keys, missing)
 			return err
 		}
-		c.mu.Lock()
-		for _, e := range loaded {
-			if old, ok := c.entries[e.key]; ok {
-				if !old.stale || old.refs > 0 {
-					continue // loaded meanwhile, or still in use
-				}
-				c.lru.Remove(old.elem)
-			}
-			e.elem = c.lru.PushFront(e)
-			c.entries[e.key] = e
-		}
-		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, e := range loaded {
+		if _, ok := c.entries[e.key]; !ok { // else loaded meanwhile by the other dispatcher
+			e.elem = c.lru.PushFront(e)
+			c.entries[e.key] = e
+		}
+	}
 	for _, k := range keys {
-		e := c.entries[k]
-		e.refs++
-		c.lru.MoveToFront(e.elem)
+		if slices.Contains(missing, k) {
+			e := c.entries[k]
+			e.refs++
+			c.lru.MoveToFront(e.elem)
+		}
 	}
 	c.evict()
 	return nil
 }
 
-// load reads the state hashes of keys in one round trip.
+// unpin drops the references pin took on keys that were cached, after a
+// failed load.
+func (c *stateCache) unpin(keys, missing []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		if !slices.Contains(missing, k) {
+			if e, ok := c.entries[k]; ok {
+				e.refs--
+			}
+		}
+	}
+}
+
+// load reads the state hashes of keys, and their times to live, in one
+// round trip.
 func (c *stateCache) load(ctx context.Context, rdb redis.UniversalClient, keys []string) ([]*stateEntry, error) {
-	cmds := make([][]*redis.MapStringStringCmd, len(keys))
+	type cmds struct {
+		all *redis.MapStringStringCmd
+		ttl *redis.DurationCmd
+	}
+	res := make([][]cmds, len(keys))
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = make([]*redis.MapStringStringCmd, len(c.names))
+			res[i] = make([]cmds, len(c.names))
 			for j, name := range c.names {
-				cmds[i][j] = p.HGetAll(ctx, StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, k))
+				key := StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, k)
+				res[i][j] = cmds{all: p.HGetAll(ctx, key), ttl: p.PTTL(ctx, key)}
 			}
 		}
 		return nil
@@ -219,11 +245,18 @@ func (c *stateCache) load(ctx context.Context, rdb redis.UniversalClient, keys [
 	if err != nil {
 		return nil, fmt.Errorf("load state of %d keys: %w", len(keys), err)
 	}
+	now := c.now()
 	out := make([]*stateEntry, len(keys))
 	for i, k := range keys {
-		e := &stateEntry{key: k, hashes: make(map[string]map[string]string, len(c.names))}
+		e := &stateEntry{key: k, base: make(map[string]map[string]string, len(c.names))}
 		for j, name := range c.names {
-			e.hashes[name] = cmds[i][j].Val()
+			e.base[name] = res[i][j].all.Val()
+			if ttl := res[i][j].ttl.Val(); ttl > 0 {
+				if e.expires == nil {
+					e.expires = map[string]time.Time{}
+				}
+				e.expires[name] = now.Add(ttl)
+			}
 		}
 		out[i] = e
 	}
@@ -243,61 +276,43 @@ func (c *stateCache) evict() {
 	}
 }
 
-// get returns a copy of key's state hash name.
+// get returns key's state hash name: base, lapsed if its time to live has
+// passed, with the pending effects applied.
 func (c *stateCache) get(key, name string) map[string]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	out := map[string]string{}
 	e, ok := c.entries[key]
 	if !ok {
-		return map[string]string{}
+		return out
 	}
 	if at, ok := e.expires[name]; ok && !c.now().Before(at) {
-		e.hashes[name] = map[string]string{}
+		e.base[name] = map[string]string{}
 		delete(e.expires, name)
 	}
-	h := e.hashes[name]
-	out := make(map[string]string, len(h))
-	for k, v := range h {
+	for k, v := range e.base[name] {
 		out[k] = v
+	}
+	sk := StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, key)
+	for _, a := range e.pending {
+		applyState(out, sk, a.effects)
 	}
 	return out
 }
 
-// apply adds the effects of key's handled entry to its state.
-func (c *stateCache) apply(key string, effects []Effect) {
+// apply records the effects of key's handled entry m.
+func (c *stateCache) apply(key string, m *Message, effects []Effect) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok {
-		return
-	}
-	for i := range effects {
-		ef := &effects[i]
-		for _, name := range c.names {
-			if ef.Key != StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, key) {
-				continue
-			}
-			h := e.hashes[name]
-			if h == nil {
-				h = map[string]string{}
-				e.hashes[name] = h
-			}
-			if spec := effectKinds[ef.Kind]; spec.cache != nil {
-				spec.cache(h, ef)
-			} else if ef.Kind == EffectPExpire {
-				if e.expires == nil {
-					e.expires = map[string]time.Time{}
-				}
-				e.expires[name] = c.now().Add(ef.TTL)
-			}
-		}
+	if e, ok := c.entries[key]; ok {
+		e.pending = append(e.pending, applied{m: m, effects: effects})
 	}
 }
 
-// release drops the reference of a committed (or abandoned) entry of key;
-// agreed is false when the commit did not write what the handler's
-// effects, already applied, said.
-func (c *stateCache) release(key string, agreed bool) {
+// release drops the reference of a committed (or abandoned) entry m of
+// key; written tells whether the commit wrote its effects, which are then
+// folded into base, else dropped.
+func (c *stateCache) release(key string, m *Message, written bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -305,11 +320,43 @@ func (c *stateCache) release(key string, agreed bool) {
 		return
 	}
 	e.refs--
-	if !agreed {
-		e.stale = true
+	for i, a := range e.pending {
+		if a.m != m {
+			continue
+		}
+		if written {
+			for _, name := range c.names {
+				h := e.base[name]
+				if h == nil {
+					h = map[string]string{}
+					e.base[name] = h
+				}
+				sk := StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, key)
+				applyState(h, sk, a.effects)
+				for _, ef := range a.effects {
+					if ef.Kind == EffectPExpire && ef.Key == sk {
+						if e.expires == nil {
+							e.expires = map[string]time.Time{}
+						}
+						e.expires[name] = c.now().Add(ef.TTL)
+					}
+				}
+			}
+		}
+		e.pending = slices.Delete(e.pending, i, i+1)
+		break
 	}
-	if e.refs <= 0 && e.stale {
-		c.lru.Remove(e.elem)
-		delete(c.entries, key)
+}
+
+// applyState applies to h the effects on state hash key.
+func applyState(h map[string]string, key string, effects []Effect) {
+	for i := range effects {
+		ef := &effects[i]
+		if ef.Key != key {
+			continue
+		}
+		if spec := effectKinds[ef.Kind]; spec.cache != nil {
+			spec.cache(h, ef)
+		}
 	}
 }

@@ -242,3 +242,39 @@ func TestStateIgnoresDuplicates(t *testing.T) {
 		t.Fatalf("counter = %s, want 50: duplicates reached the state", n)
 	}
 }
+
+// The cache folds an entry's effects into the committed state only if its
+// commit wrote them; effects of entries handled after it stay applied.
+func TestStateCacheDropsUnwrittenEffects(t *testing.T) {
+	srv, c := newMiniClient(t)
+	_ = srv
+	ks := keyspace{stream: "in", n: 1, group: "t"}
+	cache := newStateCache(ks, []string{"c"}, 10, time.Now)
+	ctx := context.Background()
+	key := StateKey("in", 0, 1, "t", "c", "k")
+	c.HSet(ctx, key, "n", "10")
+	mk := func() *Message {
+		m := &Message{Key: "k", ks: ks, states: cache}
+		m.StateIncr("c", "n", 1)
+		return m
+	}
+	if err := cache.pin(ctx, c, []string{"k", "k", "k"}); err != nil {
+		t.Fatal(err)
+	}
+	m1, m2, m3 := mk(), mk(), mk()
+	for _, m := range []*Message{m1, m2, m3} {
+		cache.apply("k", m, m.effects)
+	}
+	if got := cache.get("k", "c")["n"]; got != "13" {
+		t.Fatalf("n with three increments pending = %s, want 13", got)
+	}
+	cache.release("k", m1, true)
+	cache.release("k", m2, false) // the commit did not write it
+	if got := cache.get("k", "c")["n"]; got != "12" {
+		t.Errorf("n after one written and one dropped, one pending = %s, want 12", got)
+	}
+	cache.release("k", m3, true)
+	if got := cache.get("k", "c")["n"]; got != "12" {
+		t.Errorf("n after all committed = %s, want 12", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -153,4 +154,57 @@ func pct(ds []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s)*p + 99) / 100
 	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+// With a backlog of due timers (many more than a batch), each timer's
+// handler runs once: a timer that a read lists just before its firing
+// commits is not dispatched again.
+func TestTimerHandledOnceUnderBacklog(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const n = 3000
+	var mu sync.Mutex
+	calls := map[string]int{}
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		if m.Timer != nil {
+			mu.Lock()
+			calls[m.Timer.Key+"/"+m.Timer.Name]++
+			mu.Unlock()
+			m.Emit("{in}:fired", 0, "k", m.Timer.Key)
+			return nil
+		}
+		m.SetTimer("t", time.Now().Add(-time.Second), "") // due at once
+		return nil
+	})
+	var recs []Record
+	for k := 0; k < n; k++ {
+		key := "k" + strconv.Itoa(k)
+		recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, 0)}})
+	}
+	produce(t, c, 1, recs)
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, BatchSize: 16,
+		Block: 20 * time.Millisecond, TimerTick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, time.Minute, "every timer fired", func() bool { return xlen(t, c, "{in}:fired") >= n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	twice := 0
+	for id, k := range calls {
+		if k != 1 {
+			if twice < 5 {
+				t.Errorf("timer %s handled %d times", id, k)
+			}
+			twice++
+		}
+	}
+	if twice > 0 || len(calls) != n {
+		t.Fatalf("%d of %d timers handled more than once; %d handled", twice, n, len(calls))
+	}
 }
