@@ -265,11 +265,28 @@ func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply st
 		return nil
 	})
 	for _, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "WRONGTYPE") && len(c.Args()) > 1 {
+		if refusedWrite(c.Err()) && len(c.Args()) > 1 {
 			return fmt.Sprint(c.Args()[1]), nil
 		}
 	}
 	return "", err
+}
+
+// refusedWrite reports whether Redis refused a write for what its key
+// holds (a wrong type, an increment of a non-number or past its range),
+// which writing again cannot fix, as opposed to a passing state of the
+// server or the connection.
+func refusedWrite(err error) bool {
+	var re redis.Error
+	if err == nil || !errors.As(err, &re) {
+		return false
+	}
+	for _, passing := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "MOVED", "ASK", "READONLY", "NOREPLICAS", "OOM"} {
+		if redis.HasErrorPrefix(err, passing) {
+			return false
+		}
+	}
+	return true
 }
 
 // wrongType handles the reply "<type> <key>": key holds a value of another
@@ -282,6 +299,11 @@ func (pt *partition) wrongType(batch []*task, reply string) error {
 	typ, key, _ := strings.Cut(reply, " ")
 	err := fmt.Errorf("WRONGTYPE key %q holds a %s", key, typ)
 	fits := func(k EffectKind) bool { return k.fits(typ) }
+	if typ == "other" {
+		// A write outside the partition's slot (Redis Cluster) was refused.
+		err = fmt.Errorf("key %q refused a write of this entry (before the commit, outside its slot)", key)
+		fits = func(EffectKind) bool { return false }
+	}
 	if typ == "value" {
 		// A value an increment or PFADD cannot take: the entries with such
 		// an effect on the key go to the dead-letter stream.
