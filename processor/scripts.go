@@ -42,7 +42,9 @@ import (
 //	          for a number; "h" (PFADD), key index, "", "": the key must
 //	          hold a HyperLogLog (or nothing). A check that fails writes
 //	          nothing and replies "!value <key>\n<why>"
-//	then      D, the number of dedupe ids, which follow
+//	then      D, the number of dedupe ids, which follow; with a fence, the
+//	          id of a processed entry is there once (the caller turns a
+//	          later entry with the same id into "a")
 //	then      A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
 //	then      the commit's common effect, written by entries "o" and "O":
@@ -89,7 +91,12 @@ import (
 // nothing is written and the reply is "!<type> <key>".
 //
 // The script is the hot path: it reads fields straight out of ARGV with
-// unpack and makes one call per entry and effect, nothing more.
+// unpack and makes one call per entry and effect, nothing more. With a
+// fence, when no dedupe id is found in any set (the usual case), it keeps
+// no table of ids: the entries are all processed or all stale (one XACK),
+// and the D ids but those of dead letters are marked straight from ARGV.
+// A hit, a dry run or ordering none (an XACK per entry) take the way that
+// follows each id.
 var commitScript = redis.NewScript(commitScriptHead + typeNamesLua() + effectHandlersLua() + commitScriptBody)
 
 const commitScriptHead = `
@@ -158,7 +165,8 @@ end
 
 local nids = tonumber(ARGV[13 + 4 * nchecks])
 local first = 14 + 4 * nchecks
-local seen = {}
+-- seen holds the ids found in a set; it stays nil while none is found
+local seen = nil
 if nbuckets > 0 and nids > 0 then
   for b = 1, nbuckets do
     local set = KEYS[4 + b]
@@ -166,7 +174,10 @@ if nbuckets > 0 and nids > 0 then
       for s = 0, nids - 1, 4000 do
         local from = first + s
         local hit = redis.call('SMISMEMBER', set, unpack(ARGV, from, first + math.min(s + 4000, nids) - 1))
-        for j = 1, #hit do if hit[j] == 1 then seen[ARGV[from + j - 1]] = true end end
+        if math.max(unpack(hit)) == 1 then
+          seen = seen or {}
+          for j = 1, #hit do if hit[j] == 1 then seen[ARGV[from + j - 1]] = true end end
+        end
       end
     end
   end
@@ -175,6 +186,11 @@ end
 local ackat = first + nids
 local nacks = tonumber(ARGV[ackat])
 local batch, all = nacks > 0 and not dry, false
+-- fast: one XACK and no id seen before, so every id but a dead letter's
+-- is marked (all processed) or none is (all stale); unmarked lists the
+-- indexes of dead letters' ids
+local fast, unmarked = batch and seen == nil, {}
+seen = seen or {}
 if batch then
   local got = 0
   for s = 0, nacks - 1, 4000 do
@@ -210,8 +226,11 @@ local i, e, idn = at, 0, 0
 -- and tells whether its effects are to be written
 local function decide(pending, did)
   if not pending then out[e] = 's'; return false end
-  if did and seen[did] then out[e] = 'u'; return false end
-  if did then seen[did] = true; marks[#marks+1] = did end
+  if did and not fast then
+    if seen[did] then out[e] = 'u'; return false end
+    seen[did] = true
+    marks[#marks+1] = did
+  end
   out[e] = 'p'
   return not dry
 end
@@ -284,7 +303,7 @@ while i <= nargv do
       pending = pendingOf(id)
       i = i + 4
     end
-    if k > 0 then idn = k end
+    if k > 0 then idn = k; unmarked[#unmarked+1] = k end
     if not pending then
       out[e] = 's'
     elseif k > 0 and seen[ARGV[first + k - 1]] then
@@ -311,10 +330,25 @@ while i <= nargv do
   end
 end
 
+if fast and all and nids > #unmarked then
+  if #unmarked == 0 then
+    for s = 0, nids - 1, 4000 do
+      redis.call('SADD', KEYS[4], unpack(ARGV, first + s, first + math.min(s + 4000, nids) - 1))
+    end
+  else
+    local skip = {}
+    for _, k in ipairs(unmarked) do skip[k] = true end
+    for k = 1, nids do
+      if not skip[k] then marks[#marks+1] = ARGV[first + k - 1] end
+    end
+  end
+end
 if #marks > 0 and not dry then
   for s = 1, #marks, 4000 do
     redis.call('SADD', KEYS[4], unpack(marks, s, math.min(s + 3999, #marks)))
   end
+  redis.call('PEXPIREAT', KEYS[4], ARGV[3])
+elseif fast and all and nids > #unmarked then
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 end
 if ARGV[10] ~= '' and not dry then
@@ -374,6 +408,10 @@ type commitArgs struct {
 	// an id repeated in the batch is marked stale here.
 	batchAck bool
 	acked    map[string]struct{}
+	// marking holds, with batchAck, the dedupe ids of the processed
+	// entries so far: a later entry with one of them is a duplicate, sent
+	// as ack only, so that the script never sees a processed id twice.
+	marking map[string]struct{}
 	// common is the commit's common effect (the first single XADD or HSET
 	// of an entry): entries whose only effect has its kind, key, trim and
 	// field names send just the values.
@@ -424,8 +462,10 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	c.watermark, c.meta = "", ""
 	if c.acked == nil {
 		c.acked = make(map[string]struct{})
+		c.marking = make(map[string]struct{})
 	}
 	clear(c.acked)
+	clear(c.marking)
 }
 
 // setTimers gives the partition's timer keys, for commits with timers.
@@ -581,8 +621,34 @@ func (c *commitArgs) isCommon(e *Effect) bool {
 	return true
 }
 
+// markedBefore reports whether, with one XACK, an entry processed
+// earlier in the commit has dedupe id did: then the entry is a duplicate,
+// sent as ack only (answered "u", or "s" if the batch is stale, as the
+// script would answer it).
+func (c *commitArgs) markedBefore(id, did string) bool {
+	if !c.batchAck || !c.dedupe || did == "" {
+		return false
+	}
+	if _, dup := c.marking[did]; !dup {
+		return false
+	}
+	c.ackOnly(id)
+	return true
+}
+
+// mark adds did, the dedupe id of a processed entry, to the ids.
+func (c *commitArgs) mark(did string) {
+	c.ids = append(c.ids, did)
+	if c.batchAck {
+		c.marking[did] = struct{}{}
+	}
+}
+
 func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 	hasID := c.dedupe && dedupeID != ""
+	if c.markedBefore(id, dedupeID) {
+		return
+	}
 	if len(effects) == 1 && c.isCommon(&effects[0]) {
 		kind := "o"
 		if hasID {
@@ -592,7 +658,7 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 			return
 		}
 		if hasID {
-			c.ids = append(c.ids, dedupeID)
+			c.mark(dedupeID)
 		}
 		f := effects[0].Fields
 		for i := 1; i < len(f); i += 2 {
@@ -605,7 +671,7 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 	}
 	k := 0
 	if hasID {
-		c.ids = append(c.ids, dedupeID)
+		c.mark(dedupeID)
 		k = len(c.ids)
 	}
 	c.body = append(c.body, k)
@@ -644,6 +710,9 @@ func (c *commitArgs) timerDeadLetter(t *TimerSpec, fields []string) {
 }
 
 func (c *commitArgs) deadLetter(id, dedupeID string, fields []string) {
+	if c.markedBefore(id, dedupeID) {
+		return
+	}
 	if !c.entry(id, "d") {
 		return
 	}
