@@ -43,6 +43,7 @@ pipelines:
 		{"steps: [{state: {hash: 'u:{key}', fields: {a: k}}}]", "state.hash: \"u:{key}\": write $key"},
 		{"steps: [{state: {name: c, hash: h, fields: {a: k}}}]", "state.hash: set name or hash, not both"},
 		{"steps: [{state: {hash: h, distinct: {a: k}}}]", "state.distinct: needs name"},
+		{"wrong_partition: process\n    steps: [{state: {name: c, incr: {n: 1}}}]", `state.name: keyed state needs wrong_partition "dead_letter"`},
 	} {
 		_, err := Parse("t.yaml", []byte("pipelines:\n  - name: p\n    input: {stream: s}\n    key: k\n    "+tc.yaml+"\n"), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

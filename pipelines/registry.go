@@ -183,8 +183,13 @@ func (r *Registry) build(c *checker, p *Pipeline) {
 			c.addAt(sc.Line, sc.Path, "step factory returned no step")
 			continue
 		}
-		if st, ok := s.(interface{ stateName() string }); ok && st.stateName() != "" && p.Ordering == processor.OrderingNone {
-			c.addAt(sc.Line, sc.Path+".name", "keyed state needs ordering %q (one writer per key), not %q", processor.OrderingKey, p.Ordering)
+		if st, ok := s.(interface{ stateName() string }); ok && st.stateName() != "" {
+			if p.Ordering == processor.OrderingNone {
+				c.addAt(sc.Line, sc.Path+".name", "keyed state needs ordering %q (one writer per key), not %q", processor.OrderingKey, p.Ordering)
+			}
+			if p.WrongPartition == processor.WrongPartitionProcess {
+				c.addAt(sc.Line, sc.Path+".name", "keyed state needs wrong_partition %q: an entry read from another partition than its key's would keep a second copy of its state", processor.WrongPartitionDeadLetter)
+			}
 		}
 		p.steps = append(p.steps, boundStep{index: i, typ: sc.Type, step: s})
 	}

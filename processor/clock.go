@@ -3,8 +3,11 @@ package processor
 import "time"
 
 // Clock is the engine's time source: every wait (backoff, lease renewal,
-// reclaim, timers, the idle watermark) goes through it, so a test can
-// drive time instead of sleeping.
+// membership, reclaim, the janitor, timers, the idle watermark) goes
+// through it, so a test can drive time instead of sleeping. Three bounds
+// stay on the wall clock, because they bound real calls to Redis: the
+// shutdown and drain timeouts (they set the deadline of Redis calls) and
+// the committer's linger of a few microseconds.
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time

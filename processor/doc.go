@@ -3,8 +3,11 @@
 // retries transient failures, reclaims orphaned entries and commits every
 // batch's effects in one atomic Lua script.
 //
-// It owns the engine's Redis key names (keys.go), every Redis command the
-// engine sends (redis.go) and its Lua scripts (scripts.go). It knows nothing
+// It owns the engine's Redis key names (keys.go), its Lua scripts
+// (scripts.go, lease_scripts.go, and the effect kinds' handlers in
+// effects.go) and every Redis command it sends: redis.go, plus the
+// keyed-state load (state.go), the read-only views (inspector.go) and the
+// writes of effects outside a partition's slot (effects.go). It knows nothing
 // of YAML, Prometheus or the CLI: pipelines/ builds a Handler and Options
 // from configuration, metrics/ implements Observer, cmd/eddy wires them.
 //

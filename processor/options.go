@@ -135,7 +135,8 @@ type Options struct {
 	// another partition than the one it was read from (a producer that
 	// partitions differently): WrongPartitionProcess (default; it is
 	// counted and logged, and its key's order is not guaranteed) or
-	// WrongPartitionDeadLetter.
+	// WrongPartitionDeadLetter (the default, and the only choice, with
+	// StateNames: the entry's state would be another partition's copy).
 	WrongPartition string
 
 	// Decoder sets each message's key and dedupe id. Required.
@@ -266,6 +267,9 @@ func (o *Options) check(forRun bool) error {
 	if o.Start != "" && o.Start != StartOldest && o.Start != StartNewest {
 		errs = append(errs, fmt.Errorf("processor: Options.Start %q: want %q or %q", o.Start, StartOldest, StartNewest))
 	}
+	if o.WrongPartition == WrongPartitionProcess && len(o.StateNames) > 0 {
+		errs = append(errs, fmt.Errorf("processor: Options.WrongPartition %q with keyed state: an entry read from another partition than its key's would keep a second copy of the key's state; use %q", o.WrongPartition, WrongPartitionDeadLetter))
+	}
 	if o.WrongPartition != "" && o.WrongPartition != WrongPartitionProcess && o.WrongPartition != WrongPartitionDeadLetter {
 		errs = append(errs, fmt.Errorf("processor: Options.WrongPartition %q: want %q or %q", o.WrongPartition, WrongPartitionProcess, WrongPartitionDeadLetter))
 	}
@@ -308,6 +312,10 @@ func (o *Options) fillDefaults() {
 	}
 	if o.WrongPartition == "" {
 		o.WrongPartition = WrongPartitionProcess
+		if len(o.StateNames) > 0 {
+			// Its state and timers would be another partition's copy.
+			o.WrongPartition = WrongPartitionDeadLetter
+		}
 	}
 	def(&o.BatchSize, DefaultBatchSize)
 	defd(&o.Block, DefaultBlock)
