@@ -210,6 +210,18 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		if hard.Err() != nil {
 			return err
 		}
+		if refusedWrite(err) && !isNoGroup(err) && !redis.HasErrorPrefix(err, "NOSCRIPT") && !redis.HasErrorPrefix(err, "NOPERM") {
+			// The script stopped on an error of its own: it may have acked
+			// entries and written part of their effects (Redis keeps what a
+			// script wrote before it failed). Run again, it would find them
+			// acked and write nothing more: the rest of their effects would
+			// be lost without a word. Record every entry of the batch as a
+			// dead letter instead, for an operator to look at and replay,
+			// and stop the pipeline.
+			pt.deadLetterBatch(hard, batch, err, now)
+			return fmt.Errorf("commit to %s failed inside its script; its %d entries are dead-lettered (reason %s): %w",
+				pt.stream, len(batch), ReasonCommitFailed, err)
+		}
 		if !pt.retryable(err) {
 			return fmt.Errorf("commit to %s: %w", pt.stream, err)
 		}
@@ -270,6 +282,27 @@ func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply st
 		}
 	}
 	return "", err
+}
+
+// deadLetterBatch writes a dead letter for every entry of a batch whose
+// commit script failed half-way, outside the script, at least once.
+func (pt *partition) deadLetterBatch(hard context.Context, batch []*task, cause error, now time.Time) {
+	o := pt.p.o
+	ctx, cancel := context.WithTimeout(hard, 5*time.Second)
+	defer cancel()
+	_, err := pt.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range batch {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: o.DeadLetterStream, MaxLen: o.DeadLetterMaxLen, Approx: o.DeadLetterMaxLen > 0,
+				Values: deadLetterFields(&o, t.m, ReasonCommitFailed, cause, now)})
+		}
+		return nil
+	})
+	ids := make([]string, 0, len(batch))
+	for _, t := range batch {
+		ids = append(ids, t.m.ID)
+	}
+	pt.log.Error("commit_failed_in_script", zap.Strings("entry_ids", ids), zap.Error(cause),
+		zap.String("dead_letter_stream", o.DeadLetterStream), zap.NamedError("dead_letter_error", err))
 }
 
 // refusedWrite reports whether Redis refused a write for what its key

@@ -19,12 +19,15 @@ const (
 	// ReasonWrongPartition: the entry's key routes to another partition
 	// (Options.WrongPartition = WrongPartitionDeadLetter).
 	ReasonWrongPartition = "wrong_partition"
+	// ReasonCommitFailed: the commit script failed half-way (which its
+	// checks exist to prevent); the entry's effects may be partly written.
+	ReasonCommitFailed = "commit_failed"
 )
 
 // Reasons lists every dead-letter reason the engine itself gives, for
 // metrics to create their series at zero.
 var Reasons = []string{ReasonInvalid, ReasonNotJSON, ReasonMissingKey, ReasonTooLarge, ReasonMaxAttempts,
-	ReasonMaxDeliveries, ReasonInvalidEffect, ReasonOutputFailed, ReasonWrongPartition}
+	ReasonMaxDeliveries, ReasonInvalidEffect, ReasonOutputFailed, ReasonWrongPartition, ReasonCommitFailed}
 
 // PermanentError marks a failure that retrying cannot fix. The entry goes to
 // the dead-letter stream at once, with Reason in its "eddy.reason" field.

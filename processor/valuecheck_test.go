@@ -76,3 +76,35 @@ func TestValueChecksBeforeAnyWrite(t *testing.T) {
 		}
 	}
 }
+
+// A commit script that fails half-way (here: an entry sets a field to text
+// and increments it in the same commit, which the checks, reading what
+// Redis holds before the commit, do not see) is not retried blindly, which
+// would find its entries acked and lose the rest of their effects: every
+// entry of the batch is dead-lettered (commit_failed) and the pipeline
+// stops with the error.
+func TestCommitFailingInItsScript(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	produce(t, c, 1, []Record{{Key: "a", Fields: []string{"data", event("a", 0)}}})
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		m.Record(Effect{Kind: EffectHSet, Key: "h", Fields: []string{"n", "text"}})
+		m.Record(Effect{Kind: EffectHIncrBy, Key: "h", Fields: []string{"n", "1"}})
+		return nil
+	})
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = p.Run(rctx)
+	if err == nil || !strings.Contains(err.Error(), ReasonCommitFailed) {
+		t.Fatalf("Run = %v, want an error naming %s", err, ReasonCommitFailed)
+	}
+	dls, _, _, _ := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
+	if len(dls) != 1 || dls[0].Reason != ReasonCommitFailed || dls[0].Key != "a" {
+		t.Errorf("dead letters = %+v, want a's with reason %s", dls, ReasonCommitFailed)
+	}
+}
