@@ -174,7 +174,8 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		var err error
 		if elsewhere {
 			a.dryRun(true)
-			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.args()...).Text()
+			argv := a.args() // before a.keys: args may add the meta hash to KEYS
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, argv...).Text()
 			a.dryRun(false)
 			if err == nil && !strings.HasPrefix(reply, "!") {
 				var key string
@@ -184,7 +185,8 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			}
 		}
 		if err == nil && !strings.HasPrefix(reply, "!") {
-			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, a.args()...).Text()
+			argv := a.args() // before a.keys: args may add the meta hash to KEYS
+			reply, err = commitScript.Run(ctx, pt.p.rdb, a.keys, argv...).Text()
 		}
 		cancel()
 		if err == nil && reply == "!fenced" {
