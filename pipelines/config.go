@@ -35,11 +35,49 @@ func (f *File) Pipeline(name string) *Pipeline {
 }
 
 // Redis is the "redis" section. Exactly one of URL and Addrs is set.
+// The password may come from the URL, Password, PasswordEnv or
+// PasswordFile: from one of them at most. This package only checks the
+// section; cmd/eddy reads the environment variable and the files when it
+// connects.
 type Redis struct {
-	// URL is a redis:// or rediss:// URL of a single server.
+	// URL is a redis:// or rediss:// URL of a single server (or of a node
+	// of a Redis Cluster, which eddy then uses as a Cluster seed).
 	URL string `yaml:"url"`
 	// Addrs are host:port seed addresses of a Redis Cluster.
 	Addrs []string `yaml:"addrs"`
+	// Username is the ACL user. Default (""): the URL's, else "default".
+	Username string `yaml:"username"`
+	// Password is the password itself. Discouraged: the file then holds a
+	// secret; use PasswordEnv or PasswordFile. Default (""): none.
+	Password string `yaml:"password"`
+	// PasswordEnv names the environment variable that holds the password;
+	// connecting fails if it is unset or empty. Default (""): none.
+	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile is a file whose content is the password (one trailing
+	// newline dropped), such as a mounted secret. Default (""): none.
+	PasswordFile string `yaml:"password_file"`
+	// TLS, when present (even empty), makes every connection use TLS, as
+	// a rediss:// URL does. Default (nil): TLS only for rediss://.
+	TLS *RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS is the "redis.tls" section.
+type RedisTLS struct {
+	// CAFile is a PEM file of the certificate authorities that the
+	// server's certificate must chain to. Default (""): the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the PEM client certificate and its key, for
+	// a server that wants one (tls-auth-clients). Both or neither.
+	// Default: none.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the server's certificate must carry.
+	// Default (""): the host connected to (each node's own on a Cluster).
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate from the server: anyone
+	// on the path can read and change the traffic. Unsafe; for tests only.
+	// Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // DefaultHTTPAddr is the HTTP listen address when none is given.

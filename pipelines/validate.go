@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/eddy-streams/eddy/internal/redisurl"
 	"github.com/eddy-streams/eddy/processor"
 )
 
@@ -92,21 +90,49 @@ func validateRedis(c *checker, r *Redis) {
 	case r.URL == "" && len(r.Addrs) == 0:
 		c.addf("redis.url", "required (or addrs for Redis Cluster)")
 	case r.URL != "":
-		if _, err := redis.ParseURL(r.URL); err != nil {
-			// A *url.Error repeats the URL, password and all; keep its cause.
-			var ue *url.Error
+		// redisurl's errors hold no part of the password; the path names
+		// the URL, so keep only the cause.
+		if opt, err := redisurl.ParseURL(r.URL); err != nil {
+			var ue *redisurl.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
 			c.addf("redis.url", "want redis://[user:password@]host:port[/db] or rediss://…: %v", err)
+		} else {
+			if opt.Password != "" && (r.Password != "" || r.PasswordEnv != "" || r.PasswordFile != "") {
+				c.addf("redis.url", "has a password and so does redis.password, password_env or password_file: give it in one place")
+			}
+			if opt.Username != "" && r.Username != "" {
+				c.addf("redis.username", "the url has a user too: give it in one place")
+			}
 		}
 	}
 	for i, a := range r.Addrs {
-		if !validHostPort(a) {
+		switch {
+		case strings.Contains(a, "@"):
+			c.addf(fmt.Sprintf("redis.addrs[%d]", i), "want host:port, got %q: give the user and password in redis.username and redis.password_env or password_file", redisurl.Redact(a))
+		case !validHostPort(a):
 			c.addf(fmt.Sprintf("redis.addrs[%d]", i), "want host:port, got %q", a)
 		}
 	}
+	set := 0
+	for _, v := range []string{r.Password, r.PasswordEnv, r.PasswordFile} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		c.addf("redis.password", "set one of password, password_env and password_file")
+	}
+	if r.PasswordEnv != "" && !envNameRE.MatchString(r.PasswordEnv) {
+		c.addf("redis.password_env", "want the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*), got %q", r.PasswordEnv)
+	}
+	if t := r.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		c.addf("redis.tls.key_file", "cert_file and key_file go together: set both or neither")
+	}
 }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func validHostPort(a string) bool {
 	host, port, err := net.SplitHostPort(a)
