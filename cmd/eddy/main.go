@@ -37,6 +37,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 // globals are the flags every command takes.
 type globals struct {
 	redisURL  string
+	tls       tlsFlags // --redis-ca, --redis-cert, …
 	logFormat string
 	logLevel  string
 	stdin     io.Reader
@@ -71,7 +72,19 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.redisURL, "redis", os.Getenv("EDDY_REDIS_URL"),
-		"Redis URL for every command, overriding the config's redis section (env EDDY_REDIS_URL)")
+		"Redis URL for every command, overriding the config's redis section; rediss:// for TLS; prefer the env EDDY_REDIS_URL for a URL with a password (a command line is visible to other users)")
+	pf.StringVar(&g.tls.ca, flagRedisCA, os.Getenv("EDDY_REDIS_CA"),
+		"PEM file of the CA(s) the Redis server's certificate must chain to (default: the system's); implies TLS (env EDDY_REDIS_CA)")
+	pf.StringVar(&g.tls.cert, flagRedisCert, os.Getenv("EDDY_REDIS_CERT"),
+		"PEM client certificate, for a Redis that wants one (tls-auth-clients); with --redis-key; implies TLS (env EDDY_REDIS_CERT)")
+	pf.StringVar(&g.tls.key, flagRedisKey, os.Getenv("EDDY_REDIS_KEY"),
+		"PEM key of --redis-cert (env EDDY_REDIS_KEY)")
+	pf.StringVar(&g.tls.serverName, flagRedisName, os.Getenv("EDDY_REDIS_SERVER_NAME"),
+		"name the Redis server's certificate must carry (default: the host connected to; each node's own on a Cluster); implies TLS (env EDDY_REDIS_SERVER_NAME)")
+	insecure, insecureErr := envBool(envRedisInsecure)
+	g.tls.insecureEnvErr = insecureErr
+	pf.BoolVar(&g.tls.insecure, flagRedisInsecure, insecure,
+		"UNSAFE, for tests only: accept any certificate from Redis, so that anyone on the path can read and change the traffic; logged as a warning; implies TLS (env "+envRedisInsecure+")")
 	pf.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g),

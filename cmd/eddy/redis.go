@@ -5,14 +5,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/eddy-streams/eddy/internal/redisurl"
 	"github.com/eddy-streams/eddy/pipelines"
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -20,9 +25,27 @@ import (
 // redisConn is the client every command uses, and what closes it.
 type redisConn struct {
 	client   redis.UniversalClient
-	where    string // for logs: the address, or "embedded"
+	where    string // for logs: the address(es), or "embedded"; never a URL
 	embedded bool
 	close    func()
+
+	// redact masks secrets in every error and log line of ping and wait;
+	// nil masks URLs only.
+	redact *redactor
+	// tls says whether connections use TLS.
+	tls bool
+	// probeAddr is the address speaksTLS asks when a plain connection is
+	// closed on us; "" asks nothing.
+	probeAddr string
+	// wrongTLS is set once a probe (see explain) found that the server
+	// speaks TLS where we do not, or not where we do; probed once one asked.
+	wrongTLS, probed bool
+	// unchecked, when not nil, are the options of a URL whose server did
+	// not answer at open: once it answers, ping and wait ask whether it is
+	// a Cluster node (see checkCluster) and fail if so.
+	unchecked *redis.Options
+	// url is the URL given for one server, for the Cluster URL form.
+	url string
 }
 
 // openRedis connects to --redis if given, else to the config's redis
@@ -33,37 +56,27 @@ type redisConn struct {
 // connection during its blocking read, so the pool gets that many on top of
 // the default. It is where every command opens Redis, so it is also where
 // go-redis's own messages are sent to log (useRedisLogger).
+//
+// The TLS flags apply to either source, each overriding its field of the
+// config's redis.tls (which --redis replaces with the rest of the section).
+// A URL of one server that turns out to be a Redis Cluster node (INFO
+// cluster) is used as a Cluster seed, with the same credentials and TLS,
+// and logged (redis_cluster_detected); if it cannot be (a database other
+// than 0), openRedis fails with the URL form to use. A server that does not
+// answer yet is asked by ping and wait once it does.
+//
+// No error, and no log line, holds a password: URLs are quoted redacted
+// (redisurl), and every password eddy knows of is masked (redactor).
 func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeout time.Duration, partitions int, log *zap.Logger) (*redisConn, error) {
-	useRedisLogger(log)
+	red := &redactor{}
+	t, err := resolveRedis(g, f, red)
+	if err != nil {
+		return nil, red.err(err)
+	}
+	useRedisLogger(log, red) // red knows every password now
 	readTimeout := max(5*time.Second, minReadTimeout)
 	poolSize := 10*runtime.GOMAXPROCS(0) + 2*partitions
-	switch {
-	case strings.Contains(g.redisURL, "addr="):
-		// redis://host:port?addr=host2:port2&addr=…: Redis Cluster seeds.
-		opt, err := redis.ParseClusterURL(g.redisURL)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("redis cluster url %q: %w", g.redisURL, err)}
-		}
-		opt.ReadTimeout, opt.PoolSize, opt.ContextTimeoutEnabled = readTimeout, poolSize, true
-		c := redis.NewClusterClient(opt)
-		return &redisConn{client: c, where: fmt.Sprint(opt.Addrs), close: func() { _ = c.Close() }}, nil
-	case g.redisURL != "" || (f.Redis != nil && f.Redis.URL != ""):
-		url := g.redisURL
-		if url == "" {
-			url = f.Redis.URL
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("redis url %q: %w", url, err)}
-		}
-		opt.ReadTimeout, opt.PoolSize = readTimeout, poolSize
-		opt.ContextTimeoutEnabled = true // lets the engine's hard stop bound calls to a hung Redis
-		c := redis.NewClient(opt)
-		return &redisConn{client: c, where: opt.Addr, close: func() { _ = c.Close() }}, nil
-	case f.Redis != nil && len(f.Redis.Addrs) > 0:
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: f.Redis.Addrs, ReadTimeout: readTimeout, PoolSize: poolSize, ContextTimeoutEnabled: true})
-		return &redisConn{client: c, where: fmt.Sprint(f.Redis.Addrs), close: func() { _ = c.Close() }}, nil
-	default:
+	if t == nil {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return nil, fmt.Errorf("start embedded redis: %w", err)
@@ -74,6 +87,166 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 			zap.String("addr", mr.Addr()))
 		return &redisConn{client: c, where: "embedded", embedded: true, close: func() { _ = c.Close(); mr.Close() }}, nil
 	}
+	if t.insecure() {
+		log.Warn("redis_tls_verify_off", zap.String("note", insecureNote))
+	}
+	if t.cluster != nil {
+		opt := t.cluster
+		opt.ReadTimeout, opt.PoolSize, opt.ContextTimeoutEnabled = readTimeout, poolSize, true
+		c := redis.NewClusterClient(opt)
+		return &redisConn{client: c, where: fmt.Sprint(opt.Addrs), close: func() { _ = c.Close() },
+			redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addrs[0]}, nil
+	}
+	opt := t.single
+	opt.ReadTimeout, opt.PoolSize = readTimeout, poolSize
+	opt.ContextTimeoutEnabled = true // lets the engine's hard stop bound calls to a hung Redis
+	pc := probeClient(opt)
+	defer func() { _ = pc.Close() }()
+	pctx, cancel := context.WithTimeout(ctx, clusterProbeTimeout)
+	isCluster, err := clusterEnabled(pctx, pc)
+	cancel()
+	if err == nil && isCluster {
+		cc, err := clusterFromNode(ctx, pc, opt, t.url)
+		if err != nil {
+			return nil, red.err(err)
+		}
+		log.Info("redis_cluster_detected", zap.String("redis", opt.Addr),
+			zap.String("note", "the URL names a Redis Cluster node: using it as a Cluster seed with the same credentials and TLS"))
+		return &redisConn{client: cc, where: fmt.Sprint(cc.Options().Addrs), close: func() { _ = cc.Close() },
+			redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addr}, nil
+	}
+	c := redis.NewClient(opt)
+	conn := &redisConn{client: c, where: opt.Addr, close: func() { _ = c.Close() },
+		redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addr, url: t.url}
+	switch {
+	case err == nil:
+	case redis.HasErrorPrefix(err, "NOPERM"):
+		log.Warn("redis_cluster_check_failed", zap.String("redis", opt.Addr), zap.Error(red.err(err)),
+			zap.String("note", "could not ask whether the server is a Redis Cluster node (the user may run neither INFO nor CLUSTER INFO); going on as if it is not"))
+	default:
+		conn.unchecked = opt // no answer yet (or not ready): asked again once it answers
+	}
+	return conn, nil
+}
+
+// redisTarget is the Redis to connect to, from --redis or the config: the
+// options of one server or of a Cluster, credentials and TLS applied.
+type redisTarget struct {
+	single  *redis.Options
+	cluster *redis.ClusterOptions
+	url     string // the URL of one server, if one was given
+}
+
+func (t *redisTarget) insecure() bool {
+	if t.cluster != nil {
+		return t.cluster.TLSConfig != nil && t.cluster.TLSConfig.InsecureSkipVerify
+	}
+	return t.single.TLSConfig != nil && t.single.TLSConfig.InsecureSkipVerify
+}
+
+// resolveRedis says which Redis to connect to: --redis (or
+// EDDY_REDIS_URL), else the config's redis section, else none (nil: the
+// embedded one). It adds every password it finds to red.
+func resolveRedis(g *globals, f *pipelines.File, red *redactor) (*redisTarget, error) {
+	if g.tls.insecureEnvErr != nil {
+		return nil, usageError{g.tls.insecureEnvErr}
+	}
+	var fileTLS *pipelines.RedisTLS
+	var rawURL, username, password string
+	var addrs []string
+	switch {
+	case g.redisURL != "":
+		rawURL = g.redisURL
+	case f.Redis != nil:
+		r := f.Redis
+		rawURL, addrs, username, fileTLS = r.URL, r.Addrs, r.Username, r.TLS
+		var err error
+		if password, err = configPassword(r); err != nil {
+			return nil, err
+		}
+		red.add(password)
+	default:
+		if s := resolveTLS(nil, g.tls); s.on {
+			return nil, usageError{errors.New("TLS flags given but no Redis to connect to: give --redis URL or a redis section in the config")}
+		}
+		return nil, nil
+	}
+	tlsSet := resolveTLS(fileTLS, g.tls)
+	t := &redisTarget{}
+	switch {
+	case rawURL != "" && redisurl.IsCluster(rawURL):
+		opt, err := redisurl.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		red.add(opt.Password)
+		t.cluster = opt
+	case rawURL != "":
+		opt, err := redisurl.ParseURL(rawURL)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		red.add(opt.Password)
+		t.single, t.url = opt, rawURL
+	default:
+		t.cluster = &redis.ClusterOptions{Addrs: addrs}
+	}
+	if t.cluster != nil {
+		if username != "" {
+			t.cluster.Username = username
+		}
+		if password != "" {
+			t.cluster.Password = password
+		}
+		if tlsSet.on || t.cluster.TLSConfig != nil {
+			cfg, err := tlsSet.config(t.cluster.TLSConfig, "") // each node verified by its own address
+			if err != nil {
+				return nil, err
+			}
+			t.cluster.TLSConfig = cfg
+		}
+		return t, nil
+	}
+	if username != "" {
+		t.single.Username = username
+	}
+	if password != "" {
+		t.single.Password = password
+	}
+	if tlsSet.on || t.single.TLSConfig != nil {
+		host, _, _ := net.SplitHostPort(t.single.Addr)
+		cfg, err := tlsSet.config(t.single.TLSConfig, host)
+		if err != nil {
+			return nil, err
+		}
+		t.single.TLSConfig = cfg
+	}
+	return t, nil
+}
+
+// configPassword reads the password of the config's redis section: from
+// password, the variable password_env names or password_file (one at most;
+// validation checks that), or "" for none.
+func configPassword(r *pipelines.Redis) (string, error) {
+	switch {
+	case r.PasswordEnv != "":
+		v := os.Getenv(r.PasswordEnv)
+		if v == "" {
+			return "", fmt.Errorf("redis.password_env: the environment variable %s is not set or empty", r.PasswordEnv)
+		}
+		return v, nil
+	case r.PasswordFile != "":
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("redis.password_file: %w", err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return "", fmt.Errorf("redis.password_file %s: empty", r.PasswordFile)
+		}
+		return v, nil
+	}
+	return r.Password, nil
 }
 
 // pingTimeout bounds one PING of ping and of each attempt of wait.
@@ -83,9 +256,9 @@ const pingTimeout = 5 * time.Second
 // with a clear error instead of a stream of retries.
 func (r *redisConn) ping(ctx context.Context) error {
 	if err := r.pingOnce(ctx); err != nil {
-		return fmt.Errorf("redis at %s does not answer: %w", r.where, err)
+		return r.redact.err(fmt.Errorf("redis at %s does not answer: %w", r.where, r.explain(ctx, err)))
 	}
-	return nil
+	return r.redact.err(r.checkCluster(ctx))
 }
 
 func (r *redisConn) pingOnce(ctx context.Context) error {
@@ -149,11 +322,15 @@ func (r *redisConn) wait(ctx context.Context, w redisWait) error {
 		}
 		waited := clock.Now().Sub(start)
 		if err == nil {
+			if err := r.checkCluster(ctx); err != nil {
+				return r.redact.err(err)
+			}
 			if attempt > 1 {
 				log.Info("redis_available", zap.String("redis", r.where), zap.Int("attempt", attempt), zap.Duration("waited", waited))
 			}
 			return nil
 		}
+		err = r.redact.err(r.explain(ctx, err))
 		if !redisWaitable(err) {
 			return fmt.Errorf("redis at %s: %w (not waiting: this will not go away by itself)", r.where, err)
 		}
@@ -190,8 +367,9 @@ func (r *redisConn) wait(ctx context.Context, w redisWait) error {
 // TRYAGAIN, too many clients). Any other reply of Redis is permanent: a
 // wrong password (WRONGPASS), none where one is needed (NOAUTH), a user
 // without permission (NOPERM), a password where none is configured. So is
-// a TLS handshake that fails: a certificate that does not verify, or a
-// server that does not speak TLS.
+// a TLS handshake that fails: a certificate that does not verify, a server
+// that refuses ours (a TLS alert), a server that does not speak TLS, or a
+// TLS port that a plain connection reached (see redisConn.explain).
 func redisWaitable(err error) bool {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
@@ -200,5 +378,48 @@ func redisWaitable(err error) bool {
 	}
 	var certErr *tls.CertificateVerificationError
 	var recordErr tls.RecordHeaderError
-	return !errors.As(err, &certErr) && !errors.As(err, &recordErr)
+	var hint *hintError
+	var op *net.OpError
+	return !errors.As(err, &certErr) && !errors.As(err, &recordErr) &&
+		!(errors.As(err, &hint) && hint.permanent) && !(errors.As(err, &op) && op.Op == "remote error")
+}
+
+// explain adds a hint to an error of PING when it can tell its cause: a
+// TLS handshake that failed (tlsHint); a plain connection that the server
+// closed (EOF, a reset) because it expects TLS; or a TLS handshake that
+// timed out because the server speaks plain RESP. It learns the last two
+// by asking the port (speaksTLS, speaksRESP), once.
+func (r *redisConn) explain(ctx context.Context, err error) error {
+	if hint := tlsHint(err); hint != "" {
+		return &hintError{err: err, hint: hint, permanent: true}
+	}
+	if r.unchecked != nil && !isNoAnswer(err) {
+		// A reply of Redis: a Cluster node may be refusing our database.
+		if cerr := r.checkCluster(ctx); cerr != nil {
+			return cerr
+		}
+	}
+	if r.probeAddr == "" {
+		return err
+	}
+	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	var ne net.Error
+	timedOut := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	switch {
+	case !r.tls && closed:
+		if !r.probed {
+			r.probed, r.wrongTLS = true, speaksTLS(ctx, r.probeAddr)
+		}
+		if r.wrongTLS {
+			return &hintError{err: err, hint: expectTLSHint, permanent: true}
+		}
+	case r.tls && timedOut:
+		if !r.probed {
+			r.probed, r.wrongTLS = true, speaksRESP(ctx, r.probeAddr)
+		}
+		if r.wrongTLS {
+			return &hintError{err: err, hint: plainHint, permanent: true}
+		}
+	}
+	return err
 }
