@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -19,15 +20,36 @@ type decoder struct {
 	key     Path
 	id      Path // zero without dedupe
 	dedupe  bool
+	// names are the top-level names the key and id are looked up by in a
+	// JSON payload: each path's first name, and its whole text when it
+	// has dots (see Path.Lookup).
+	names []string
 }
 
 func newDecoder(p *Pipeline) *decoder {
 	d := &decoder{payload: p.Input.Payload}
 	d.key = d.path(p.Key)
+	paths := []Path{d.key}
 	if p.Dedupe != nil {
 		d.id, d.dedupe = d.path(p.Dedupe.ID), true
+		paths = append(paths, d.id)
+	}
+	for _, q := range paths {
+		if len(q.parts) > 1 && !slices.Contains(d.names, q.text) {
+			d.names = append(d.names, q.text)
+		}
+		if len(q.parts) > 0 && !slices.Contains(d.names, q.parts[0]) {
+			d.names = append(d.names, q.parts[0])
+		}
 	}
 	return d
+}
+
+// scan reads a JSON payload into t in one pass, keeping what the key and
+// id are looked up in.
+func (d *decoder) scan(t *topMembers, raw string) error {
+	t.reset(d.names)
+	return t.scanPayload(raw)
 }
 
 // path parses a key or id path: dotted into a JSON payload, a plain field
@@ -49,11 +71,11 @@ func (d *decoder) Decode(m *processor.Message) error {
 		if !ok {
 			return processor.Permanentf(processor.ReasonNotJSON, "entry %s: payload field %q is missing", m.ID, d.payload)
 		}
-		obj, err := parseObject(raw)
-		if err != nil {
+		var obj topMembers
+		if err := d.scan(&obj, raw); err != nil {
 			return processor.Permanentf(processor.ReasonNotJSON, "entry %s: payload field %q: %w", m.ID, d.payload, err)
 		}
-		key, id, err := d.extract(func(p Path) any { v, _ := lookupJSON(obj, p); return v })
+		key, id, err := d.extract(obj.lookup)
 		if err != nil {
 			return fmt.Errorf("entry %s: %w", m.ID, err)
 		}
@@ -112,11 +134,11 @@ func (p *Pipeline) EncodeEvent(line []byte) (key string, fields []string, err er
 		return "", nil, fmt.Errorf("pipelines: pipeline %q was not built by Load or Parse", p.Name)
 	}
 	if d.payload != "" {
-		obj, err := parseObject(string(line))
-		if err != nil {
+		var obj topMembers
+		if err := d.scan(&obj, string(line)); err != nil {
 			return "", nil, fmt.Errorf("event is not a JSON object: %w", err)
 		}
-		if key, _, err = d.extract(func(p Path) any { v, _ := lookupJSON(obj, p); return v }); err != nil {
+		if key, _, err = d.extract(obj.lookup); err != nil {
 			return "", nil, err
 		}
 		var buf bytes.Buffer
