@@ -32,14 +32,17 @@ type redisConn struct {
 	// redact masks secrets in every error and log line of ping and wait;
 	// nil masks URLs only.
 	redact *redactor
-	// tls says whether connections use TLS.
-	tls bool
-	// probeAddr is the address speaksTLS asks when a plain connection is
-	// closed on us; "" asks nothing.
+	// tls says whether connections use TLS, with tlsConfig (nil for the
+	// embedded Redis and in tests that build a redisConn by hand).
+	tls       bool
+	tlsConfig *tls.Config
+	// probeAddr is the address explain asks when a connection is closed on
+	// us or a handshake times out; "" asks nothing.
 	probeAddr string
-	// wrongTLS is set once a probe (see explain) found that the server
-	// speaks TLS where we do not, or not where we do; probed once one asked.
-	wrongTLS, probed bool
+	// probed is set once explain asked; probeHint is what it learnt ("" for
+	// nothing).
+	probed    bool
+	probeHint string
 	// unchecked, when not nil, are the options of a URL whose server did
 	// not answer at open: once it answers, ping and wait ask whether it is
 	// a Cluster node (see checkCluster) and fail if so.
@@ -95,7 +98,7 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 		opt.ReadTimeout, opt.PoolSize, opt.ContextTimeoutEnabled = readTimeout, poolSize, true
 		c := redis.NewClusterClient(opt)
 		return &redisConn{client: c, where: fmt.Sprint(opt.Addrs), close: func() { _ = c.Close() },
-			redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addrs[0]}, nil
+			redact: red, tls: opt.TLSConfig != nil, tlsConfig: opt.TLSConfig, probeAddr: opt.Addrs[0]}, nil
 	}
 	opt := t.single
 	opt.ReadTimeout, opt.PoolSize = readTimeout, poolSize
@@ -113,11 +116,11 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 		log.Info("redis_cluster_detected", zap.String("redis", opt.Addr),
 			zap.String("note", "the URL names a Redis Cluster node: using it as a Cluster seed with the same credentials and TLS"))
 		return &redisConn{client: cc, where: fmt.Sprint(cc.Options().Addrs), close: func() { _ = cc.Close() },
-			redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addr}, nil
+			redact: red, tls: opt.TLSConfig != nil, tlsConfig: cc.Options().TLSConfig, probeAddr: opt.Addr}, nil
 	}
 	c := redis.NewClient(opt)
 	conn := &redisConn{client: c, where: opt.Addr, close: func() { _ = c.Close() },
-		redact: red, tls: opt.TLSConfig != nil, probeAddr: opt.Addr, url: t.url}
+		redact: red, tls: opt.TLSConfig != nil, tlsConfig: opt.TLSConfig, probeAddr: opt.Addr, url: t.url}
 	switch {
 	case err == nil:
 	case redis.HasErrorPrefix(err, "NOPERM"):
@@ -386,9 +389,13 @@ func redisWaitable(err error) bool {
 
 // explain adds a hint to an error of PING when it can tell its cause: a
 // TLS handshake that failed (tlsHint); a plain connection that the server
-// closed (EOF, a reset) because it expects TLS; or a TLS handshake that
-// timed out because the server speaks plain RESP. It learns the last two
-// by asking the port (speaksTLS, speaksRESP), once.
+// closed (EOF, a reset) because it expects TLS; a TLS connection that the
+// server closed because it refused our side of the handshake (no client
+// certificate, or one it does not trust: with TLS 1.3 that shows only
+// after the handshake, and as a reset when the alert is lost); or a TLS
+// handshake that timed out because the server speaks plain RESP. It learns
+// the last three by asking the port (speaksTLS, tlsRefusal, speaksRESP),
+// once. A hint found so makes the error permanent.
 func (r *redisConn) explain(ctx context.Context, err error) error {
 	if hint := tlsHint(err); hint != "" {
 		return &hintError{err: err, hint: hint, permanent: true}
@@ -405,21 +412,25 @@ func (r *redisConn) explain(ctx context.Context, err error) error {
 	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 	var ne net.Error
 	timedOut := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	switch {
-	case !r.tls && closed:
-		if !r.probed {
-			r.probed, r.wrongTLS = true, speaksTLS(ctx, r.probeAddr)
+	if !r.probed {
+		switch {
+		case !r.tls && closed:
+			r.probed = true
+			if speaksTLS(ctx, r.probeAddr) {
+				r.probeHint = expectTLSHint
+			}
+		case r.tlsConfig != nil && closed:
+			r.probed = true
+			r.probeHint = tlsHint(tlsRefusal(ctx, r.probeAddr, r.tlsConfig))
+		case r.tls && timedOut:
+			r.probed = true
+			if speaksRESP(ctx, r.probeAddr) {
+				r.probeHint = plainHint
+			}
 		}
-		if r.wrongTLS {
-			return &hintError{err: err, hint: expectTLSHint, permanent: true}
-		}
-	case r.tls && timedOut:
-		if !r.probed {
-			r.probed, r.wrongTLS = true, speaksRESP(ctx, r.probeAddr)
-		}
-		if r.wrongTLS {
-			return &hintError{err: err, hint: plainHint, permanent: true}
-		}
+	}
+	if r.probeHint != "" && (closed || timedOut) {
+		return &hintError{err: err, hint: r.probeHint, permanent: true}
 	}
 	return err
 }

@@ -222,6 +222,29 @@ func speaksTLS(ctx context.Context, addr string) bool {
 	return errors.As(err, &op) && op.Op == "remote error"
 }
 
+// tlsRefusal connects to addr with cfg, the client's own TLS
+// configuration, and waits up to a second for the server to send
+// something: a server that accepted us sends nothing before a command, one
+// that refused our certificate (or its absence) sends a TLS alert, which
+// tlsRefusal returns. It is asked only after a TLS connection was closed
+// on us, which is what that alert looks like when it is lost.
+func tlsRefusal(ctx context.Context, addr string, cfg *tls.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, tlsProbeTimeout)
+	defer cancel()
+	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
 // speaksRESP reports whether the server at addr answers an inline PING in
 // plain RESP (+PONG, or an error such as -NOAUTH). It is asked only after
 // a TLS handshake timed out, which is what a plain Redis does to one: it

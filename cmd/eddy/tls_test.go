@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -319,5 +321,41 @@ func stopEddy(t *testing.T, p *process) {
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	if code := p.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("eddy run exit code after SIGINT = %d; log:\n%s", code, p.stderr.String())
+	}
+}
+
+// explain tells what a connection closed on us (EOF, a reset) means, by
+// asking the port: a plain client on a TLS port, or a TLS client whose
+// certificate (or its absence) the server refused, which TLS 1.3 shows
+// only after the handshake and as a reset when the alert is lost. A server
+// that merely hung up stays waitable.
+func TestTLSExplainClosedConnection(t *testing.T) {
+	t.Parallel()
+	certs := redistest.NewCerts(t)
+	mutual := startTLS(t, certs, true)
+	plain := redistest.Start(t)
+	noCert := certs.ClientTLS(t)
+	noCert.Certificates = nil
+	tests := []struct {
+		name string
+		conn *redisConn
+		want string // in the hint; "" for none
+	}{
+		{"plain client, TLS port", &redisConn{probeAddr: mutual.Addr()}, expectTLSHint},
+		{"no client certificate", &redisConn{tls: true, tlsConfig: noCert, probeAddr: mutual.Addr()}, "client certificate"},
+		{"client certificate", &redisConn{tls: true, tlsConfig: certs.ClientTLS(t), probeAddr: mutual.Addr()}, ""},
+		{"plain client, plain port", &redisConn{probeAddr: plain.Addr()}, ""},
+	}
+	for _, tt := range tests {
+		for _, closed := range []error{io.EOF, syscall.ECONNRESET} {
+			tt.conn.probed, tt.conn.probeHint = false, ""
+			err := tt.conn.explain(t.Context(), closed)
+			switch {
+			case tt.want == "" && (err != closed || !redisWaitable(err)):
+				t.Errorf("%s: explain(%v) = %v, want it as it is, waitable", tt.name, closed, err)
+			case tt.want != "" && (!strings.Contains(err.Error(), tt.want) || redisWaitable(err)):
+				t.Errorf("%s: explain(%v) = %v, want a permanent error with %q", tt.name, closed, err, tt.want)
+			}
+		}
 	}
 }
