@@ -86,12 +86,6 @@ func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, n
 		}
 	}()
 	for _, d := range due {
-		if d.err != nil {
-			if ok, n := pt.readLog.allow(time.Now(), 5*time.Second); ok {
-				pt.log.Error("timer_malformed", zap.String("timer", d.member), zap.Error(d.err), zap.Int("suppressed", n))
-			}
-			continue
-		}
 		spec := d.spec
 		m := &Message{Stream: pt.stream, Partition: pt.n, Key: spec.Key, Timer: &spec, Attempt: 1, received: now, ks: pt.ks}
 		t := &task{m: m, part: pt, ctx: hard, results: pt.results}
@@ -109,6 +103,20 @@ func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, n
 		pt.mu.Lock()
 		pt.inflight[id] = time.Now()
 		pt.mu.Unlock()
+		if d.err != nil {
+			// Its data is gone or broken (edited by hand, evicted): it
+			// cannot fire; it is removed and dead-lettered with what is
+			// known of it, rather than block the timers behind it.
+			if ok, n := pt.readLog.allow(time.Now(), 5*time.Second); ok {
+				pt.log.Error("timer_malformed", zap.String("timer", d.member), zap.Error(d.err), zap.Int("suppressed", n))
+			}
+			t.deadLetter(ReasonInvalid, d.err)
+			select {
+			case pt.results <- t:
+			case <-hard.Done():
+			}
+			continue
+		}
 		tasks = append(tasks, t)
 	}
 	return len(tasks)

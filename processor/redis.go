@@ -512,11 +512,18 @@ func dueTimers(ctx context.Context, rdb redis.UniversalClient, k timerKeys, now 
 	if err != nil {
 		return nil, err
 	}
-	out := make([]dueTimer, 0, len(v)/3)
-	for i := 0; i+2 < len(v); i += 3 {
+	out := make([]dueTimer, 0, len(v)/4)
+	for i := 0; i+3 < len(v); i += 4 {
 		member, _ := v[i].(string)
 		data, _ := v[i+2].(string)
 		spec, err := decodeTimer(member, data)
+		if err != nil {
+			// What is known of it, for its dead letter and its removal.
+			score, _ := v[i+1].(string)
+			due, _ := strconv.ParseFloat(score, 64)
+			key, name, _ := strings.Cut(member, timerSep)
+			spec = TimerSpec{Key: key, Name: name, At: time.UnixMilli(int64(due)), EventTime: v[i+3] == "e"}
+		}
 		out = append(out, dueTimer{member: member, spec: spec, err: err})
 	}
 	return out, nil

@@ -352,7 +352,10 @@ elseif fast and all and nids > #unmarked then
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 end
 if ARGV[10] ~= '' and not dry then
-  redis.call('HSET', KEYS[tonumber(ARGV[11])], 'watermark', ARGV[10])
+  -- the watermark never goes back, whoever committed last
+  local meta = KEYS[tonumber(ARGV[11])]
+  local cur = tonumber(redis.call('HGET', meta, 'watermark') or '0')
+  if tonumber(ARGV[10]) > cur then redis.call('HSET', meta, 'watermark', ARGV[10]) end
 end
 return table.concat(out)
 `
@@ -739,20 +742,21 @@ func (c *commitArgs) ackOnly(id string) {
 //	ARGV[1] now, unix ms; ARGV[2] the watermark, unix ms ("" for none);
 //	ARGV[3] the most of each set to return
 //
-// Returns a flat list: member, score, data, member, score, data, … (data
-// false when missing).
+// Returns a flat list: member, score, data, set ("p" or "e"), member, …
+// (data false when missing).
 var dueTimersScript = redis.NewScript(`
 local out = {}
-local function take(z, upto)
+local function take(z, upto, set)
   local r = redis.call('ZRANGEBYSCORE', z, '-inf', upto, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
   for i = 1, #r, 2 do
     out[#out+1] = r[i]
     out[#out+1] = r[i+1]
     out[#out+1] = redis.call('HGET', KEYS[3], r[i])
+    out[#out+1] = set
   end
 end
-take(KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then take(KEYS[2], ARGV[2]) end
+take(KEYS[1], ARGV[1], 'p')
+if ARGV[2] ~= '' then take(KEYS[2], ARGV[2], 'e') end
 return out
 `)
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
@@ -206,5 +208,48 @@ func TestTimerHandledOnceUnderBacklog(t *testing.T) {
 	}
 	if twice > 0 || len(calls) != n {
 		t.Fatalf("%d of %d timers handled more than once; %d handled", twice, n, len(calls))
+	}
+}
+
+// A timer whose data is gone (a hand edit, an eviction) cannot fire: it is
+// dead-lettered with what is known of it and removed, and the timers
+// behind it fire.
+func TestMalformedTimerDeadLettered(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	tk := timerKeysOf(keyspace{stream: "in", n: 1, group: "t"})
+	past := float64(time.Now().Add(-time.Minute).UnixMilli())
+	c.ZAdd(ctx, tk.processing, redis.Z{Score: past, Member: timerMember("k", "broken")})
+	good := TimerSpec{Key: "k", Name: "good", At: time.Now().Add(-time.Second)}
+	c.ZAdd(ctx, tk.processing, redis.Z{Score: float64(good.At.UnixMilli()), Member: timerMember("k", "good")})
+	c.HSet(ctx, tk.data, timerMember("k", "good"), encodeTimerData(&good))
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		if m.Timer != nil {
+			m.Emit("fired", 0, "name", m.Timer.Name)
+		}
+		return nil
+	})
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, BatchSize: 1,
+		Block: 20 * time.Millisecond, TimerTick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	waitFor(t, 20*time.Second, "the good timer fired and the broken one dead-lettered", func() bool {
+		return xlen(t, c, "fired") == 1 && xlen(t, c, "in:dlq") == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	dls, _, _, _ := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
+	if len(dls) != 1 || dls[0].Timer != "broken" || dls[0].Reason != ReasonInvalid {
+		t.Errorf("dead letters = %+v, want the broken timer's, reason invalid", dls)
+	}
+	if n := c.ZCard(ctx, tk.processing).Val(); n != 0 {
+		t.Errorf("%d timers left", n)
 	}
 }
