@@ -383,8 +383,13 @@ func redisWaitable(err error) bool {
 	var recordErr tls.RecordHeaderError
 	var hint *hintError
 	var op *net.OpError
-	return !errors.As(err, &certErr) && !errors.As(err, &recordErr) &&
-		!(errors.As(err, &hint) && hint.permanent) && !(errors.As(err, &op) && op.Op == "remote error")
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &recordErr),
+		errors.As(err, &hint) && hint.permanent,
+		errors.As(err, &op) && op.Op == "remote error":
+		return false
+	}
+	return true
 }
 
 // explain adds a hint to an error of PING when it can tell its cause: a

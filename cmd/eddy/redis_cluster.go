@@ -68,7 +68,7 @@ func isNoAnswer(err error) bool {
 func clusterFromNode(ctx context.Context, c *redis.Client, opt *redis.Options, rawURL string) (*redis.ClusterClient, error) {
 	if opt.DB != 0 {
 		return nil, usageError{fmt.Errorf("redis at %s is a Redis Cluster node, which has database 0 only, not %d: use %q "+
-			"(--redis or EDDY_REDIS_URL; in the config, redis.addrs)", opt.Addr, opt.DB, redisurl.ClusterForm(rawURL, clusterMasters(ctx, c, opt.Addr)))}
+			"(--redis or EDDY_REDIS_URL; in the config, redis.addrs)", opt.Addr, opt.DB, redisurl.ClusterForm(rawURL, clusterMasters(ctx, c)))}
 	}
 	tlsConfig := opt.TLSConfig
 	if tlsConfig != nil && !opt.TLSConfig.InsecureSkipVerify {
@@ -106,19 +106,26 @@ func clusterFromNode(ctx context.Context, c *redis.Client, opt *redis.Options, r
 }
 
 // clusterMasters returns the addresses of the Cluster's masters other
-// than self (CLUSTER SLOTS), sorted, for the URL form an error gives; a
-// placeholder when it cannot tell.
-func clusterMasters(ctx context.Context, c *redis.Client, self string) []string {
+// than the node c talks to (CLUSTER NODES, which every version answers),
+// sorted, for the URL form an error gives; a placeholder when it cannot
+// tell.
+func clusterMasters(ctx context.Context, c *redis.Client) []string {
 	ctx, cancel := context.WithTimeout(ctx, clusterProbeTimeout)
 	defer cancel()
-	slots, err := c.ClusterSlots(ctx).Result()
-	seen := map[string]bool{self: true}
+	nodes, err := c.ClusterNodes(ctx).Result()
 	var out []string
-	for _, s := range slots {
-		if len(s.Nodes) > 0 && !seen[s.Nodes[0].Addr] {
-			seen[s.Nodes[0].Addr] = true
-			out = append(out, s.Nodes[0].Addr)
+	for line := range strings.Lines(nodes) {
+		// <id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>…
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
 		}
+		flags := strings.Split(f[2], ",")
+		if !slices.Contains(flags, "master") || slices.Contains(flags, "myself") || slices.Contains(flags, "fail") {
+			continue
+		}
+		addr, _, _ := strings.Cut(f[1], "@")
+		out = append(out, addr)
 	}
 	if err != nil || len(out) == 0 {
 		return []string{"HOST2:PORT2"}
@@ -151,7 +158,7 @@ func (r *redisConn) checkCluster(ctx context.Context) error {
 	}
 	return &hintError{permanent: true, err: fmt.Errorf("redis at %s is a Redis Cluster node, which eddy learnt only once it answered, "+
 		"with a single-server client already set up; it stops rather than run workers that would get MOVED for most keys: %s %q "+
-		"(--redis or EDDY_REDIS_URL; in the config, redis.addrs)", r.where, again, redisurl.ClusterForm(r.url, clusterMasters(ctx, c, opt.Addr)))}
+		"(--redis or EDDY_REDIS_URL; in the config, redis.addrs)", r.where, again, redisurl.ClusterForm(r.url, clusterMasters(ctx, c)))}
 }
 
 // probeClient is a client for the questions openRedis and checkCluster

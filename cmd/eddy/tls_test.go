@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -351,7 +352,7 @@ func TestTLSExplainClosedConnection(t *testing.T) {
 			tt.conn.probed, tt.conn.probeHint = false, ""
 			err := tt.conn.explain(t.Context(), closed)
 			switch {
-			case tt.want == "" && (err != closed || !redisWaitable(err)):
+			case tt.want == "" && (!errors.Is(err, closed) || err.Error() != closed.Error() || !redisWaitable(err)):
 				t.Errorf("%s: explain(%v) = %v, want it as it is, waitable", tt.name, closed, err)
 			case tt.want != "" && (!strings.Contains(err.Error(), tt.want) || redisWaitable(err)):
 				t.Errorf("%s: explain(%v) = %v, want a permanent error with %q", tt.name, closed, err, tt.want)
