@@ -194,8 +194,10 @@ func (pt *partition) tend(soft, hard context.Context, stopSoft, stopHard func(),
 // coordinate keeps this worker a member of the group (a sorted set scored
 // by membership expiry, renewed every Heartbeat), reads the live members
 // and marks which partitions the shared assignment gives to this worker.
-// On its way out it leaves the set, so the others rebalance at once.
-func (p *Processor) coordinate(soft context.Context) {
+// On its way out it leaves the set, so the others rebalance at once. A
+// membership refused with NOPERM fails the Run: without it the worker
+// would own nothing and wait forever.
+func (p *Processor) coordinate(soft context.Context, fail func(error)) {
 	o := p.o
 	key := membersKey(o.Stream, o.Group)
 	var last string
@@ -204,6 +206,10 @@ func (p *Processor) coordinate(soft context.Context) {
 		ctx, cancel := p.bounded(soft)
 		defer cancel()
 		members, err := heartbeatMember(ctx, p.rdb, key, o.Consumer, o.SessionTimeout, 3*o.Heartbeat)
+		if isNoPerm(err) {
+			fail(fmt.Errorf("membership of consumer %s in %s: %w", o.Consumer, key, err))
+			return
+		}
 		if err != nil {
 			if ok, n := logs.allow(time.Now(), 10*time.Second); ok && soft.Err() == nil {
 				p.log.Warn("membership_failed", zap.Error(err), zap.Int("suppressed", n))

@@ -114,6 +114,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		fatalMu.Lock()
 		if fatal == nil {
 			fatal = err
+			p.failing(err)
 		}
 		fatalMu.Unlock()
 		stopSoft()
@@ -149,7 +150,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		go func() { defer workers.Done(); l.run() }()
 	}
 	background.Add(1)
-	go func() { defer background.Done(); p.coordinate(soft) }()
+	go func() { defer background.Done(); p.coordinate(soft, fail) }()
 	for _, pt := range p.parts {
 		supervisors.Add(1)
 		go func() { defer supervisors.Done(); pt.supervise(soft, hard, lanes, fail) }()

@@ -41,7 +41,7 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 	if err != nil {
 		return nil, err
 	}
-	conn, err := connect(ctx, g, f, log, "dlq")
+	conn, err := connectAs(ctx, g, f, ps, log, "dlq", processor.RoleMonitor)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ config has another pipeline on the same stream without dedupe.`,
 				return usageError{errors.New("give --id ID (repeatable) or --all, not both")}
 			}
 			ctx := cmd.Context()
-			t, err := openDLQ(ctx, g, file, pipeline)
+			t, err := openReplay(ctx, g, file, pipeline)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ pipeline dead-letters it with the reason: nothing is dropped on the way in.`,
 				defer fh.Close() //nolint:errcheck // read-only file
 				in = fh
 			}
-			conn, err := connect(cmd.Context(), g, f, log, "produce")
+			conn, err := connectAs(cmd.Context(), g, f, ps, log, "produce", processor.RoleProducer)
 			if err != nil {
 				return err
 			}

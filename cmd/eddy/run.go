@@ -109,9 +109,10 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	t := &tally{}
 
 	procs := make([]*processor.Processor, 0, len(ps))
+	gate := &failGate{} // /readyz unready once a pipeline fails
 	for _, p := range ps {
 		po := p.Options()
-		po.Consumer, po.Logger, po.Observer = o.consumer, log, observers{m, t}
+		po.Consumer, po.Logger, po.Observer = o.consumer, log, observers{m, t, gate}
 		proc, err := processor.New(conn.client, po)
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.Name, err)
@@ -130,7 +131,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 		grp.Go(func() error { return srv.Run(gctx) })
 		log.Info("http_listening", zap.String("addr", addr), zap.Strings("paths", []string{"/metrics", "/healthz", "/readyz"}))
 	}
-	if err := conn.wait(gctx, wait); err != nil {
+	if err := conn.waitAndCheck(gctx, wait, f, ps); err != nil {
 		cancel()
 		switch herr := grp.Wait(); {
 		case herr != nil:
@@ -161,9 +162,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	}
 	rep := &reporter{procs: procs, m: m, t: t, log: log, inMemory: conn.embedded}
 	grp.Go(func() error { return rep.Run(gctx) })
-	if srv != nil {
-		srv.ready.Store(true)
-	}
+	gate.open(srv)
 	log.Info("eddy_started", zap.String("version", eddyVersion()), zap.String("consumer", o.consumer),
 		zap.String("redis", conn.where), zap.Int("pipelines", len(procs)))
 

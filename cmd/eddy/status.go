@@ -60,7 +60,7 @@ func statusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := connect(ctx, g, f, log, "status")
+			conn, err := connectAs(ctx, g, f, ps, log, "status", processor.RoleMonitor)
 			if err != nil {
 				return err
 			}
