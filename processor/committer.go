@@ -212,7 +212,7 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		if hard.Err() != nil {
 			return err
 		}
-		if refusedWrite(err) && !isNoGroup(err) && !redis.HasErrorPrefix(err, "NOSCRIPT") && !redis.HasErrorPrefix(err, "NOPERM") {
+		if refusedWrite(err) && !isNoGroup(err) && !redis.HasErrorPrefix(err, "NOSCRIPT") && !isNoPerm(err) {
 			// The script stopped on an error of its own: it may have acked
 			// entries and written part of their effects (Redis keeps what a
 			// script wrote before it failed). Run again, it would find them

@@ -6,8 +6,9 @@
 // It owns the engine's Redis key names (keys.go), its Lua scripts
 // (scripts.go, lease_scripts.go, and the effect kinds' handlers in
 // effects.go) and every Redis command it sends: redis.go, plus the
-// keyed-state load (state.go), the read-only views (inspector.go) and the
-// writes of effects outside a partition's slot (effects.go). It knows nothing
+// keyed-state load (state.go), the read-only views (inspector.go), the
+// permission probes (access.go) and the writes of effects outside a
+// partition's slot (effects.go). It knows nothing
 // of YAML, Prometheus or the CLI: pipelines/ builds a Handler and Options
 // from configuration, metrics/ implements Observer, cmd/eddy wires them.
 //

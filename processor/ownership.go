@@ -33,6 +33,10 @@ func (pt *partition) supervise(soft, hard context.Context, lanes []*lane, fail f
 		fence, holder, err := acquireLease(cctx, pt.p.rdb, pt.lease, pt.token, o.Consumer, pt.p.instance, o.SessionTimeout, !owned)
 		cancel()
 		if err != nil {
+			if isNoPerm(err) { // waiting cannot fix it: stop, and say why
+				fail(fmt.Errorf("partition %d: acquire lease: %w", pt.n, err))
+				return
+			}
 			pt.logReadError("lease_acquire_failed", err)
 			pt.idle(soft)
 			continue

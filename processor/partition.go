@@ -376,7 +376,10 @@ func (pt *partition) retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
-	for _, prefix := range []string{"WRONGTYPE", "NOPERM", "WRONGPASS", "NOAUTH", "ERR unknown command"} {
+	if isNoPerm(err) {
+		return false
+	}
+	for _, prefix := range []string{"WRONGTYPE", "WRONGPASS", "NOAUTH", "ERR unknown command"} {
 		if redis.HasErrorPrefix(err, prefix) {
 			return false
 		}

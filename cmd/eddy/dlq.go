@@ -41,6 +41,7 @@ func openDLQ(ctx context.Context, g *globals, file, pipeline string) (*dlqTarget
 	if err != nil {
 		return nil, err
 	}
+	pipeline = ps[0].Name // the file's only one when none was named
 	conn, err := connectAs(ctx, g, f, ps, log, "dlq", processor.RoleMonitor)
 	if err != nil {
 		return nil, err
