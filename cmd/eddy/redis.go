@@ -62,8 +62,8 @@ type redisConn struct {
 //
 // The TLS flags apply to either source, each overriding its field of the
 // config's redis.tls (which --redis replaces with the rest of the section).
-// A URL of one server that turns out to be a Redis Cluster node (INFO
-// cluster) is used as a Cluster seed, with the same credentials and TLS,
+// A URL of one server that turns out to be a Redis Cluster node (CLUSTER
+// INFO) is used as a Cluster seed, with the same credentials and TLS,
 // and logged (redis_cluster_detected); if it cannot be (a database other
 // than 0), openRedis fails with the URL form to use. A server that does not
 // answer yet is asked by ping and wait once it does.
@@ -125,7 +125,7 @@ func openRedis(ctx context.Context, g *globals, f *pipelines.File, minReadTimeou
 	case err == nil:
 	case redis.HasErrorPrefix(err, "NOPERM"):
 		log.Warn("redis_cluster_check_failed", zap.String("redis", opt.Addr), zap.Error(red.err(err)),
-			zap.String("note", "could not ask whether the server is a Redis Cluster node (the user may run neither INFO nor CLUSTER INFO); going on as if it is not"))
+			zap.String("note", "could not ask whether the server is a Redis Cluster node (the user may run neither CLUSTER INFO nor INFO); going on as if it is not"))
 	default:
 		conn.unchecked = opt // no answer yet (or not ready): asked again once it answers
 	}

@@ -26,32 +26,32 @@ import (
 const clusterProbeTimeout = 2 * time.Second
 
 // clusterEnabled asks the server behind c whether it is a Redis Cluster
-// node: INFO cluster says cluster_enabled:1; for a user that may not run
-// INFO, CLUSTER INFO answers on a node and fails with ERR on any other
-// server. Its error, that of INFO, says it cannot tell: the server does not
-// answer, refuses both (NOPERM), is not ready (LOADING, BUSY) or refuses
-// the credentials.
+// node: CLUSTER INFO answers on a node and fails with ERR on any other
+// server ("cluster support disabled", or a proxy's "unknown command"); for
+// a user that may not run it, INFO cluster says cluster_enabled:1. (The
+// ACL rules of docs/redis-acl.md allow CLUSTER INFO.) Its error, that of
+// CLUSTER INFO, says it cannot tell: the server does not answer, refuses
+// both (NOPERM), is not ready (LOADING, BUSY) or refuses the credentials.
 func clusterEnabled(ctx context.Context, c *redis.Client) (bool, error) {
-	info, err := c.Info(ctx, "cluster").Result()
-	if err == nil {
-		for line := range strings.Lines(info) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster_enabled:"); ok {
-				return v == "1", nil
-			}
-		}
+	err := c.ClusterInfo(ctx).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case isNoAnswer(err):
+		return false, err
+	case redis.HasErrorPrefix(err, "ERR"):
 		return false, nil
 	}
-	if isNoAnswer(err) {
+	info, ierr := c.Info(ctx, "cluster").Result()
+	if ierr != nil {
 		return false, err
 	}
-	switch cerr := c.ClusterInfo(ctx).Err(); {
-	case cerr == nil:
-		return true, nil
-	case redis.HasErrorPrefix(cerr, "ERR"):
-		return false, nil // ERR This instance has cluster support disabled
-	default:
-		return false, err
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster_enabled:"); ok {
+			return v == "1", nil
+		}
 	}
+	return false, nil
 }
 
 // isNoAnswer reports whether err is something other than a reply of
