@@ -263,21 +263,43 @@ func (pt *partition) splitEffects(effects []Effect) (local, remote []Effect) {
 // dead-letter the entries writing to it.
 func (pt *partition) writeElsewhere(ctx context.Context, batch []*task, reply string, remoteDLQ bool, now time.Time) (string, error) {
 	o := pt.p.o
+	var owner []*task // the task of each command sent
 	cmds, err := pt.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, t := range batch {
+			if t.remoteDone {
+				continue // written by an earlier try of this commit
+			}
 			switch {
 			case reply[i] == 'p':
 				_, remote := pt.splitEffects(t.m.effects)
 				for i := range remote {
 					effectKinds[remote[i].Kind].remote(ctx, p, &remote[i])
+					owner = append(owner, t)
 				}
 			case reply[i] == 'd' && remoteDLQ:
 				p.XAdd(ctx, &redis.XAddArgs{Stream: o.DeadLetterStream, MaxLen: o.DeadLetterMaxLen, Approx: o.DeadLetterMaxLen > 0,
 					Values: deadLetterFields(&o, t.m, t.reason, t.err, now)})
+				owner = append(owner, t)
 			}
 		}
 		return nil
 	})
+	// A task whose every write went through is not written again if the
+	// commit has to be tried again (a refused write dead-letters another
+	// entry of the batch, say).
+	failed := map[*task]bool{}
+	for i, c := range cmds {
+		if c.Err() != nil && i < len(owner) {
+			failed[owner[i]] = true
+		}
+	}
+	if len(cmds) == len(owner) {
+		for _, t := range owner {
+			if !failed[t] {
+				t.remoteDone = true
+			}
+		}
+	}
 	for _, c := range cmds {
 		if refusedWrite(c.Err()) && len(c.Args()) > 1 {
 			return fmt.Sprint(c.Args()[1]), nil

@@ -40,6 +40,9 @@ type task struct {
 	// processed (read by the lanes of other tasks).
 	dupOf     *task
 	processed atomic.Bool
+	// remoteDone is set once the task's writes outside the partition's
+	// slot (Redis Cluster) have all been made by a try of its commit.
+	remoteDone bool
 }
 
 // inflightID names the task in its partition's in-flight set: the entry
