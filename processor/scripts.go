@@ -543,7 +543,7 @@ func (c *commitArgs) args() []any {
 	meta := 0
 	if c.watermark != "" {
 		meta = c.key(c.meta, 'h')
-		types = types + string(c.types[len(types):])
+		types += string(c.types[len(types):])
 	}
 	c.argv = append(c.argv, types, strings.Join(c.ops, " "), timers, c.watermark, meta, len(c.checks)/4)
 	c.argv = append(c.argv, c.checks...)
