@@ -19,7 +19,9 @@ import (
 // too), for batches shaped like eddy
 // bench's: 512 entries of an owner (one XACK), each with a dedupe id and
 // one output of three fields. "fresh" is a young window, where only the
-// set being marked exists; "steady" has every bucket set of the window.
+// set being marked exists; "steady" has every bucket set of the window
+// (9 with the default buckets of Window / DefaultDedupeBuckets, 3 with
+// buckets of Window / 2: "steady-3sets").
 // The Redis time is what the commit costs the one core Redis has; the Go
 // side's ns/op is not the point.
 func BenchmarkCommitScript(b *testing.B) {
@@ -28,14 +30,19 @@ func BenchmarkCommitScript(b *testing.B) {
 	ctx := context.Background()
 	const batch = 512
 	payload := `{"event_id":"t1-1","user_id":"u1","pad":"` + strings.Repeat("x", 160) + `"}`
-	w := dedupe.Window{Window: time.Hour, Bucket: time.Hour / DefaultDedupeBuckets}
 	prefix := DedupePrefix("in", 0, 1, "g")
-	for _, steady := range []bool{false, true} {
-		name := "fresh"
-		if steady {
-			name = "steady"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		buckets time.Duration
+		steady  bool
+	}{
+		{"fresh", DefaultDedupeBuckets, false},
+		{"steady", DefaultDedupeBuckets, true},
+		{"steady-3sets", 2, true},
+	} {
+		w := dedupe.Window{Window: time.Hour, Bucket: time.Hour / tc.buckets}
+		steady := tc.steady
+		b.Run(tc.name, func(b *testing.B) {
 			if err := c.FlushAll(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
@@ -48,7 +55,7 @@ func BenchmarkCommitScript(b *testing.B) {
 			if steady {
 				for i, k := range w.Check(prefix, now) {
 					_, exp := w.Mark(prefix, now.Add(-time.Duration(i)*w.Bucket))
-					ids := make([]any, 10000)
+					ids := make([]any, 90000/len(w.Check(prefix, now)))
 					for j := range ids {
 						ids[j] = "pre-" + strconv.Itoa(i) + "-" + strconv.Itoa(j)
 					}
