@@ -11,6 +11,15 @@
 // Delivery guarantees: an id marked at time t is remembered at least Window
 // and at most Window + Bucket. Ids are scoped to the key prefix the caller
 // gives (the engine uses one prefix per partition and consumer group).
+//
+// Cost: an id is looked up in Window/Bucket + 1 sets (Check), every one of
+// them once the window has run its length, while the sets themselves hold
+// between Window and Window + Bucket of ids. Wider buckets make each
+// look-up cheaper and keep ids longer: in the engine's commit script, 3
+// sets (Bucket = Window/2) instead of 9 (Window/8) took about a seventh
+// off its Redis CPU per entry (BenchmarkCommitScript in processor).
+// A set's name holds its bucket's index, not its width: changing Bucket
+// for a running pipeline forgets, for one window, the ids marked before.
 package dedupe
 
 import (
