@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eddy-streams/eddy/internal/redisserver"
+	"github.com/eddy-streams/eddy/internal/redisurl"
 )
 
 // Options set what Run measures. Standard returns the standard set and
@@ -169,9 +170,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}()
 	}
-	opt, err := redis.ParseURL(b.url)
+	opt, err := redisurl.ParseURL(b.url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url %q: %w", b.url, err)
+		return nil, fmt.Errorf("redis url %q: %w", redisurl.Redact(b.url), err)
 	}
 	opt.PoolSize = 10*runtime.GOMAXPROCS(0) + 4 // the latency reader blocks on one
 	b.rdb = redis.NewClient(opt)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -28,11 +29,12 @@ type usage struct {
 	fromRun bool          // cpu was read while running (not from the exit status)
 }
 
-// startChild starts exe with args; its stderr is kept (the last 64 KiB)
+// startChild starts exe with args and EDDY_REDIS_URL=redisURL; its stderr is kept (the last 64 KiB)
 // for error messages. The caller ends it with stop, or kill.
-func startChild(name, exe string, args []string) (*child, error) {
+func startChild(name, exe, redisURL string, args []string) (*child, error) {
 	c := &child{name: name, stderr: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
 	c.cmd = exec.Command(exe, args...) //nolint:noctx // stopped by stop or kill, with a signal of our choice
+	c.cmd.Env = append(os.Environ(), "EDDY_REDIS_URL="+redisURL)
 	c.cmd.Stderr = c.stderr
 	c.cmd.SysProcAttr = childAttr()
 	c.started = time.Now()

@@ -214,7 +214,7 @@ func (b *bencher) latencyRun(ctx context.Context, side Side, rate int, measure, 
 	if err != nil {
 		return run, err
 	}
-	c, err := startChild(string(side), b.o.Exe, r.args)
+	c, err := startChild(string(side), b.o.Exe, b.url, r.args)
 	if err != nil {
 		return run, err
 	}

@@ -78,7 +78,10 @@ type sideRun struct {
 func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 	o := b.o
 	r := &sideRun{side: side, names: n}
-	global := []string{"--redis", b.url, "--log-level", "warn", "--log-format", "console"}
+	// The Redis URL goes to the children in their environment
+	// (EDDY_REDIS_URL, set by startChild), not on their command line,
+	// where any user of the machine could read a password in it.
+	global := []string{"--log-level", "warn", "--log-format", "console"}
 	switch side {
 	case SideEddy, SideEddyIncr, SideEddyRMW:
 		r.group = eddyGroup

@@ -241,7 +241,7 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 	if err != nil {
 		return RunStats{}, err
 	}
-	c, err := startChild(string(side), b.o.Exe, r.args)
+	c, err := startChild(string(side), b.o.Exe, b.url, r.args)
 	if err != nil {
 		return RunStats{}, err
 	}

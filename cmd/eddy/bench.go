@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eddy-streams/eddy/bench"
+	"github.com/eddy-streams/eddy/internal/redisurl"
 	"github.com/eddy-streams/eddy/pipelines"
 )
 
@@ -67,7 +68,7 @@ run that fails makes the command exit 1, naming the run and the side.
 			if err != nil {
 				return fmt.Errorf("find the eddy binary to run the sides with: %w", err)
 			}
-			o.Exe, o.Progress, o.Command = exe, g.stderr, commandLine(os.Args)
+			o.Exe, o.Progress, o.Command = exe, g.stderr, redisurl.RedactText(commandLine(os.Args))
 			if err := o.Check(); err != nil {
 				return usageError{err}
 			}

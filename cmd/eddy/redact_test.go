@@ -122,9 +122,6 @@ func TestRedactEveryCommand(t *testing.T) {
 	}
 
 	t.Run("bench", func(t *testing.T) {
-		t.Skip("eddy bench still prints the password: bench/bench.go quotes the URL it cannot parse (redis url, then the URL quoted) " +
-			"and cmd/eddy/bench.go's commandLine puts --redis URL in the report; both files are outside the change of #9 " +
-			"(use redisurl.ParseURL there, and redisurl.Redact on the argument after --redis); then drop this Skip")
 		code, out, errOut := binRun(t, nil, "", 60*time.Second, "--redis", urls[0].url, "bench", "--quick")
 		checkNoSecret(t, "eddy --redis URL bench --quick", out, errOut)
 		if code == 0 {
