@@ -29,20 +29,11 @@ func Ping(ctx context.Context, addr string) error {
 func PingTLS(ctx context.Context, addr string, cfg *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	var conn net.Conn
-	var err error
-	if cfg != nil {
-		conn, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	}
+	conn, err := Dial(ctx, addr, cfg)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = conn.Close() }()
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
 	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
 		return err
 	}
@@ -68,4 +59,23 @@ func (e ReplyError) Error() string { return string(e) }
 func answers(err error) bool {
 	var re ReplyError
 	return err == nil || (errors.As(err, &re) && strings.HasPrefix(string(re), "NOAUTH "))
+}
+
+// Dial connects to addr, over TLS with cfg when it is not nil, with ctx's
+// deadline (if any) on the connection, for a test's own RESP exchanges.
+func Dial(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	return conn, nil
 }

@@ -333,20 +333,11 @@ func (c *Cluster) ready(ctx context.Context, rdb *redis.ClusterClient, infos []s
 func clusterInfo(ctx context.Context, addr string, cfg *tls.Config) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	var conn net.Conn
-	var err error
-	if cfg != nil {
-		conn, err = (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	}
+	conn, err := redisserver.Dial(ctx, addr, cfg)
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = conn.Close() }()
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
 	if _, err := conn.Write([]byte("*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n")); err != nil {
 		return "", err
 	}
