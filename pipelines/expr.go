@@ -23,6 +23,23 @@ type Expr struct {
 	prog *vm.Program
 }
 
+// constant returns the value of an expression that is a literal (1, 2.5,
+// "x", true, nil), which Eval returns without building the event's
+// environment.
+func constant(p *vm.Program) (any, bool) {
+	switch n := p.Node().(type) {
+	case *ast.IntegerNode:
+		return n.Value, true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.StringNode:
+		return n.Value, true
+	case *ast.BoolNode:
+		return n.Value, true
+	}
+	return nil, false
+}
+
 // Cond is an Expr that must yield a bool.
 type Cond struct {
 	Expr
@@ -52,6 +69,9 @@ func (e *Expr) String() string { return e.src }
 // Eval evaluates e on ev. A runtime error (a nil operand, a bad
 // conversion) is permanent with reason "invalid": retrying cannot fix it.
 func (e *Expr) Eval(ev *Event) (any, error) {
+	if v, ok := constant(e.prog); ok {
+		return v, nil
+	}
 	out, err := expr.Run(e.prog, ev.Env())
 	if err != nil {
 		return nil, processor.Permanentf(processor.ReasonInvalid, "expression %q: %s", e.src, firstLine(err))

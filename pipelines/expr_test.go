@@ -3,6 +3,8 @@ package pipelines
 import (
 	"testing"
 
+	"github.com/expr-lang/expr"
+
 	"github.com/eddy-streams/eddy/processor"
 )
 
@@ -63,5 +65,30 @@ func TestEventSetKeepsMessageData(t *testing.T) {
 	}
 	if ev.Payload()["a"] != 2 || ev.Env()["a"] != 2 || ev.Env()[EnvKey] != "" {
 		t.Errorf("after Set: payload %v, env %v; want a=2 in both and _key unchanged", ev.Payload(), ev.Env())
+	}
+}
+
+// A literal (or what expr folds into one: 1 + 1) is answered without
+// building the event's environment, with
+// the value expr itself gives.
+func TestExprConstant(t *testing.T) {
+	for _, src := range []string{"1", "-3", "2.5", `"x"`, "true", "false", "1 + 1", "nope"} {
+		e, err := CompileExpr(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := expr.Run(e.prog, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := NewEvent(&processor.Message{})
+		got, err := e.Eval(ev)
+		if err != nil || got != want {
+			t.Errorf("%s: Eval = %v (%T), %v; want %v (%T)", src, got, got, err, want, want)
+		}
+		_, isConst := constant(e.prog)
+		if lit := src != "nope"; isConst != lit || (isConst && ev.env != nil) {
+			t.Errorf("%s: constant = %v, env built %v", src, isConst, ev.env != nil)
+		}
 	}
 }

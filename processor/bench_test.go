@@ -1,10 +1,13 @@
 package processor
 
 import (
+	"context"
 	"hash/fnv"
 	"strconv"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 var benchKeys = func() []string {
@@ -60,4 +63,29 @@ func BenchmarkCommitArgs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/entry")
+}
+
+// BenchmarkHandlerCall: one handler call bounded by StepTimeout (on the
+// lane's caller goroutine) against the bare call (StepTimeout -1) measured
+// in the same run; the difference is what the bound costs per event.
+func BenchmarkHandlerCall(b *testing.B) {
+	for _, timeout := range []time.Duration{-1, 30 * time.Second} {
+		name := "bounded"
+		if timeout < 0 {
+			name = "bare"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := &Processor{o: Options{StepTimeout: timeout, Lanes: 1, Handler: HandlerFunc(func(context.Context, *Message) error { return nil })}}
+			p.log = zap.NewNop()
+			l := &lane{p: p}
+			defer func() { l.caller.close() }()
+			t := &task{m: &Message{}, ctx: context.Background()}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := p.callBounded(l, t.ctx, t); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +72,9 @@ type lane struct {
 	closed  bool
 	signal  chan struct{}
 	purging atomic.Bool
+
+	// caller runs the lane's handler calls (lane.run's goroutine only).
+	caller *caller
 }
 
 func newLane(p *Processor) *lane {
@@ -102,9 +104,15 @@ func (l *lane) close() {
 	}
 }
 
+// queueID names a key's queue in a lane: lanes serve every partition.
+type queueID struct {
+	partition int
+	key       string
+}
+
 // keyQueue is one key's tasks in a lane, oldest first.
 type keyQueue struct {
-	id    string
+	id    queueID
 	tasks []*task
 	index int // in the parked heap, -1 when not parked
 }
@@ -114,7 +122,7 @@ type keyQueue struct {
 // stay pending for the partition's next owner.
 func (l *lane) run() {
 	clock := l.p.o.Clock
-	queues := map[string]*keyQueue{}
+	queues := map[queueID]*keyQueue{}
 	var ready []*keyQueue // keys whose head task may run now, in turn
 	var parked parkedHeap // keys in backoff, soonest first
 	var in []*task
@@ -123,6 +131,7 @@ func (l *lane) run() {
 		if alarm != nil {
 			alarm.Stop()
 		}
+		l.caller.close()
 	}()
 	for {
 		l.mu.Lock()
@@ -130,7 +139,7 @@ func (l *lane) run() {
 		closed := l.closed
 		l.mu.Unlock()
 		for _, t := range in {
-			id := t.queueID()
+			id := queueID{t.part.n, t.m.Key}
 			q, ok := queues[id]
 			if !ok {
 				q = &keyQueue{id: id, index: -1}
@@ -151,7 +160,7 @@ func (l *lane) run() {
 			q := ready[0]
 			ready = ready[1:]
 			t := q.tasks[0]
-			switch l.p.attempt(t) {
+			switch l.p.attempt(l, t) {
 			case attemptRetry:
 				heap.Push(&parked, q)
 				continue
@@ -217,11 +226,6 @@ func unpark(parked *parkedHeap, ready []*keyQueue) []*keyQueue {
 	return ready
 }
 
-// queueID is the task's key within its partition.
-func (t *task) queueID() string {
-	return strconv.Itoa(t.part.n) + "\x00" + t.m.Key
-}
-
 // parkedHeap orders parked keys by their head task's wake time.
 type parkedHeap []*keyQueue
 
@@ -259,7 +263,7 @@ const (
 var errStepTimeout = errors.New("handler did not return within step_timeout")
 
 // attempt runs the handler once on t.
-func (p *Processor) attempt(t *task) attemptResult {
+func (p *Processor) attempt(l *lane, t *task) attemptResult {
 	hard := t.ctx
 	if hard.Err() != nil {
 		return attemptDropped
@@ -271,7 +275,7 @@ func (p *Processor) attempt(t *task) attemptResult {
 	m := t.m
 	m.ResetEffects()
 	start := time.Now()
-	err := p.callBounded(hard, t)
+	err := p.callBounded(l, hard, t)
 	m = t.m // a call past its timeout leaves a fresh copy
 	if p.o.Observer != nil {
 		p.o.Observer.Handled(p.o.Pipeline, time.Since(start))
@@ -327,37 +331,33 @@ func (p *Processor) finish(t *task) {
 	}
 }
 
-// callBounded runs the handler within StepTimeout. A handler that ignores
-// its ctx and runs on is left behind with the message it has; t gets a
-// fresh copy for the next attempt, and the attempt fails with
-// errStepTimeout.
-func (p *Processor) callBounded(hard context.Context, t *task) error {
+// callBounded runs the handler within StepTimeout, on the lane's caller
+// goroutine (reused from call to call). A handler that ignores its ctx and
+// runs on is left behind with its goroutine and the message it has; t gets
+// a fresh copy for the next attempt, the lane a new caller, and the attempt
+// fails with errStepTimeout.
+func (p *Processor) callBounded(l *lane, hard context.Context, t *task) error {
 	if p.o.StepTimeout < 0 {
 		return p.call(hard, t.m)
 	}
 	ctx, cancel := context.WithTimeout(hard, p.o.StepTimeout)
 	defer cancel()
-	done := make(chan error, 1)
 	m := t.m
-	var state atomic.Int32 // callRunning, then callFinished or callLeft
-	go func() {
-		done <- p.call(ctx, m)
-		if !state.CompareAndSwap(callRunning, callFinished) {
-			p.leftBehind.Add(-1)
-		}
-	}()
+	if l.caller == nil {
+		l.caller = p.newCaller()
+	}
+	c := l.caller
+	c.state.Store(callRunning)
+	c.in <- callReq{ctx: ctx, m: m}
 	select {
-	case err := <-done:
+	case err := <-c.out:
 		if err != nil && ctx.Err() != nil && hard.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
 		}
 		return err
 	case <-ctx.Done():
 	}
-	if hard.Err() != nil {
-		return hard.Err()
-	}
-	if p.leftBehind.Load() >= int64(p.o.Lanes) {
+	if hard.Err() == nil && p.leftBehind.Load() >= int64(p.o.Lanes) {
 		// As many calls as lanes are left running already: wait for this
 		// one rather than leave goroutines behind without bound.
 		if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
@@ -365,23 +365,46 @@ func (p *Processor) callBounded(hard context.Context, t *task) error {
 				zap.Int64("left_behind", p.leftBehind.Load()), zap.Int("suppressed", n))
 		}
 		select {
-		case err := <-done:
+		case err := <-c.out:
 			if err == nil {
 				return nil
 			}
 			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
 		case <-hard.Done():
-			return hard.Err()
 		}
 	}
-	if !state.CompareAndSwap(callRunning, callLeft) {
-		return <-done // it finished just now
+	if !c.state.CompareAndSwap(callRunning, callLeft) {
+		err := <-c.out // it finished just now
+		if hard.Err() != nil {
+			return hard.Err()
+		}
+		return err
 	}
+	// The caller goroutine is the call's now: it ends when the call does.
 	p.leftBehind.Add(1)
+	l.caller = nil
 	t.m = m.retryCopy()
+	if hard.Err() != nil {
+		return hard.Err()
+	}
 	p.log.Warn("step_timeout", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
 		zap.String("key", m.Key), zap.Duration("step_timeout", p.o.StepTimeout))
 	return fmt.Errorf("%w (%s)", errStepTimeout, p.o.StepTimeout)
+}
+
+// caller is a goroutine that makes a lane's handler calls, one at a time.
+type caller struct {
+	in  chan callReq
+	out chan error
+	// state is the current call's: callRunning, then callFinished (its
+	// result is sent on out) or callLeft (the lane has gone on without
+	// it, and the goroutine ends when it returns).
+	state atomic.Int32
+}
+
+type callReq struct {
+	ctx context.Context
+	m   *Message
 }
 
 // States of a bounded handler call.
@@ -390,6 +413,28 @@ const (
 	callFinished
 	callLeft
 )
+
+func (p *Processor) newCaller() *caller {
+	c := &caller{in: make(chan callReq), out: make(chan error, 1)}
+	go func() {
+		for req := range c.in {
+			err := p.call(req.ctx, req.m)
+			if !c.state.CompareAndSwap(callRunning, callFinished) {
+				p.leftBehind.Add(-1) // left behind: the lane has a new caller
+				return
+			}
+			c.out <- err
+		}
+	}()
+	return c
+}
+
+// close ends the caller goroutine once it is idle.
+func (c *caller) close() {
+	if c != nil {
+		close(c.in)
+	}
+}
 
 // call runs the handler, turning a panic into an ordinary (transient) error.
 func (p *Processor) call(ctx context.Context, m *Message) (err error) {

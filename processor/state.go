@@ -174,11 +174,18 @@ func newStateCache(ks keyspace, names []string, size int, now func() time.Time) 
 func (c *stateCache) pin(ctx context.Context, rdb redis.UniversalClient, keys []string) error {
 	c.mu.Lock()
 	var missing []string
+	var wanted map[string]bool // missing keys, for the references taken once they are loaded
 	for _, k := range keys {
 		if e, ok := c.entries[k]; ok {
 			e.refs++
 			c.lru.MoveToFront(e.elem)
-		} else if !slices.Contains(missing, k) {
+			continue
+		}
+		if wanted == nil {
+			wanted = map[string]bool{}
+		}
+		if !wanted[k] {
+			wanted[k] = true
 			missing = append(missing, k)
 		}
 	}
@@ -187,7 +194,7 @@ func (c *stateCache) pin(ctx context.Context, rdb redis.UniversalClient, keys []
 	if len(missing) > 0 {
 		var err error
 		if loaded, err = c.load(ctx, rdb, missing); err != nil {
-			c.unpin(keys, missing)
+			c.unpin(keys, wanted)
 			return err
 		}
 	}
@@ -200,7 +207,7 @@ func (c *stateCache) pin(ctx context.Context, rdb redis.UniversalClient, keys []
 		}
 	}
 	for _, k := range keys {
-		if slices.Contains(missing, k) {
+		if wanted[k] {
 			e := c.entries[k]
 			e.refs++
 			c.lru.MoveToFront(e.elem)
@@ -210,13 +217,13 @@ func (c *stateCache) pin(ctx context.Context, rdb redis.UniversalClient, keys []
 	return nil
 }
 
-// unpin drops the references pin took on keys that were cached, after a
-// failed load.
-func (c *stateCache) unpin(keys, missing []string) {
+// unpin drops the references pin took on keys that were cached (those not
+// in missing), after a failed load.
+func (c *stateCache) unpin(keys []string, missing map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range keys {
-		if !slices.Contains(missing, k) {
+		if !missing[k] {
 			if e, ok := c.entries[k]; ok {
 				e.refs--
 			}
