@@ -253,3 +253,64 @@ func TestMalformedTimerDeadLettered(t *testing.T) {
 		t.Errorf("%d timers left", n)
 	}
 }
+
+// Event-time timers follow the partition's watermark: the highest event
+// time seen less AllowedLateness fires them, and when input stops the
+// watermark moves with the clock after IdleWatermark.
+func TestEventTimeTimers(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour) // event times an hour in the past
+	dec := DecoderFunc(func(m *Message) error {
+		if err := jsonDecoder.Decode(m); err != nil {
+			return err
+		}
+		at, _ := m.Data.(map[string]any)["at"].(float64)
+		m.EventTime = time.UnixMilli(int64(at))
+		return nil
+	})
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		if m.Timer != nil {
+			m.Emit("fired", 0, "name", m.Timer.Name)
+			return nil
+		}
+		if m.Key == "setter" {
+			m.SetEventTimer("early", base.Add(10*time.Second), "")
+			m.SetEventTimer("late", base.Add(time.Hour/2), "")
+		}
+		return nil
+	})
+	ev := func(key string, at time.Time) Record {
+		return Record{Key: key, Fields: []string{"data", fmt.Sprintf(`{"k":%q,"id":"%s-%d","at":%d}`, key, key, at.UnixMilli(), at.UnixMilli())}}
+	}
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: dec, Handler: h, Block: 20 * time.Millisecond,
+		TimerTick: 10 * time.Millisecond, AllowedLateness: 5 * time.Second, IdleWatermark: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	produce(t, c, 1, []Record{ev("setter", base)})
+	waitFor(t, 10*time.Second, "the timers set", func() bool { return c.ZCard(ctx, timerKeysOf(keyspace{stream: "in", n: 1, group: "t"}).event).Val() == 2 })
+	// Event time 12s: the watermark is 7s, before "early" (10s).
+	produce(t, c, 1, []Record{ev("other", base.Add(12*time.Second))})
+	waitFor(t, 10*time.Second, "the second event", func() bool { return acked(t, c, 1) == 2 })
+	if n := xlen(t, c, "fired"); n != 0 {
+		t.Fatalf("%d fired with the watermark before every timer", n)
+	}
+	// Event time 16s: the watermark is 11s, past "early" only.
+	produce(t, c, 1, []Record{ev("other", base.Add(16*time.Second))})
+	waitFor(t, 10*time.Second, "early fired", func() bool { return xlen(t, c, "fired") == 1 })
+	// No more input: after IdleWatermark the clock (an hour past the event
+	// times) moves the watermark past "late".
+	waitFor(t, 20*time.Second, "late fired with input stopped", func() bool { return xlen(t, c, "fired") == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if names := c.XRange(ctx, "fired", "-", "+").Val(); names[0].Values["name"] != "early" || names[1].Values["name"] != "late" {
+		t.Errorf("fired %v, want early then late", names)
+	}
+}
