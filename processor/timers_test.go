@@ -293,7 +293,9 @@ func TestEventTimeTimers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(rctx) }()
 	produce(t, c, 1, []Record{ev("setter", base)})
-	waitFor(t, 10*time.Second, "the timers set", func() bool { return c.ZCard(ctx, timerKeysOf(keyspace{stream: "in", n: 1, group: "t"}).event).Val() == 2 })
+	waitFor(t, 10*time.Second, "the timers set", func() bool {
+		return c.ZCard(ctx, timerKeysOf(keyspace{stream: "in", n: 1, group: "t"}).event).Val() == 2
+	})
 	// Event time 12s: the watermark is 7s, before "early" (10s).
 	produce(t, c, 1, []Record{ev("other", base.Add(12*time.Second))})
 	waitFor(t, 10*time.Second, "the second event", func() bool { return acked(t, c, 1) == 2 })
