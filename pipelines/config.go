@@ -20,6 +20,10 @@ type File struct {
 	HTTP HTTP `yaml:"http"`
 	// Simulate lists generated loads for the demo.
 	Simulate []Simulate `yaml:"simulate"`
+	// Sources are the HTTP and MQTT ingest sources; nil means none.
+	Sources *Sources `yaml:"sources"`
+	// Schemas registers JSON Schemas by event type and version.
+	Schemas []Schema `yaml:"schemas"`
 	// Pipelines are the pipelines to run; at least one.
 	Pipelines []*Pipeline `yaml:"pipelines"`
 }

@@ -157,6 +157,7 @@ func setDefaults(c *checker, f *File) {
 	case f.HTTP.Addr == "off":
 		f.HTTP.Addr = ""
 	}
+	setSourceDefaults(c, f)
 	for i := range f.Simulate {
 		s := &f.Simulate[i]
 		if s.Rate == 0 {

@@ -81,6 +81,8 @@ func validate(c *checker, f *File) {
 	for i, s := range f.Simulate {
 		validateSimulate(c, fmt.Sprintf("simulate[%d]", i), s, first)
 	}
+	validateSchemas(c, f)
+	validateSources(c, f, first)
 }
 
 func validateRedis(c *checker, r *Redis) {
