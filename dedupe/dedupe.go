@@ -19,7 +19,9 @@
 // sets (Bucket = Window/2) instead of 9 (Window/8) took about a seventh
 // off its Redis CPU per entry (BenchmarkCommitScript in processor).
 // A set's name holds its bucket's index, not its width: changing Bucket
-// for a running pipeline forgets, for one window, the ids marked before.
+// for a running pipeline would forget, for one window, the ids marked
+// before, unless the former width is given as Former: its sets are then
+// looked up too until they expire.
 package dedupe
 
 import (
@@ -37,6 +39,12 @@ type Window struct {
 	Window time.Duration
 	// Bucket is the time span one set covers. Default Window / 8.
 	Bucket time.Duration
+	// Former is a bucket width used before (by an earlier version or
+	// config) whose sets are looked up too, so that a change of width
+	// forgets no id: they are checked until they expire, a window after
+	// the change, and after that each costs one EXISTS per look-up.
+	// 0, or equal to Bucket: none.
+	Former time.Duration
 }
 
 // Enabled reports whether the window dedupes at all.
@@ -47,10 +55,11 @@ func (w Window) bucketMs() int64 {
 	if b <= 0 {
 		b = w.Window / 8
 	}
-	if b < time.Millisecond {
-		b = time.Millisecond
-	}
-	return b.Milliseconds()
+	return widthMs(b)
+}
+
+func widthMs(b time.Duration) int64 {
+	return max(b, time.Millisecond).Milliseconds()
 }
 
 // bucketKey names the set of bucket index i under prefix.
@@ -59,16 +68,27 @@ func bucketKey(prefix string, i int64) string {
 }
 
 // Check returns the keys of every set that may hold an id marked within
-// the window before now, newest first.
+// the window before now, newest first, then those of the Former width.
 func (w Window) Check(prefix string, now time.Time) []string {
 	if !w.Enabled() {
 		return nil
 	}
 	b := w.bucketMs()
+	keys := w.span(nil, prefix, now, b)
+	if w.Former > 0 {
+		if f := widthMs(w.Former); f != b {
+			keys = w.span(keys, prefix, now, f)
+		}
+	}
+	return keys
+}
+
+// span appends to keys the sets of width b ms that cover the window
+// before now, newest first.
+func (w Window) span(keys []string, prefix string, now time.Time, b int64) []string {
 	ms := now.UnixMilli()
 	last := ms / b
 	first := (ms - w.Window.Milliseconds()) / b
-	keys := make([]string, 0, last-first+1)
 	for i := last; i >= first; i-- {
 		keys = append(keys, bucketKey(prefix, i))
 	}

@@ -28,6 +28,10 @@ func TestCheckAndMark(t *testing.T) {
 			[]string{"p:10", "p:9", "p:8"}, "p:10", 13_000},
 		{"default bucket is window/8", Window{Window: 8 * time.Second}, at(5_000),
 			[]string{"p:5", "p:4", "p:3", "p:2", "p:1", "p:0", "p:-1", "p:-2", "p:-3"}, "p:5", 14_000},
+		{"former width looked up after the current", Window{Window: 8 * time.Second, Bucket: 4 * time.Second, Former: time.Second}, at(5_000),
+			[]string{"p:1", "p:0", "p:5", "p:4", "p:3", "p:2", "p:1", "p:0", "p:-1", "p:-2", "p:-3"}, "p:1", 16_000},
+		{"former equal to the bucket: once", Window{Window: 8 * time.Second, Bucket: time.Second, Former: time.Second}, at(1_000),
+			[]string{"p:1", "p:0", "p:-1", "p:-2", "p:-3", "p:-4", "p:-5", "p:-6", "p:-7"}, "p:1", 10_000},
 		{"disabled", Window{}, at(5_000), nil, "", 0},
 	}
 	for _, tt := range tests {
@@ -93,6 +97,35 @@ func TestSeenAndMarkIDs(t *testing.T) {
 	got, _ = w.Seen(ctx, c, "p", now.Add(2*time.Minute), []string{"a"})
 	if got[0] {
 		t.Error("Seen after the window = true, want false")
+	}
+}
+
+// A worker whose bucket width changed (an upgrade that changed the
+// default) still finds the ids its predecessor marked, for a whole window.
+func TestFormerWidthRemembered(t *testing.T) {
+	mr := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer c.Close()
+	ctx := context.Background()
+	before := Window{Window: time.Hour, Bucket: time.Hour / 8}
+	after := Window{Window: time.Hour, Bucket: time.Hour / 2, Former: time.Hour / 8}
+	now := time.Now()
+	if err := before.MarkIDs(ctx, c, "p", now, "old"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{0, time.Minute, 59 * time.Minute} {
+		got, err := after.Seen(ctx, c, "p", now.Add(d), []string{"old", "new"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != "[true false]" {
+			t.Errorf("%v after the upgrade: Seen = %v, want [true false]", d, got)
+		}
+	}
+	without := after
+	without.Former = 0
+	if got, _ := without.Seen(ctx, c, "p", now, []string{"old"}); got[0] {
+		t.Error("without Former the old width's set was found: the test proves nothing")
 	}
 }
 

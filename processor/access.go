@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eddy-streams/eddy/dedupe"
 )
 
 // This file checks, before a command starts work, that its Redis user may
@@ -402,7 +401,7 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 			spat = streamPattern
 		}
 		script := []string{"evalsha", "eval"}
-		dd := dedupe.Window{Window: o.DedupeWindow, Bucket: o.DedupeBucket}
+		dd := dedupeWindow(*o)
 		for p := 0; p < n; p++ {
 			s := PartitionStream(stream, p, n)
 			ks := keyspace{stream: stream, p: p, n: n, group: group}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/eddy-streams/eddy/dedupe"
 )
 
 // Orderings.
@@ -92,7 +94,8 @@ type Options struct {
 
 	// DedupeWindow is how long a dedupe id is remembered; 0 disables dedupe.
 	DedupeWindow time.Duration
-	// DedupeBucket is the width of one dedupe set. Default DedupeWindow / 8.
+	// DedupeBucket is the width of one dedupe set. Default DedupeWindow /
+	// DefaultDedupeBuckets.
 	DedupeBucket time.Duration
 	// DedupeAtCommit leaves duplicates to the commit alone. By default (false)
 	// each read's dedupe ids are looked up before handling, one round trip,
@@ -220,7 +223,11 @@ const (
 	DefaultMaxReclaimEvery  = 5 * time.Second // ReclaimInterval is ReclaimAfter/2, at most this
 	DefaultHeartbeat        = 2 * time.Second
 	DefaultSessionTimeout   = 10 * time.Second
-	DefaultDedupeBuckets    = 8 // DedupeBucket is DedupeWindow / this
+	DefaultDedupeBuckets    = 2 // DedupeBucket is DedupeWindow / this
+	// FormerDedupeBuckets was DefaultDedupeBuckets before: the sets of
+	// that width are looked up too (dedupe.Window.Former), so that an
+	// upgraded worker remembers the ids its predecessor marked.
+	FormerDedupeBuckets = 8
 	DefaultShutdownTimeout  = 10 * time.Second
 	DefaultStepTimeout      = 30 * time.Second
 	DefaultStateCacheSize   = 10000
@@ -370,4 +377,11 @@ func DefaultConsumer() string {
 		host = "eddy"
 	}
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// dedupeWindow is the dedupe bucketing of o: its sets, and those of the
+// former default width, which cost one EXISTS each per commit once they
+// have expired.
+func dedupeWindow(o Options) dedupe.Window {
+	return dedupe.Window{Window: o.DedupeWindow, Bucket: o.DedupeBucket, Former: o.DedupeWindow / FormerDedupeBuckets}
 }

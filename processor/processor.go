@@ -53,7 +53,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Processor, error) {
 		o:        opts,
 		instance: hex.EncodeToString(id[:]),
 		cluster:  isCluster(rdb),
-		dd:       dedupe.Window{Window: opts.DedupeWindow, Bucket: opts.DedupeBucket},
+		dd:       dedupeWindow(opts),
 		log: opts.Logger.With(zap.String("pipeline", opts.Pipeline), zap.String("group", opts.Group),
 			zap.String("consumer", opts.Consumer)),
 	}
