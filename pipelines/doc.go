@@ -20,7 +20,7 @@
 // validation rule broken. All problems come back together in one
 // *ConfigError, one per line as "FILE:LINE: PATH: MESSAGE". The schema,
 // with each field's default, is the types File, Pipeline, Input, Dedupe,
-// Retry, DeadLetter, Redis, HTTP and Simulate; the files under configs/
+// Retry, DeadLetter, Redis, HTTP, Simulate and Schema; the files under configs/
 // are working examples, each loaded by a test.
 //
 // # Steps
@@ -48,6 +48,13 @@
 //     state.<name>.<field>. Keyed state needs ordering "key".
 //   - state: {hash, fields, incr} — a read model for others to read: the
 //     hash named hash, where "$key" stands for the message key.
+//   - schema: {type, version_field, default_version} — validates the event
+//     against the JSON Schema of the file's "schemas" list for type at
+//     the version in version_field (default "schema_version"; absent or
+//     null: default_version, default 1). A violation dead-letters the event
+//     with reason "schema", naming the JSON pointer and the keyword that
+//     failed. Needs input.payload. Pipeline.CheckSchema applies the same
+//     rules to an event at the door (HTTP and MQTT ingest).
 //   - fault: {transient, permanent} — for rehearsing failure handling in
 //     demos and tests only: fails those fractions of attempts with a retried
 //     error or a permanent one (reason "fault_injected").

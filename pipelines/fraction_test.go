@@ -60,6 +60,10 @@ sources:
       topics:
         - filter: t
           pipeline: p
+schemas:
+  - type: t
+    version: 1
+    file: testdata/schemas/object.json
 pipelines:
   - name: p
     input:

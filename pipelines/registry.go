@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/schema"
 )
 
 // Step is one stage of a pipeline. Process is called once per attempt of
@@ -49,8 +50,19 @@ type StepConfig struct {
 	// Line is the line of the step in the file.
 	Line int
 
-	node *yaml.Node
-	c    *checker
+	node    *yaml.Node
+	c       *checker
+	schemas *schema.Registry // the file's "schemas" list, compiled
+}
+
+// Schemas returns the file's registered JSON Schemas (its "schemas" list),
+// for a step that validates against them; empty, never nil, when the
+// file has none.
+func (s StepConfig) Schemas() *schema.Registry {
+	if s.schemas == nil {
+		return schema.NewRegistry()
+	}
+	return s.schemas
 }
 
 // Decode decodes the step's config into v, a non-nil pointer, strictly:
@@ -128,7 +140,7 @@ type Registry struct {
 var stepNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // NewRegistry returns a registry with the built-in steps: require,
-// validate, filter, map, output, state and fault.
+// validate, filter, map, output, state, fault and schema.
 func NewRegistry() *Registry {
 	return &Registry{factories: map[string]StepFactory{
 		"require":  newRequire,
@@ -138,6 +150,7 @@ func NewRegistry() *Registry {
 		"output":   newOutput,
 		"state":    newState,
 		"fault":    newFault,
+		"schema":   newSchemaStep,
 	}}
 }
 
