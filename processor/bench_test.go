@@ -65,8 +65,8 @@ func BenchmarkCommitArgs(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/entry")
 }
 
-// BenchmarkHandlerCall: one handler call bounded by StepTimeout (on the
-// lane's caller goroutine) against the bare call (StepTimeout -1) measured
+// BenchmarkHandlerCall: one handler call bounded by StepTimeout (watched
+// on the lane's goroutine) against the bare call (StepTimeout -1) measured
 // in the same run; the difference is what the bound costs per event.
 func BenchmarkHandlerCall(b *testing.B) {
 	for _, timeout := range []time.Duration{-1, 30 * time.Second} {
@@ -77,13 +77,12 @@ func BenchmarkHandlerCall(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			p := &Processor{o: Options{StepTimeout: timeout, Lanes: 1, Handler: HandlerFunc(func(context.Context, *Message) error { return nil })}}
 			p.log = zap.NewNop()
-			l := &lane{p: p}
-			defer func() { l.caller.close() }()
+			l := newLane(p)
 			t := &task{m: &Message{}, ctx: context.Background()}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := p.callBounded(l, t.ctx, t); err != nil {
-					b.Fatal(err)
+				if err, left := p.callWatched(l, t.ctx, t, time.Now()); err != nil || left {
+					b.Fatal(err, left)
 				}
 			}
 		})

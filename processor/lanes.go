@@ -73,12 +73,26 @@ type lane struct {
 	signal  chan struct{}
 	purging atomic.Bool
 
-	// caller runs the lane's handler calls (lane.run's goroutine only).
-	caller *caller
+	// st is the lane's loop state, owned by the goroutine that runs the
+	// lane: one at a time, since the watchdog hands it to a new goroutine
+	// only when the running one is left behind in a handler call.
+	st laneState
+	// call is the handler call under way, for the watchdog (stepcall.go).
+	call atomic.Pointer[laneCall]
+}
+
+// laneState is what lane.run keeps from one task to the next.
+type laneState struct {
+	queues map[queueID]*keyQueue
+	ready  []*keyQueue // keys whose head task may run now, in turn
+	parked parkedHeap  // keys in backoff, soonest first
+	in     []*task
+	alarm  ClockTimer
+	cur    *keyQueue // the key whose head task is being attempted
 }
 
 func newLane(p *Processor) *lane {
-	return &lane{p: p, signal: make(chan struct{}, 1)}
+	return &lane{p: p, signal: make(chan struct{}, 1), st: laneState{queues: map[queueID]*keyQueue{}}}
 }
 
 // push hands t to the lane.
@@ -117,82 +131,89 @@ type keyQueue struct {
 	index int // in the parked heap, -1 when not parked
 }
 
-// run handles the lane's tasks until it is closed and empty. Tasks of a
-// session that has ended (hard stop, lost lease) are dropped: their entries
-// stay pending for the partition's next owner.
-func (l *lane) run() {
+// run handles the lane's tasks until it is closed and empty, and reports
+// whether it did: false means this goroutine was left behind in a handler
+// call past StepTimeout, and another one runs the lane now (resume). Tasks
+// of a session that has ended (hard stop, lost lease) are dropped: their
+// entries stay pending for the partition's next owner.
+func (l *lane) run() bool {
 	clock := l.p.o.Clock
-	queues := map[queueID]*keyQueue{}
-	var ready []*keyQueue // keys whose head task may run now, in turn
-	var parked parkedHeap // keys in backoff, soonest first
-	var in []*task
-	var alarm ClockTimer
-	defer func() {
-		if alarm != nil {
-			alarm.Stop()
-		}
-		l.caller.close()
-	}()
+	st := &l.st
 	for {
 		l.mu.Lock()
-		in, l.in = l.in, in[:0]
+		st.in, l.in = l.in, st.in[:0]
 		closed := l.closed
 		l.mu.Unlock()
-		for _, t := range in {
+		for _, t := range st.in {
 			id := queueID{t.part.n, t.m.Key}
-			q, ok := queues[id]
+			q, ok := st.queues[id]
 			if !ok {
 				q = &keyQueue{id: id, index: -1}
-				queues[id] = q
-				ready = append(ready, q)
+				st.queues[id] = q
+				st.ready = append(st.ready, q)
 			}
 			q.tasks = append(q.tasks, t)
 		}
-		clear(in)
+		clear(st.in)
 		if l.purging.Swap(false) {
-			ready = unpark(&parked, ready)
+			st.ready = unpark(&st.parked, st.ready)
 		}
 		now := clock.Now()
-		for parked.Len() > 0 && !parked[0].tasks[0].wake.After(now) {
-			ready = append(ready, heap.Pop(&parked).(*keyQueue))
+		for st.parked.Len() > 0 && !st.parked[0].tasks[0].wake.After(now) {
+			st.ready = append(st.ready, heap.Pop(&st.parked).(*keyQueue))
 		}
-		if len(ready) > 0 {
-			q := ready[0]
-			ready = ready[1:]
-			t := q.tasks[0]
-			switch l.p.attempt(l, t) {
-			case attemptRetry:
-				heap.Push(&parked, q)
-				continue
-			case attemptDone:
-				l.p.finish(t)
-			case attemptDropped:
-				t.part.handling.Add(-1)
+		if len(st.ready) > 0 {
+			q := st.ready[0]
+			st.ready = st.ready[1:]
+			st.cur = q
+			res := l.p.attempt(l, q.tasks[0])
+			if res == attemptLeft {
+				return false
 			}
-			q.tasks[0] = nil
-			q.tasks = q.tasks[1:]
-			if len(q.tasks) > 0 {
-				ready = append(ready, q)
-			} else {
-				delete(queues, q.id)
-			}
+			l.settle(q, res)
 			continue
 		}
-		if closed && len(queues) == 0 {
-			return
+		if closed && len(st.queues) == 0 {
+			if st.alarm != nil {
+				st.alarm.Stop()
+			}
+			return true
 		}
 		var wakeC <-chan time.Time
-		if parked.Len() > 0 {
-			if alarm != nil {
-				alarm.Stop()
+		if st.parked.Len() > 0 {
+			if st.alarm != nil {
+				st.alarm.Stop()
 			}
-			alarm = clock.NewTimer(parked[0].tasks[0].wake.Sub(now))
-			wakeC = alarm.C()
+			st.alarm = clock.NewTimer(st.parked[0].tasks[0].wake.Sub(now))
+			wakeC = st.alarm.C()
 		}
 		select {
 		case <-l.signal:
 		case <-wakeC:
 		}
+	}
+}
+
+// settle applies what the attempt at q's head task came to.
+func (l *lane) settle(q *keyQueue, res attemptResult) {
+	st := &l.st
+	st.cur = nil
+	t := q.tasks[0]
+	switch res {
+	case attemptRetry:
+		heap.Push(&st.parked, q)
+		return
+	case attemptDone:
+		l.p.finish(t)
+	case attemptDropped:
+		t.part.handling.Add(-1)
+	}
+	q.tasks[0] = nil
+	q.tasks = q.tasks[1:]
+	if len(q.tasks) > 0 {
+		st.ready = append(st.ready, q)
+	} else {
+		delete(st.queues, q.id)
 	}
 }
 
@@ -256,6 +277,7 @@ const (
 	attemptDone    attemptResult = iota // an outcome: processed or dead letter
 	attemptRetry                        // a transient failure: wait until t.wake
 	attemptDropped                      // the session ended: the entry stays pending
+	attemptLeft                         // left behind past StepTimeout: the lane goes on elsewhere
 )
 
 // errStepTimeout is the transient error of a handler call that ran past
@@ -275,8 +297,17 @@ func (p *Processor) attempt(l *lane, t *task) attemptResult {
 	m := t.m
 	m.ResetEffects()
 	start := time.Now()
-	err := p.callBounded(l, hard, t)
-	m = t.m // a call past its timeout leaves a fresh copy
+	err, left := p.callWatched(l, hard, t, start)
+	if left {
+		return attemptLeft
+	}
+	return p.afterCall(t, start, err)
+}
+
+// afterCall decides what a call of the handler on t, which began at start
+// and returned err, comes to.
+func (p *Processor) afterCall(t *task, start time.Time, err error) attemptResult {
+	hard, m := t.ctx, t.m
 	if p.o.Observer != nil {
 		p.o.Observer.Handled(p.o.Pipeline, time.Since(start))
 	}
@@ -328,111 +359,6 @@ func (p *Processor) finish(t *task) {
 	select {
 	case t.results <- t:
 	case <-t.ctx.Done():
-	}
-}
-
-// callBounded runs the handler within StepTimeout, on the lane's caller
-// goroutine (reused from call to call). A handler that ignores its ctx and
-// runs on is left behind with its goroutine and the message it has; t gets
-// a fresh copy for the next attempt, the lane a new caller, and the attempt
-// fails with errStepTimeout.
-func (p *Processor) callBounded(l *lane, hard context.Context, t *task) error {
-	if p.o.StepTimeout < 0 {
-		return p.call(hard, t.m)
-	}
-	ctx, cancel := context.WithTimeout(hard, p.o.StepTimeout)
-	defer cancel()
-	m := t.m
-	if l.caller == nil {
-		l.caller = p.newCaller()
-	}
-	c := l.caller
-	c.state.Store(callRunning)
-	c.in <- callReq{ctx: ctx, m: m}
-	select {
-	case err := <-c.out:
-		if err != nil && ctx.Err() != nil && hard.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
-		}
-		return err
-	case <-ctx.Done():
-	}
-	if hard.Err() == nil && p.leftBehind.Load() >= int64(p.o.Lanes) {
-		// As many calls as lanes are left running already: wait for this
-		// one rather than leave goroutines behind without bound.
-		if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
-			p.log.Error("step_timeout_waiting", zap.String("entry_id", m.ID), zap.String("key", m.Key),
-				zap.Int64("left_behind", p.leftBehind.Load()), zap.Int("suppressed", n))
-		}
-		select {
-		case err := <-c.out:
-			if err == nil {
-				return nil
-			}
-			return fmt.Errorf("%w (%s): %w", errStepTimeout, p.o.StepTimeout, err)
-		case <-hard.Done():
-		}
-	}
-	if !c.state.CompareAndSwap(callRunning, callLeft) {
-		err := <-c.out // it finished just now
-		if hard.Err() != nil {
-			return hard.Err()
-		}
-		return err
-	}
-	// The caller goroutine is the call's now: it ends when the call does.
-	p.leftBehind.Add(1)
-	l.caller = nil
-	t.m = m.retryCopy()
-	if hard.Err() != nil {
-		return hard.Err()
-	}
-	p.log.Warn("step_timeout", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
-		zap.String("key", m.Key), zap.Duration("step_timeout", p.o.StepTimeout))
-	return fmt.Errorf("%w (%s)", errStepTimeout, p.o.StepTimeout)
-}
-
-// caller is a goroutine that makes a lane's handler calls, one at a time.
-type caller struct {
-	in  chan callReq
-	out chan error
-	// state is the current call's: callRunning, then callFinished (its
-	// result is sent on out) or callLeft (the lane has gone on without
-	// it, and the goroutine ends when it returns).
-	state atomic.Int32
-}
-
-type callReq struct {
-	ctx context.Context
-	m   *Message
-}
-
-// States of a bounded handler call.
-const (
-	callRunning int32 = iota
-	callFinished
-	callLeft
-)
-
-func (p *Processor) newCaller() *caller {
-	c := &caller{in: make(chan callReq), out: make(chan error, 1)}
-	go func() {
-		for req := range c.in {
-			err := p.call(req.ctx, req.m)
-			if !c.state.CompareAndSwap(callRunning, callFinished) {
-				p.leftBehind.Add(-1) // left behind: the lane has a new caller
-				return
-			}
-			c.out <- err
-		}
-	}()
-	return c
-}
-
-// close ends the caller goroutine once it is idle.
-func (c *caller) close() {
-	if c != nil {
-		close(c.in)
 	}
 }
 

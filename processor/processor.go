@@ -147,8 +147,16 @@ func (p *Processor) Run(ctx context.Context) error {
 	var supervisors, workers, background sync.WaitGroup
 	for _, l := range lanes {
 		workers.Add(1)
-		go func() { defer workers.Done(); l.run() }()
+		go func() {
+			if l.run() {
+				workers.Done()
+			} // else the watchdog's new goroutine runs the lane, and calls Done
+		}()
 	}
+	stopWatch := make(chan struct{})
+	var watchdog sync.WaitGroup
+	watchdog.Add(1)
+	go func() { defer watchdog.Done(); p.watch(lanes, &workers, stopWatch) }()
 	background.Add(1)
 	go func() { defer background.Done(); p.coordinate(soft, fail) }()
 	for _, pt := range p.parts {
@@ -165,6 +173,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		l.close()
 	}
 	workers.Wait()
+	close(stopWatch)
+	watchdog.Wait()
 	background.Wait()
 	close(finished)
 	timer.Wait()
