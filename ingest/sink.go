@@ -15,6 +15,7 @@ import (
 
 	"github.com/eddy-streams/eddy/pipelines"
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/schema"
 )
 
 // Rejection reasons: short, stable labels for metrics and for the client.
@@ -47,6 +48,9 @@ type Rejection struct {
 	// Pointer is the JSON Pointer (RFC 6901) of the offending value in the
 	// event, "" for the whole event.
 	Pointer string
+	// Rule is, for ReasonSchema, the JSON Schema keyword that failed
+	// ("type", "required", …); "" otherwise.
+	Rule string
 	// Message says what is wrong, for humans.
 	Message string
 }
@@ -283,26 +287,16 @@ func Pointer(names ...string) string {
 	return b.String()
 }
 
-// schemaChecker is what Append needs of a pipeline to validate at the
-// door: pipelines.Pipeline.CheckSchema.
-type schemaChecker interface {
-	CheckSchema(event []byte) error
-}
-
-// checkSchema checks data against p's schema step.
-func checkSchema(p any, data []byte) *Rejection {
-	c, ok := p.(schemaChecker)
-	if !ok {
-		return nil
-	}
-	err := c.CheckSchema(data)
+// checkSchema checks data against p's schema steps.
+func checkSchema(p *pipelines.Pipeline, data []byte) *Rejection {
+	err := p.CheckSchema(data)
 	if err == nil {
 		return nil
 	}
 	r := &Rejection{Reason: ReasonSchema, Message: err.Error()}
-	var pe interface{ JSONPointer() string }
-	if errors.As(err, &pe) {
-		r.Pointer = pe.JSONPointer()
+	var ve *schema.ValidationError
+	if errors.As(err, &ve) {
+		r.Pointer, r.Rule = ve.Pointer, ve.Rule
 	}
 	return r
 }

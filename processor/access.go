@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
-
 )
 
 // This file checks, before a command starts work, that its Redis user may

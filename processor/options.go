@@ -210,24 +210,24 @@ type Commit struct {
 // Defaults of Options, in one place: docs/configuration.md and package
 // pipelines take them from here, and a test checks that the docs agree.
 const (
-	DefaultPartitions       = 1
-	DefaultBatchSize        = 256
-	DefaultBlock            = time.Second
-	DefaultLanes            = 16
-	DefaultInflightBatches  = 4 // MaxInflight is this many × BatchSize
-	DefaultMaxEventBytes    = 1 << 20
-	DefaultMaxAttempts      = 5
-	DefaultBackoff          = 100 * time.Millisecond
-	DefaultMaxBackoff       = 10 * time.Second
-	DefaultReclaimAfter     = 30 * time.Second
-	DefaultMaxReclaimEvery  = 5 * time.Second // ReclaimInterval is ReclaimAfter/2, at most this
-	DefaultHeartbeat        = 2 * time.Second
-	DefaultSessionTimeout   = 10 * time.Second
-	DefaultDedupeBuckets    = 2 // DedupeBucket is DedupeWindow / this
+	DefaultPartitions      = 1
+	DefaultBatchSize       = 256
+	DefaultBlock           = time.Second
+	DefaultLanes           = 16
+	DefaultInflightBatches = 4 // MaxInflight is this many × BatchSize
+	DefaultMaxEventBytes   = 1 << 20
+	DefaultMaxAttempts     = 5
+	DefaultBackoff         = 100 * time.Millisecond
+	DefaultMaxBackoff      = 10 * time.Second
+	DefaultReclaimAfter    = 30 * time.Second
+	DefaultMaxReclaimEvery = 5 * time.Second // ReclaimInterval is ReclaimAfter/2, at most this
+	DefaultHeartbeat       = 2 * time.Second
+	DefaultSessionTimeout  = 10 * time.Second
+	DefaultDedupeBuckets   = 2 // DedupeBucket is DedupeWindow / this
 	// FormerDedupeBuckets was DefaultDedupeBuckets before: the sets of
 	// that width are looked up too (dedupe.Window.Former), so that an
 	// upgraded worker remembers the ids its predecessor marked.
-	FormerDedupeBuckets = 8
+	FormerDedupeBuckets     = 8
 	DefaultShutdownTimeout  = 10 * time.Second
 	DefaultStepTimeout      = 30 * time.Second
 	DefaultStateCacheSize   = 10000
