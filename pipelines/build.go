@@ -83,9 +83,27 @@ func (p *Pipeline) Decoder() processor.Decoder {
 func (p *Pipeline) Handler() processor.Handler {
 	h := &handler{steps: p.steps, stateNames: p.StateNames()}
 	for _, s := range p.steps {
-		h.decode = h.decode || s.typ != "output"
+		h.decode = h.decode || readsPayloadStep(s)
 	}
 	return h
+}
+
+// payloadReader is implemented by built-in steps that can tell whether
+// they read the payload; the handler decodes it up front (dead-lettering
+// a payload that is not JSON as not_json) only for a pipeline with a step
+// that does, or that cannot tell.
+type payloadReader interface {
+	readsPayload() bool
+}
+
+func readsPayloadStep(s boundStep) bool {
+	if s.typ == "output" {
+		return false
+	}
+	if r, ok := s.step.(payloadReader); ok {
+		return r.readsPayload()
+	}
+	return true
 }
 
 // boundStep is a built step and where it came from.

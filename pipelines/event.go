@@ -27,6 +27,7 @@ type Event struct {
 	payload map[string]any
 	owned   bool           // payload is this event's own copy
 	env     map[string]any // expression environment, built on first use
+	lean    map[string]any // the same without the payload (leanEnv)
 	raw     string         // the payload's JSON as it arrived, if it came as JSON
 	// stateNames are the pipeline's keyed state names, shown to
 	// expressions as state.<name>.
@@ -139,6 +140,23 @@ func (e *Event) Env() map[string]any {
 	return e.env
 }
 
+// leanEnv is the environment of an expression that reads no payload:
+// _key, _id and state only, so the payload is not decoded for it.
+func (e *Event) leanEnv() map[string]any {
+	if e.env != nil {
+		return e.env
+	}
+	if e.lean == nil {
+		e.lean = make(map[string]any, 3)
+		e.lean[EnvKey] = e.msg.Key
+		e.lean[EnvID] = e.msg.ID
+		if len(e.stateNames) > 0 {
+			e.lean[EnvState] = e.stateEnv()
+		}
+	}
+	return e.lean
+}
+
 // stateEnv is the key's state for expressions: name → field → value, with
 // integers as int64, other numbers as float64 and the rest as strings.
 func (e *Event) stateEnv() map[string]any {
@@ -159,8 +177,14 @@ func (e *Event) stateEnv() map[string]any {
 // refreshState shows expressions the state as this event's own effects
 // have left it.
 func (e *Event) refreshState() {
-	if e.env != nil && len(e.stateNames) > 0 {
+	if len(e.stateNames) == 0 {
+		return
+	}
+	if e.env != nil {
 		e.env[EnvState] = e.stateEnv()
+	}
+	if e.lean != nil {
+		e.lean[EnvState] = e.stateEnv()
 	}
 }
 

@@ -21,6 +21,9 @@ import (
 type Expr struct {
 	src  string
 	prog *vm.Program
+	// lean is set when the expression reads no payload, only state, _key
+	// and _id: it runs without the payload being decoded.
+	lean bool
 }
 
 // constant returns the value of an expression that is a literal (1, 2.5,
@@ -51,7 +54,7 @@ func CompileExpr(src string) (*Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Expr{src: src, prog: p}, nil
+	return &Expr{src: src, prog: p, lean: !readsPayload(p)}, nil
 }
 
 // CompileCond compiles src as a Cond: an expression whose result is a bool.
@@ -60,7 +63,7 @@ func CompileCond(src string) (*Cond, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cond{Expr{src: src, prog: p}}, nil
+	return &Cond{Expr{src: src, prog: p, lean: !readsPayload(p)}}, nil
 }
 
 // String returns the expression's source.
@@ -72,7 +75,13 @@ func (e *Expr) Eval(ev *Event) (any, error) {
 	if v, ok := constant(e.prog); ok {
 		return v, nil
 	}
-	out, err := expr.Run(e.prog, ev.Env())
+	var env map[string]any
+	if e.lean {
+		env = ev.leanEnv()
+	} else {
+		env = ev.Env()
+	}
+	out, err := expr.Run(e.prog, env)
 	if err != nil {
 		return nil, processor.Permanentf(processor.ReasonInvalid, "expression %q: %s", e.src, firstLine(err))
 	}
@@ -95,11 +104,11 @@ func (c *Cond) Test(ev *Event) (bool, error) {
 }
 
 func (e *Expr) decodeNode(c *checker, n *yaml.Node, path string) {
-	c.decodeExpr(n, path, false, func(src string, p *vm.Program) { *e = Expr{src: src, prog: p} })
+	c.decodeExpr(n, path, false, func(src string, p *vm.Program) { *e = Expr{src: src, prog: p, lean: !readsPayload(p)} })
 }
 
 func (e *Cond) decodeNode(c *checker, n *yaml.Node, path string) {
-	c.decodeExpr(n, path, true, func(src string, p *vm.Program) { *e = Cond{Expr{src: src, prog: p}} })
+	c.decodeExpr(n, path, true, func(src string, p *vm.Program) { *e = Cond{Expr{src: src, prog: p, lean: !readsPayload(p)}} })
 }
 
 func (c *checker) decodeExpr(n *yaml.Node, path string, asBool bool, set func(string, *vm.Program)) {
@@ -176,5 +185,44 @@ func (p *fieldPatch) Visit(node *ast.Node) {
 		if name, ok := p.rewritten[n.Callee]; ok {
 			ast.Patch(&n.Callee, &ast.IdentifierNode{Value: name})
 		}
+	}
+}
+
+// readsPayload tells whether program p may read the payload: whether it
+// names anything but state, _key, _id and functions (a name it binds
+// itself, such as a let or a predicate's variable, counts as a field:
+// the answer errs towards decoding).
+func readsPayload(p *vm.Program) bool {
+	v := &payloadReads{callees: map[ast.Node]bool{}}
+	root := p.Node()
+	ast.Walk(&root, &calleeFinder{v.callees})
+	ast.Walk(&root, v)
+	return v.reads
+}
+
+type calleeFinder struct{ callees map[ast.Node]bool }
+
+func (f *calleeFinder) Visit(node *ast.Node) {
+	if n, ok := (*node).(*ast.CallNode); ok {
+		f.callees[n.Callee] = true
+	}
+}
+
+type payloadReads struct {
+	callees map[ast.Node]bool
+	reads   bool
+}
+
+func (v *payloadReads) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		switch {
+		case v.callees[n]:
+		case n.Value == EnvState || n.Value == EnvKey || n.Value == EnvID:
+		default: // a field, or $env itself
+			v.reads = true
+		}
+	case *ast.PointerNode, *ast.VariableDeclaratorNode:
+		v.reads = true
 	}
 }

@@ -233,8 +233,8 @@ pipelines:
 	if p.DeadLetter.Stream != "s:dlq" {
 		t.Errorf("DeadLetter.Stream = %q, want %q", p.DeadLetter.Stream, "s:dlq")
 	}
-	if p.Dedupe.Bucket != time.Hour {
-		t.Errorf("Dedupe.Bucket = %v, want 1h", p.Dedupe.Bucket)
+	if p.Dedupe.Bucket != 4*time.Hour { // window 8h / DefaultDedupeBuckets
+		t.Errorf("Dedupe.Bucket = %v, want 4h", p.Dedupe.Bucket)
 	}
 	for _, addr := range []string{`""`, "off"} {
 		f := parse(t, "http: {addr: "+addr+"}\npipelines: [{name: p, input: {stream: s}, key: k}]\n")

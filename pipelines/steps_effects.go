@@ -132,6 +132,17 @@ func newState(cfg StepConfig) (Step, error) {
 // stateName is the keyed state the step keeps, "" for a read model.
 func (s *stateStep) stateName() string { return s.name }
 
+func (s *stateStep) readsPayload() bool {
+	for _, fs := range []exprFields{s.fields, s.incr, s.distinct} {
+		for _, f := range fs {
+			if !f.expr.lean {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
 	pairs := make([]string, 0, 2*len(s.fields))
