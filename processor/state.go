@@ -155,6 +155,9 @@ type stateEntry struct {
 	// entry with refs is never evicted.
 	refs int
 	elem *list.Element
+	// skeys are the key's state hash names, by index of stateCache.names,
+	// made on first use (skeysOf).
+	skeys []string
 }
 
 // applied is a handled entry's effects, keyed by its message.
@@ -270,6 +273,28 @@ func (c *stateCache) load(ctx context.Context, rdb redis.UniversalClient, keys [
 	return out, nil
 }
 
+// skeysOf returns e's state hash names, by index of c.names. Called with
+// mu held.
+func (c *stateCache) skeysOf(e *stateEntry) []string {
+	if e.skeys == nil {
+		e.skeys = make([]string, len(c.names))
+		for j, name := range c.names {
+			e.skeys[j] = StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, e.key)
+		}
+	}
+	return e.skeys
+}
+
+// skeyOf returns e's state hash name of name. Called with mu held.
+func (c *stateCache) skeyOf(e *stateEntry, name string) string {
+	for j, n := range c.names {
+		if n == name {
+			return c.skeysOf(e)[j]
+		}
+	}
+	return StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, e.key)
+}
+
 // evict drops least recently used entries without references while the
 // cache is over its size. Called with mu held.
 func (c *stateCache) evict() {
@@ -300,7 +325,7 @@ func (c *stateCache) get(key, name string) map[string]string {
 	for k, v := range e.base[name] {
 		out[k] = v
 	}
-	sk := StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, key)
+	sk := c.skeyOf(e, name)
 	for _, a := range e.pending {
 		applyState(out, sk, a.effects)
 	}
@@ -331,14 +356,15 @@ func (c *stateCache) release(key string, m *Message, written bool) {
 		if a.m != m {
 			continue
 		}
-		if written {
-			for _, name := range c.names {
+		if written && len(a.effects) > 0 {
+			skeys := c.skeysOf(e)
+			for j, name := range c.names {
 				h := e.base[name]
 				if h == nil {
 					h = map[string]string{}
 					e.base[name] = h
 				}
-				sk := StateKey(c.ks.stream, c.ks.p, c.ks.n, c.ks.group, name, key)
+				sk := skeys[j]
 				applyState(h, sk, a.effects)
 				for _, ef := range a.effects {
 					if ef.Kind == EffectPExpire && ef.Key == sk {
