@@ -11,7 +11,8 @@ import (
 	"golang.org/x/text/message"
 )
 
-// printer prints the library's messages in English.
+// printer prints the library's messages in English. It groups digits
+// (1,000), so leaf writes its own messages for the kinds with numbers.
 var printer = message.NewPrinter(language.English)
 
 // Rules of a ValidationError besides JSON Schema's keywords.
@@ -155,6 +156,28 @@ func leaf(e *jsonschema.ValidationError) Failure {
 		ptr = member(e.InstanceLocation, k.Missing)
 	case *kind.AdditionalProperties:
 		ptr = member(e.InstanceLocation, k.Properties)
+	case *kind.Minimum:
+		msg = "got " + ratText(k.Got) + ", want >= " + ratText(k.Want)
+	case *kind.Maximum:
+		msg = "got " + ratText(k.Got) + ", want <= " + ratText(k.Want)
+	case *kind.ExclusiveMinimum:
+		msg = "got " + ratText(k.Got) + ", want > " + ratText(k.Want)
+	case *kind.ExclusiveMaximum:
+		msg = "got " + ratText(k.Got) + ", want < " + ratText(k.Want)
+	case *kind.MultipleOf:
+		msg = "got " + ratText(k.Got) + ", want a multiple of " + ratText(k.Want)
+	case *kind.MinLength:
+		msg = fmt.Sprintf("got %d characters, want at least %d", k.Got, k.Want)
+	case *kind.MaxLength:
+		msg = fmt.Sprintf("got %d characters, want at most %d", k.Got, k.Want)
+	case *kind.MinItems:
+		msg = fmt.Sprintf("got %d items, want at least %d", k.Got, k.Want)
+	case *kind.MaxItems:
+		msg = fmt.Sprintf("got %d items, want at most %d", k.Got, k.Want)
+	case *kind.MinProperties:
+		msg = fmt.Sprintf("got %d properties, want at least %d", k.Got, k.Want)
+	case *kind.MaxProperties:
+		msg = fmt.Sprintf("got %d properties, want at most %d", k.Got, k.Want)
 	case *kind.FalseSchema:
 		rule, msg = "false", "not allowed here (the schema is false)"
 	case *kind.AnyOf, *kind.OneOf:

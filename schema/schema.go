@@ -160,8 +160,12 @@ func DecodeJSON(data []byte) (any, error) {
 		}
 		return nil, withPosition(data, err)
 	}
+	end := d.InputOffset()
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: unexpected data after the JSON value", position(data, d.InputOffset()))
+		for end < int64(len(data)) && strings.IndexByte(" \t\r\n", data[end]) >= 0 {
+			end++
+		}
+		return nil, fmt.Errorf("%s: unexpected data after the JSON value", position(data, end))
 	}
 	return v, nil
 }
@@ -190,17 +194,20 @@ func position(data []byte, offset int64) string {
 
 // Validate checks v, a value as DecodeJSON returns it, against the schema.
 // It returns nil or a *ValidationError.
-func (s *Schema) Validate(v any) error {
+func (s *Schema) Validate(v any) error { return validate(s.s, v) }
+
+// validate checks v against a compiled schema or subschema.
+func validate(s *jsonschema.Schema, v any) error {
 	if f, bad := hugeNumber(v, nil); bad {
 		return newValidationError([]Failure{f})
 	}
-	err := s.s.Validate(v)
+	err := s.Validate(v)
 	if err == nil {
 		return nil
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return &ValidationError{Rule: "schema", Message: err.Error(), Failures: []Failure{{Rule: "schema", Message: err.Error()}}}
+		return newValidationError([]Failure{{Rule: "schema", Message: err.Error()}})
 	}
 	return newValidationError(failures(ve))
 }
