@@ -5,14 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== redis-server not found: installing it"
+# What the tests run besides Go: redis-server (and redis-cli), and
+# mosquitto for the MQTT source's tests. Installed when missing.
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 echo "== $(redis-server --version)"
+echo "== $(mosquitto -h 2>/dev/null | head -n 1 || /usr/sbin/mosquitto -h | head -n 1)"
 echo "== $(go version)"
 
 echo "== gofmt -l"
@@ -44,3 +50,6 @@ GOFLAGS= GOLANGCI_LINT_CACHE="$lint_cache" \
 
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 25m ./...
+
+echo "== fuzz targets, briefly (scripts/fuzz.sh 10m for a long run)"
+bash scripts/fuzz.sh "${FUZZTIME:-3s}"
