@@ -51,6 +51,10 @@ func (b *EmbeddedBroker) Addr() string { return b.tcp.Address() }
 // URL is mqtt://Addr.
 func (b *EmbeddedBroker) URL() string { return "mqtt://" + b.Addr() }
 
+// Close closes a broker that Run will not serve (after an error elsewhere
+// at start): it frees the address.
+func (b *EmbeddedBroker) Close() error { return b.srv.Close() }
+
 // Run serves clients until ctx is done, then disconnects them and closes
 // the listener. The broker's own goroutines (one per client) have ended
 // when it returns.
