@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -213,6 +214,18 @@ func (p *Pipeline) HasSchema() bool {
 		}
 	}
 	return false
+}
+
+// SchemaTypes lists the event types the pipeline's schema steps validate,
+// in step order, each once.
+func (p *Pipeline) SchemaTypes() []string {
+	var out []string
+	for _, b := range p.steps {
+		if s, ok := b.step.(*schemaStep); ok && !slices.Contains(out, s.typ) {
+			out = append(out, s.typ)
+		}
+	}
+	return out
 }
 
 func listOrNone(s []string) string {
