@@ -54,8 +54,9 @@ var categories = []string{"books", "garden", "kitchen", "shoes", "toys", "electr
 
 const products = 5000
 
-func (c *clickstream) fresh(r *rand.Rand, n uint64, ts int64, keyless bool) ([]byte, string) {
-	k := r.IntN(len(c.users))
+func (c *clickstream) keys() int { return len(c.users) }
+
+func (c *clickstream) fresh(r *rand.Rand, n uint64, k int, ts int64, keyless bool) ([]byte, string) {
 	u := &c.users[k]
 	first := u.left == 0
 	if first {
