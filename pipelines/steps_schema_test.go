@@ -9,6 +9,7 @@ import (
 
 	"github.com/eddy-streams/eddy/processor"
 	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/simulate"
 )
 
 // Two versions of a reading: v2 makes value an integer and adds an
@@ -363,4 +364,75 @@ func TestSchemaStepDocumented(t *testing.T) {
 			t.Errorf("docs/configuration.md ### schema does not mention %s", w)
 		}
 	}
+}
+
+// configs/iot.yaml validates readings with configs/schemas/reading.v1.json:
+// the simulator's readings and the README's MQTT reading pass, and the
+// violations docs/schemas.md shows are the ones a worker writes.
+func TestIoTConfigSchema(t *testing.T) {
+	f, err := Load("../configs/iot.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.Pipeline("iot")
+	if got := p.SchemaTypes(); len(got) != 1 || got[0] != "reading" {
+		t.Fatalf("iot SchemaTypes() = %v, want [reading]", got)
+	}
+	g := simulate.NewIoT(simulate.Options{Seed: 7, Keys: 50, Duplicates: 0.1})
+	for i := range 2000 {
+		ev, _ := g.Next()
+		if _, err := handle(t, p, string(ev)); err != nil {
+			t.Fatalf("simulated reading %d %s: %v", i, ev, err)
+		}
+	}
+	// The README's mosquitto_pub payload, with device_id and sensor from
+	// the topic sensors/d42/temperature.
+	readme := `{"device_id":"d42","sensor":"temperature","reading_id":"r-1","value":21.5,"unit":"C","ts":1700000000000}`
+	if _, err := handle(t, p, readme); err != nil {
+		t.Errorf("the README's reading: %v", err)
+	}
+
+	doc, err := os.ReadFile("../docs/schemas.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(doc), "## What a violation says")
+	_, block, _ = strings.Cut(block, "```text\n")
+	block, _, _ = strings.Cut(block, "```")
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	events := []string{
+		`{"device_id":"d1","sensor":"humidity","reading_id":"r","value":"hot","ts":1}`,
+		`{"device_id":"d1","sensor":"humidity","reading_id":"r","value":1,"ts":1,"battery":140}`,
+		`{"device_id":"d1","reading_id":"r","value":1,"ts":1}`,
+		`{"device_id":"d1","sensor":"humidity","reading_id":"r","value":1,"ts":1,"colour":"red"}`,
+	}
+	if len(lines) != len(events) {
+		t.Fatalf("docs/schemas.md shows %d violations, the test has %d events", len(lines), len(events))
+	}
+	for i, ev := range events {
+		_, err := handle(t, p, ev)
+		if outcome(err) != ReasonSchema || err.Error() != lines[i] {
+			t.Errorf("%s = %v (%s), docs/schemas.md says %q", ev, err, outcome(err), lines[i])
+		}
+	}
+
+	v1, v2 := f.SchemaRegistry().Lookup("reading", 1), mustSchema(t, "../configs/schemas/reading.v2.json")
+	if r := schema.Check(v1, v2); r.Level() != "backward" {
+		t.Errorf("Check(reading v1, v2) = %s, want backward (v2 adds an optional field to a closed schema)", r.Summary())
+	}
+	// v2 is not registered yet: a reading that claims it is refused.
+	_, err = handle(t, p, `{"schema_version":2,"firmware":"1.2","device_id":"d1","sensor":"humidity","reading_id":"r","value":1,"ts":1}`)
+	var ve *schema.ValidationError
+	if !errors.As(err, &ve) || ve.Rule != schema.RuleVersion {
+		t.Errorf("a version 2 reading before v2 is registered = %v, want a version violation", err)
+	}
+}
+
+func mustSchema(t testing.TB, path string) *schema.Schema {
+	t.Helper()
+	s, err := schema.CompileFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -225,3 +225,21 @@ func TestParseMode(t *testing.T) {
 		t.Errorf("ParseMode(sideways) = nil error")
 	}
 }
+
+// Every draft the docs name compiles, and its keywords apply.
+func TestDrafts(t *testing.T) {
+	for _, d := range []string{
+		"http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-06/schema#",
+		"http://json-schema.org/draft-07/schema#", "https://json-schema.org/draft/2019-09/schema",
+		"https://json-schema.org/draft/2020-12/schema",
+	} {
+		s := mustCompile(t, d, `{"$schema": "`+d+`", "type": "object", "required": ["v"], "properties": {"v": {"type": "integer", "maximum": 5}}}`)
+		var ve *ValidationError
+		if err := s.ValidateJSON([]byte(`{"v": 6}`)); !errors.As(err, &ve) || ve.Pointer != "/v" || ve.Rule != "maximum" {
+			t.Errorf("%s: ValidateJSON({v: 6}) = %v, want maximum at /v", d, err)
+		}
+		if err := s.ValidateJSON([]byte(`{"v": 5.0}`)); err != nil {
+			t.Errorf("%s: ValidateJSON({v: 5.0}) = %v, want nil", d, err)
+		}
+	}
+}

@@ -108,7 +108,7 @@ func checkEntry(s *schema.Schema, field string, m redis.XMessage) error {
 
 func replayError(stream string, err error) error {
 	if redis.HasErrorPrefix(err, "NOPERM") {
-		return fmt.Errorf("--replay: XREVRANGE %s: %w (the user needs +xrevrange on the pipeline's partition streams)", stream, err)
+		return fmt.Errorf("--replay: XREVRANGE %s: %w (the user needs XREVRANGE on the pipeline's partition streams, as the monitor rules of docs/redis-acl.md give)", stream, err)
 	}
 	return fmt.Errorf("--replay: XREVRANGE %s: %w", stream, err)
 }

@@ -207,3 +207,43 @@ func TestSchemaCheckReplay(t *testing.T) {
 		t.Errorf("replay of every entry:\n%s", stdout)
 	}
 }
+
+// docs/schemas.md shows what eddy schema check prints for the reading
+// schemas of configs/iot.yaml.
+func TestSchemaCheckDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/schemas.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "## eddy schema check")
+	_, cmdBlock, _ := strings.Cut(section, "```sh\n")
+	cmdLine, _, _ := strings.Cut(cmdBlock, "\n")
+	_, want, _ := strings.Cut(section, "```text\n")
+	want, _, _ = strings.Cut(want, "```")
+	args := strings.Fields(strings.ReplaceAll(cmdLine, "configs/", "../../configs/"))
+	if len(args) < 2 || args[0] != "eddy" {
+		t.Fatalf("docs/schemas.md: no eddy command in %q", cmdLine)
+	}
+	code, got, stderr := eddy(t, "", args[1:]...)
+	got = strings.ReplaceAll(got, "../../", "")
+	if code != 0 || got != want {
+		t.Errorf("%s = exit %d\n%s\nstderr: %s\ndocs/schemas.md shows:\n%s", cmdLine, code, got, stderr, want)
+	}
+}
+
+// --replay connects as a monitor: a Redis user without what the monitor
+// rules of docs/redis-acl.md give (XREVRANGE among them) is told what is
+// missing before anything is read, and no password is printed.
+func TestSchemaCheckReplayNoPermission(t *testing.T) {
+	srv := redistest.Start(t)
+	if err := srv.Client(t).Do(context.Background(), "ACL", "SETUSER", "reader", "on", ">secret-pw", "~*", "&*", "+@all", "-xrevrange").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := schemaDir(t, "")
+	url := strings.Replace(srv.URL(), "redis://", "redis://reader:secret-pw@", 1)
+	code, stdout, stderr := eddy(t, "", "--redis", url, "schema", "check", "-c", filepath.Join(dir, "eddy.yaml"), "--type", "reading", "--replay", "3", filepath.Join(dir, "v2.json"))
+	if code != 1 || stdout != "" || !strings.Contains(stderr, `redis user "reader" may not run XREVRANGE`) || !strings.Contains(stderr, "a monitor of pipeline iot needs these ACL rules") ||
+		strings.Contains(stderr+stdout, "secret-pw") {
+		t.Errorf("replay without XREVRANGE = exit %d, stdout %q, stderr %q; want 1, nothing read, what is missing, no password", code, stdout, stderr)
+	}
+}
