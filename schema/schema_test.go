@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,6 +241,35 @@ func TestDrafts(t *testing.T) {
 		}
 		if err := s.ValidateJSON([]byte(`{"v": 5.0}`)); err != nil {
 			t.Errorf("%s: ValidateJSON({v: 5.0}) = %v, want nil", d, err)
+		}
+	}
+}
+
+// A Schema and a Registry are shared by every lane of a worker.
+func TestValidateConcurrently(t *testing.T) {
+	r := NewRegistry()
+	if err := r.Add("reading", 1, mustCompile(t, "reading.json", readingSchema)); err != nil {
+		t.Fatal(err)
+	}
+	events := []string{`{"device_id":"d1","value":1}`, `{"device_id":"d1","value":"x"}`, `{"device_id":"d1","value":1,"readings":[{"v":1.5}]}`}
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			for i := range 200 {
+				ev := events[(g+i)%len(events)]
+				v, _ := DecodeJSON([]byte(ev))
+				err := r.Validate("reading", 1, "", v)
+				if (err == nil) != ((g+i)%len(events) == 0) {
+					done <- fmt.Errorf("Validate(%s) = %v", ev, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }
