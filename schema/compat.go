@@ -142,7 +142,8 @@ func Check(prev, next *Schema) *Report {
 	fw := newWalker(Forward, "new", "old")
 	fw.sub(next.s, prev.s, "")
 	r.Backward, r.Forward = bw.verdict(), fw.verdict()
-	r.Findings = append(bw.out, fw.out...)
+	r.Findings = make([]Finding, 0, len(bw.out)+len(fw.out))
+	r.Findings = append(append(r.Findings, bw.out...), fw.out...)
 	return r
 }
 

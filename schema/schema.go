@@ -90,7 +90,7 @@ func readFile(path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("cannot read %s: %w", path, err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }() // read only: nothing to lose
 	if st, err := fh.Stat(); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("%s is a directory, want a JSON Schema file", path)
 	}

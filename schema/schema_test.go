@@ -260,7 +260,7 @@ func TestValidateConcurrently(t *testing.T) {
 				v, _ := DecodeJSON([]byte(ev))
 				err := r.Validate("reading", 1, "", v)
 				if (err == nil) != ((g+i)%len(events) == 0) {
-					done <- fmt.Errorf("Validate(%s) = %v", ev, err)
+					done <- fmt.Errorf("Validate(%s) = %w", ev, err)
 					return
 				}
 			}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -578,7 +579,8 @@ func (w *walker) maxInt(ptr, kw string, a, b *int, unit string) {
 
 // firstMessage is the first failure of a validation error, for messages.
 func firstMessage(err error) string {
-	if ve, ok := err.(*ValidationError); ok {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
 		return fmt.Sprintf("at %q: %s: %s", ve.Pointer, ve.Rule, ve.Message)
 	}
 	return err.Error()
