@@ -110,6 +110,13 @@ type rawEvent struct {
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
+// jsonSpace is JSON's whitespace.
+const jsonSpace = " \t\r\n"
+
+func errEmpty() error {
+	return bodyErrorf(http.StatusBadRequest, "body is empty: want a JSON object, a JSON array of objects, or NDJSON (one object per line)")
+}
+
 // splitBody cuts body into events. With ndjson (Content-Type
 // application/x-ndjson) every non-blank line is an event. Otherwise the
 // body is looked at: a JSON array is a list of events, a single JSON value
@@ -119,9 +126,9 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // stand. More than maxEvents events is a 413.
 func splitBody(body []byte, ndjson bool, maxEvents int) ([]rawEvent, error) {
 	body = bytes.TrimPrefix(body, utf8BOM)
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	trimmed := bytes.TrimLeft(body, jsonSpace)
 	if len(trimmed) == 0 {
-		return nil, bodyErrorf(http.StatusBadRequest, "body is empty: want a JSON object, a JSON array of objects, or NDJSON (one object per line)")
+		return nil, errEmpty()
 	}
 	if !ndjson {
 		switch trimmed[0] {
@@ -129,7 +136,7 @@ func splitBody(body []byte, ndjson bool, maxEvents int) ([]rawEvent, error) {
 			return splitArray(body, maxEvents)
 		case '{':
 			if single(body) {
-				return []rawEvent{{line: 1, data: bytes.TrimSpace(body)}}, nil
+				return []rawEvent{{line: 1, data: bytes.Trim(body, jsonSpace)}}, nil
 			}
 		}
 	}
@@ -143,7 +150,7 @@ func single(body []byte) bool {
 	if dec.Decode(&v) != nil {
 		return false
 	}
-	return len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) == 0
+	return len(bytes.TrimLeft(body[dec.InputOffset():], jsonSpace)) == 0
 }
 
 func splitArray(body []byte, maxEvents int) ([]rawEvent, error) {
@@ -169,7 +176,7 @@ func splitArray(body []byte, maxEvents int) ([]rawEvent, error) {
 	if _, err := dec.Token(); err != nil { // ']'
 		return nil, bodyErrorf(http.StatusBadRequest, "body is not a valid JSON array: %v", err)
 	}
-	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], jsonSpace); len(rest) > 0 {
 		return nil, bodyErrorf(http.StatusBadRequest, "body has data after its JSON array (at byte %d)", dec.InputOffset())
 	}
 	if len(out) == 0 {
@@ -189,7 +196,7 @@ func splitLines(body []byte, maxEvents int) ([]rawEvent, error) {
 		} else {
 			l, body = body, nil
 		}
-		l = bytes.TrimSpace(l)
+		l = bytes.Trim(l, jsonSpace) // JSON's whitespace only: a line of \v is a bad line, not a blank one
 		if len(l) == 0 {
 			continue
 		}
@@ -205,6 +212,9 @@ func splitLines(body []byte, maxEvents int) ([]rawEvent, error) {
 			ev.bad = &Rejection{Reason: ReasonNotJSON, Message: fmt.Sprintf("line is %s, not an object", jsonKind(l))}
 		}
 		out = append(out, ev)
+	}
+	if len(out) == 0 {
+		return nil, errEmpty()
 	}
 	return out, nil
 }

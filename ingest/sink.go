@@ -369,7 +369,7 @@ func (s *Sink) Pressure(ctx context.Context, pipeline string, b Bounds) (over bo
 	if err != nil {
 		return false, 0, err
 	}
-	smp, err := ps.pressure(ctx, s.now)
+	smp, err := ps.pressure(ctx, s.now, false)
 	if err != nil {
 		return false, 0, err
 	}
@@ -386,9 +386,22 @@ func (s *Sink) Pressure(ctx context.Context, pipeline string, b Bounds) (over bo
 	return true, min(time.Duration(ratio*float64(MinRetryAfter)), MaxRetryAfter), nil
 }
 
+// Probe takes a sample of pipeline's lag now, as Pressure does, and
+// returns its error: at start, it tells a Redis user that may not read
+// the pipeline's stream and group info (XINFO, XPENDING) before any
+// request meets it.
+func (s *Sink) Probe(ctx context.Context, pipeline string) error {
+	ps, err := s.pipeline(pipeline)
+	if err != nil {
+		return err
+	}
+	_, err = ps.pressure(ctx, s.now, true)
+	return err
+}
+
 // pressure returns a sample no older than PressureEvery, probing Redis
-// when the last one is older.
-func (ps *pipelineSink) pressure(ctx context.Context, now func() time.Time) (pressureSample, error) {
+// when the last one is older, or always with fresh.
+func (ps *pipelineSink) pressure(ctx context.Context, now func() time.Time, fresh bool) (pressureSample, error) {
 	if ps.inspErr != nil {
 		return pressureSample{}, ps.inspErr
 	}
@@ -398,7 +411,7 @@ func (ps *pipelineSink) pressure(ctx context.Context, now func() time.Time) (pre
 		return pressureSample{}, ctx.Err()
 	}
 	defer func() { <-ps.probe }()
-	if !ps.sample.at.IsZero() && now().Sub(ps.sample.at) < PressureEvery {
+	if !fresh && !ps.sample.at.IsZero() && now().Sub(ps.sample.at) < PressureEvery {
 		return ps.sample, nil
 	}
 	start := now()

@@ -288,3 +288,26 @@ func TestSinkPressure(t *testing.T) {
 		t.Errorf("Pressure(max_latency 1s, probe 5s) = %v, %v, %v, want true, 5s", over, after, err)
 	}
 }
+
+// Probe samples the lag at once, and says when the Redis user may not.
+func TestSinkProbe(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	f := parseFile(t, sinkConfig)
+	if err := NewSink(admin, f).Probe(t.Context(), "clicks"); err != nil {
+		t.Errorf("Probe = %v", err)
+	}
+	if err := admin.Do(t.Context(), "ACL", "SETUSER", "producer", "reset", "on", ">pw", "+ping", "+xadd", "~{clicks:*}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	producer := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "producer", Password: "pw"})
+	t.Cleanup(func() { _ = producer.Close() })
+	err := NewSink(producer, f).Probe(t.Context(), "clicks")
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("Probe as a user without XINFO = %v, want NOPERM", err)
+	}
+	if err := NewSink(admin, f).Probe(t.Context(), "nope"); !errors.Is(err, ErrUnknownPipeline) {
+		t.Errorf("Probe(unknown) = %v", err)
+	}
+}

@@ -21,10 +21,12 @@ import (
 // eddy run waits for Redis, /healthz and /metrics answer and /readyz says
 // 503 and why.
 type httpServer struct {
-	addr    string
-	reg     *prometheus.Registry
-	rdb     redis.UniversalClient
-	pprof   bool
+	addr  string
+	reg   *prometheus.Registry
+	rdb   redis.UniversalClient
+	pprof bool
+	// routes are more routes to serve (a shared sources.http), by pattern.
+	routes  map[string]http.Handler
 	ready   atomic.Bool
 	waiting atomic.Pointer[string] // why it is not ready yet; nil: starting
 }
@@ -33,6 +35,15 @@ type httpServer struct {
 func (s *httpServer) waitingFor(err error) {
 	msg := "waiting for redis: " + err.Error()
 	s.waiting.Store(&msg)
+}
+
+// paths lists what the server serves, for the log.
+func (s *httpServer) paths() []string {
+	out := []string{"/metrics", "/healthz", "/readyz"}
+	for pattern := range s.routes {
+		out = append(out, pattern)
+	}
+	return out
 }
 
 // Run listens until ctx is done, then shuts down within 2s.
@@ -59,6 +70,9 @@ func (s *httpServer) Run(ctx context.Context) error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	for pattern, h := range s.routes {
+		mux.Handle(pattern, h)
+	}
 	var lc net.ListenConfig
 	if s.pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

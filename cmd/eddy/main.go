@@ -89,6 +89,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g),
 		benchCommand(g), benchBaselineCommand(g))
+	root.AddCommand(ingestCommand(g))
 	root.AddCommand(schemaCommand(g))
 
 	err := root.ExecuteContext(ctx)

@@ -21,7 +21,7 @@ import (
 
 func runCommand(g *globals) *cobra.Command {
 	var file, consumer, httpAddr string
-	var withPprof bool
+	var withPprof, noSources bool
 	var names []string
 	var redisWaitLimit time.Duration
 	cmd := &cobra.Command{
@@ -56,12 +56,13 @@ installed. Its data is lost on exit.`,
 			if redisWaitLimit < 0 {
 				return usageError{fmt.Errorf("--redis-wait %v: must not be negative (0 fails at once)", redisWaitLimit)}
 			}
-			return run(cmd.Context(), g, f, ps, runOptions{consumer: consumer, pprof: withPprof, redisWait: redisWaitLimit}, log)
+			return run(cmd.Context(), g, f, ps, runOptions{consumer: consumer, pprof: withPprof, redisWait: redisWaitLimit, noSources: noSources}, log)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&file, "config", "c", "", "config file (YAML)")
 	fl.StringSliceVar(&names, "pipeline", nil, "run only these pipelines (repeat or comma-separate; default all)")
+	fl.BoolVar(&noSources, "no-sources", false, "do not run the file's ingest sources (sources.http, sources.mqtt): leave them to a separate eddy ingest")
 	fl.BoolVar(&withPprof, "pprof", false, "serve the Go profiler (CPU, heap, allocations) under /debug/pprof/ on the HTTP listener")
 	fl.StringVar(&httpAddr, "http", "", "listen address for /metrics, /healthz, /readyz, overriding http.addr (off: none); one per worker on a machine")
 	fl.StringVar(&consumer, "consumer", "", "consumer name, stable across restarts so that a restarted worker finishes its own pending entries (default <hostname>-<pid>)")
@@ -83,6 +84,7 @@ const workerGCPercent = 200
 type runOptions struct {
 	consumer  string
 	pprof     bool          // serve /debug/pprof/
+	noSources bool          // leave the file's sources to eddy ingest
 	redisWait time.Duration // see redisWait.limit
 }
 
@@ -110,6 +112,12 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	m := metrics.New(reg)
 	m.SetBuildInfo(eddyVersion())
 	t := &tally{}
+	srcs := &sources{log: log}
+	if !o.noSources {
+		if srcs, err = newSources(f, conn.client, metrics.NewIngest(reg), log); err != nil {
+			return err
+		}
+	}
 
 	procs := make([]*processor.Processor, 0, len(ps))
 	gate := &failGate{} // /readyz unready once a pipeline fails
@@ -129,12 +137,16 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	var srv *httpServer
 	wait := redisWait{limit: o.redisWait, log: log}
 	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
-		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof}
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: srcs.shared}
 		wait.failed = srv.waitingFor
 		grp.Go(func() error { return srv.Run(gctx) })
-		log.Info("http_listening", zap.String("addr", addr), zap.Strings("paths", []string{"/metrics", "/healthz", "/readyz"}))
+		log.Info("http_listening", zap.String("addr", addr), zap.Strings("paths", srv.paths()))
 	}
-	if err := conn.waitAndCheck(gctx, wait, f, ps); err != nil {
+	err = conn.waitAndCheck(gctx, wait, f, ps)
+	if err == nil {
+		err = srcs.check(gctx, conn)
+	}
+	if err != nil {
 		cancel()
 		switch herr := grp.Wait(); {
 		case herr != nil:
@@ -163,6 +175,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 		grp.Go(func() error { return feeder.Run(gctx) })
 		log.Info("simulator_started", zap.String("pipeline", p.Name), zap.String("kind", s.Kind), zap.Float64("rate", s.Rate))
 	}
+	srcs.start(gctx, grp)
 	rep := &reporter{procs: procs, m: m, t: t, log: log, inMemory: conn.embedded}
 	grp.Go(func() error { return rep.Run(gctx) })
 	gate.open(srv)
