@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -410,7 +411,7 @@ func TestHTTPGzipBomb(t *testing.T) {
 // get the connection closed once read_header_timeout has.
 func TestHTTPSlowClient(t *testing.T) {
 	t.Parallel()
-	s := startSource(t, "    read_header_timeout: 1s\n    read_timeout: 2s\n")
+	s := startSource(t, "    read_header_timeout: 1s\n    read_timeout: 2s\n    idle_timeout: 1s\n")
 	addr := strings.TrimPrefix(s.url, "http://")
 	trickle := func(t *testing.T, head string, body string) (answer string, sent int) {
 		conn, err := net.Dial("tcp", addr)
@@ -466,9 +467,38 @@ func TestHTTPSlowClient(t *testing.T) {
 		}
 		t.Logf("cut off after %d header bytes; answer %q", sent+1, a)
 	})
-	if n := s.streamLen(t, "clicks"); n != 0 {
-		t.Errorf("%d entries appended by cut-off clients, want 0", n)
-	}
+	t.Run("idle", func(t *testing.T) {
+		t.Parallel()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// A request that is refused (no token) and a kept-alive connection
+		// that then says nothing: the server closes it after idle_timeout.
+		if _, err := io.WriteString(conn, "GET /v1/pipelines/clicks/events HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.Close {
+			t.Fatalf("the server closed the connection after a 405; want it kept alive")
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a guard, not a measure
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("idle kept-alive connection: Read = %d, %v, want EOF (closed by the server)", n, err)
+		}
+	})
+	t.Cleanup(func() { // after the parallel subtests
+		if n := s.streamLen(t, "clicks"); n != 0 {
+			t.Errorf("%d entries appended by cut-off clients, want 0", n)
+		}
+	})
 }
 
 // Done-when 2: with Redis down the answer is 503 with Retry-After, and
