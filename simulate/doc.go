@@ -4,10 +4,19 @@
 // for a while, sensor readings that drift, and a Feeder that hands them to a
 // Sink at a target rate.
 //
-// It owns the event shapes, their randomness (deterministic for a seed) and
-// the pacing. It does not know Redis, pipelines or metrics: cmd/eddy passes a
-// Sink that XADDs each event to the pipeline's input stream (routing by
-// Event.Key with processor.PartitionOf) and counts what it added.
+// It owns the event shapes, their randomness (deterministic for a seed), the
+// pacing, and two Sinks that deliver over the network as outside clients
+// would: HTTP posts NDJSON batches to Eddy's HTTP source, and MQTT publishes
+// each event at QoS 1 on a topic made from its fields (Topic). Both count
+// what they delivered (Delivery) and send again what was not taken (429 and
+// 503 waited out, connections made again) until it is accepted or refused
+// for good: they never drop an event.
 //
-// Import direction: cmd/eddy -> simulate; simulate imports nothing of Eddy.
+// It does not know Redis, pipelines or metrics: for the demo, cmd/eddy
+// passes a Sink that XADDs each event to the pipeline's input stream
+// (routing by Event.Key with processor.PartitionOf) and counts what it
+// added; eddy simulate --to and eddy bench-ingest use the network Sinks.
+//
+// Import direction: cmd/eddy, bench -> simulate; simulate imports nothing of
+// Eddy (its tests run the Sinks against package ingest's real sources).
 package simulate

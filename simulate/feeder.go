@@ -49,10 +49,13 @@ type Feeder struct {
 	Interval time.Duration
 	// Limit stops the Feeder after this many events; 0 means no limit.
 	Limit int64
+	// Duration stops the Feeder once this long has passed since Run
+	// started, after the batch in progress is sent; 0 means no limit.
+	Duration time.Duration
 }
 
-// Run sends batches until ctx is done or Limit events have been sent, and
-// returns nil then. It returns an error if the Feeder is misconfigured or a
+// Run sends batches until ctx is done, Limit events have been sent or
+// Duration has passed, and returns nil then. It returns an error if the Feeder is misconfigured or a
 // Send fails while ctx is not done.
 //
 // Each tick sends the events that the rate allows for the time since the
@@ -76,6 +79,7 @@ func (f *Feeder) Run(ctx context.Context) error {
 		sent   int64
 		credit float64 // events the rate allows but not yet sent
 		last   = time.Now()
+		start  = last
 	)
 	for {
 		var now time.Time
@@ -85,6 +89,9 @@ func (f *Feeder) Run(ctx context.Context) error {
 		case now = <-ticker.C:
 		}
 		if ctx.Err() != nil { // both were ready and select chose the tick
+			return nil
+		}
+		if f.Duration > 0 && now.Sub(start) >= f.Duration {
 			return nil
 		}
 		credit = math.Min(maxBatch, credit+f.Rate*now.Sub(last).Seconds())
@@ -127,6 +134,9 @@ func (f *Feeder) validate() error {
 	}
 	if f.Limit < 0 {
 		errs = append(errs, fmt.Errorf("simulate: Feeder.Limit %d: must be 0 (no limit) or more", f.Limit))
+	}
+	if f.Duration < 0 {
+		errs = append(errs, fmt.Errorf("simulate: Feeder.Duration %v: must be 0 (no limit) or more", f.Duration))
 	}
 	return errors.Join(errs...)
 }

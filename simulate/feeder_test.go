@@ -111,6 +111,18 @@ func TestFeederRunsUntilDeadline(t *testing.T) {
 	}
 }
 
+func TestFeederDuration(t *testing.T) {
+	t.Parallel()
+	sink := newRecordingSink()
+	f := &Feeder{Generator: NewIoT(Options{}), Sink: sink, Rate: 2000, Duration: 100 * time.Millisecond}
+	if err := wait(t, runFeeder(context.Background(), f)); err != nil {
+		t.Fatalf("Run with Duration = %v, want nil", err)
+	}
+	if len(sink.sent()) == 0 {
+		t.Error("Run with Duration 100ms at 2000/s sent no events")
+	}
+}
+
 func TestFeederLimit(t *testing.T) {
 	t.Parallel()
 	sink := newRecordingSink()
@@ -146,6 +158,7 @@ func TestFeederInvalid(t *testing.T) {
 		{"empty", Feeder{}, []string{"Generator is required", "Sink is required", "Rate 0"}},
 		{"negative rate", Feeder{Generator: g, Sink: s, Rate: -1}, []string{"Rate -1"}},
 		{"negative limit", Feeder{Generator: g, Sink: s, Rate: 1, Limit: -1}, []string{"Limit -1"}},
+		{"negative duration", Feeder{Generator: g, Sink: s, Rate: 1, Duration: -time.Second}, []string{"Duration -1s"}},
 	}
 	for _, tt := range tests {
 		err := tt.f.Run(context.Background())
