@@ -201,6 +201,12 @@ func TestDemoOnEmbeddedRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
+	// The demo's embedded MQTT broker listens on 1884; here on a free port,
+	// so that a broker or another run holding 1884 does not fail the test.
+	if !strings.Contains(string(demo), "      broker: embedded\n") {
+		t.Fatal("configs/demo.yaml has no embedded MQTT broker to move to a free port")
+	}
+	demo = []byte(strings.Replace(string(demo), "      broker: embedded\n", "      broker: embedded://"+freeAddr(t)+"\n", 1))
 	cfg := writeFile(t, "demo.yaml", string(demo)+"\nhttp:\n  addr: "+addr+"\n")
 	p := startEddy(t, "run", "-c", cfg, "--pprof")
 	series := []string{
