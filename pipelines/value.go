@@ -37,6 +37,8 @@ func jsonKind(v any) string {
 		return "null"
 	case []any:
 		return "an array"
+	case map[string]any:
+		return "an object"
 	case string:
 		return "a string"
 	case json.Number:

@@ -37,6 +37,10 @@ const (
 	RoleWorker Role = "worker"
 	// RoleProducer appends to the partition streams (eddy produce).
 	RoleProducer Role = "producer"
+	// RoleIngest is a producer that also samples the pipeline's lag, for
+	// backpressure (eddy ingest, and eddy run's sources): the partition
+	// streams' and group's info and pending summary, and the leases.
+	RoleIngest Role = "ingest"
 	// RoleMonitor reads: stats, members, dead letters (eddy status, eddy
 	// dlq list). It writes nothing.
 	RoleMonitor Role = "monitor"
@@ -358,10 +362,14 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 	// node (CLUSTER INFO; a single server answers that it is not).
 	connection := []string{"ping", "cluster|info"}
 	switch role {
-	case RoleProducer:
+	case RoleProducer, RoleIngest:
 		add("", "", "", connection...)
 		for p := 0; p < n; p++ {
 			add(PartitionStream(stream, p, n), partitionWhat("stream", p), streamPattern, "xadd")
+			if role == RoleIngest { // what Inspector.Stats reads
+				add(PartitionStream(stream, p, n), partitionWhat("stream", p), streamPattern, "xinfo|stream", "xinfo|groups", "xpending")
+				add(leaseKey(stream, p, n, group), partitionWhat("lease", p), partPattern, "get", "pttl")
+			}
 		}
 	case RoleMonitor, RoleOperator:
 		add("", "", "", connection...)
@@ -485,7 +493,7 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 			add(w.Key, what, pat, dedupeStrings(cmds)...)
 		}
 	default:
-		return nil, fmt.Errorf("processor: role %q: want %q, %q, %q or %q", role, RoleWorker, RoleProducer, RoleMonitor, RoleOperator)
+		return nil, fmt.Errorf("processor: role %q: want %q, %q, %q, %q or %q", role, RoleWorker, RoleProducer, RoleIngest, RoleMonitor, RoleOperator)
 	}
 	for _, nd := range out {
 		if probeArgs[nd.cmd] == nil || !slices.Contains(commandOrder, nd.cmd) {

@@ -47,7 +47,7 @@ func docUsers(t *testing.T) map[processor.Role]aclUser {
 		u := aclUser{name: m[1], role: processor.Role(m[2]), password: m[3], args: strings.Fields(m[0]), rules: strings.Fields(m[4])}
 		out[u.role] = u
 	}
-	for _, r := range []processor.Role{processor.RoleWorker, processor.RoleProducer, processor.RoleMonitor, processor.RoleOperator} {
+	for _, r := range []processor.Role{processor.RoleWorker, processor.RoleProducer, processor.RoleIngest, processor.RoleMonitor, processor.RoleOperator} {
 		if _, ok := out[r]; !ok {
 			t.Fatalf("%s has no ACL SETUSER line for eddy-%s", aclDoc, r)
 		}

@@ -200,10 +200,18 @@ func newSources(f *pipelines.File, rdb redis.UniversalClient, m *metrics.Ingest,
 
 // check checks, once Redis answers, that its user may append to every
 // pipeline the sources write (processor.CheckAccess, as eddy produce
-// does), that the backpressure probe works on those whose lag they sample
+// does) and read the lag of those with backpressure on (RoleIngest), that
+// the backpressure probe works on those whose lag they sample
 // (it reads, once), and that the sources can run.
 func (s *sources) check(ctx context.Context, conn *redisConn) error {
-	if err := checkAccess(ctx, conn, s.writes, processor.RoleProducer); err != nil {
+	var producer []*pipelines.Pipeline
+	for _, p := range s.writes {
+		if !slices.Contains(s.probes, p) {
+			producer = append(producer, p)
+		}
+	}
+	if err := errors.Join(checkAccess(ctx, conn, producer, processor.RoleProducer),
+		checkAccess(ctx, conn, s.probes, processor.RoleIngest)); err != nil {
 		return err
 	}
 	for _, p := range s.probes {
