@@ -31,5 +31,12 @@
 //	eddy_processor_pending_entries{pipeline,partition}      gauge
 //	eddy_processor_oldest_pending_age_seconds{pipeline,partition} gauge
 //	eddy_ingest_produced_total{pipeline}
+//	eddy_ingest_accepted_total{source,pipeline}              events a source appended
+//	eddy_ingest_rejected_total{source,pipeline,reason}       refused (HTTP) or forwarded to be dead-lettered (MQTT)
+//	eddy_ingest_requests_total{source,pipeline,status}       HTTP requests by status, MQTT messages by outcome
+//	eddy_ingest_received_bytes_total{source,pipeline}        as sent, before decompression
+//	eddy_ingest_request_duration_seconds{source,pipeline}    histogram, arrival to answer
+//	eddy_ingest_publish_duration_seconds{source,pipeline}    histogram, one append to Redis
+//	eddy_ingest_in_flight_requests{source,pipeline}          gauge
 //	eddy_build_info{version}                                gauge, always 1
 package metrics

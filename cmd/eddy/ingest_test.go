@@ -17,15 +17,6 @@ import (
 	"github.com/eddy-streams/eddy/processor"
 )
 
-// configs/clickstream.yaml serves sources.http with a token read from
-// EDDY_INGEST_TOKEN, so every eddy run of that file that a test starts
-// needs one (main_test.go's helpers pass the test's environment on).
-func init() {
-	if os.Getenv("EDDY_INGEST_TOKEN") == "" {
-		_ = os.Setenv("EDDY_INGEST_TOKEN", "cmd-eddy-tests-ingest-token")
-	}
-}
-
 // startEddyEnv is startEddy with env added to the test's environment.
 func startEddyEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()

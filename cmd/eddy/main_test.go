@@ -26,6 +26,12 @@ import (
 var eddyBin string
 
 func TestMain(m *testing.M) {
+	// configs/clickstream.yaml serves sources.http with a token read from
+	// EDDY_INGEST_TOKEN, so every eddy run of that file that a test starts
+	// needs one (the helpers pass the test's environment on).
+	if os.Getenv("EDDY_INGEST_TOKEN") == "" {
+		_ = os.Setenv("EDDY_INGEST_TOKEN", "cmd-eddy-tests-ingest-token")
+	}
 	dir, err := os.MkdirTemp("", "eddy-test")
 	if err != nil {
 		panic(err)
