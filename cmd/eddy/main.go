@@ -91,6 +91,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		benchCommand(g), benchBaselineCommand(g))
 	root.AddCommand(ingestCommand(g))
 	root.AddCommand(schemaCommand(g))
+	root.AddCommand(benchIngestCommand(g))
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError
