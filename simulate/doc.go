@@ -17,6 +17,7 @@
 // (routing by Event.Key with processor.PartitionOf) and counts what it
 // added; eddy simulate --to and eddy bench-ingest use the network Sinks.
 //
-// Import direction: cmd/eddy, bench -> simulate; simulate imports nothing of
-// Eddy (its tests run the Sinks against package ingest's real sources).
+// Import direction: cmd/eddy, bench -> simulate -> internal/mqttconn (the
+// MQTT connection wrapper); nothing else of Eddy's (its tests run the Sinks
+// against package ingest's real sources).
 package simulate

@@ -78,7 +78,9 @@ type HTTP struct {
 	// DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
 	// Retrying, when set, is told of every retry: its cause ("429",
-	// "503", "network", …) and the wait before it. It must not block.
+	// "503", "network", …) and the wait before it. It is called from the
+	// sending goroutines, several at once: it must be safe for that and
+	// must not block.
 	Retrying func(cause string, wait time.Duration)
 
 	once     sync.Once
@@ -132,7 +134,9 @@ func (h *HTTP) init() error {
 
 // Send posts batch, Concurrency requests at a time, and returns once every
 // event was accepted or rejected, or on the first error no retry mends, or
-// when ctx is done.
+// when ctx is done. Send may be called from several goroutines at once; a
+// key's events keep their order within a Send, and across Sends that do
+// not overlap.
 func (h *HTTP) Send(ctx context.Context, batch []Event) error {
 	if err := h.init(); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/eddy-streams/eddy/internal/mqttconn"
 )
 
 // Defaults of MQTT.
@@ -90,7 +91,8 @@ type MQTT struct {
 	InFlight int
 	// Retrying, when set, is told of every retry: its cause ("network",
 	// "connect", "quota_exceeded", …) and the wait before it, if any. It
-	// must not block.
+	// is called from the publishing goroutines, several at once: it must
+	// be safe for that and must not block.
 	Retrying func(cause string, wait time.Duration)
 
 	once    sync.Once
@@ -160,7 +162,9 @@ func (m *MQTT) setup() error {
 
 // Send publishes batch, InFlight at a time, and returns once the broker
 // has acknowledged or refused every event, or on the first error no retry
-// mends, or when ctx is done.
+// mends, or when ctx is done. Send may be called from several goroutines
+// at once; a key's events keep their order within a Send, and across Sends
+// that do not overlap.
 func (m *MQTT) Send(ctx context.Context, batch []Event) error {
 	if err := m.init(); err != nil {
 		return err
@@ -350,7 +354,7 @@ func (c *mqttConn) dial(ctx context.Context) (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simulate: connect to %s: %w", m.Broker, err)
 	}
-	cli := paho.NewClient(paho.ClientConfig{Conn: newPacketConn(conn), PacketTimeout: DefaultMQTTAckTimeout})
+	cli := paho.NewClient(paho.ClientConfig{Conn: mqttconn.Wrap(conn), PacketTimeout: DefaultMQTTAckTimeout})
 	cp := &paho.Connect{ClientID: c.id, KeepAlive: uint16(DefaultMQTTKeepAlive / time.Second), CleanStart: true}
 	if m.Username != "" {
 		cp.Username, cp.UsernameFlag = m.Username, true
@@ -400,59 +404,3 @@ func (c *mqttConn) close() {
 		c.cli = nil
 	}
 }
-
-// packetConn is a connection for paho that costs one write per packet
-// and reads through a buffer. paho reads a packet's type and length a byte
-// at a time, a system call each on a bare connection, and writes a packet
-// in four pieces; a writer that is a sync.Locker gets each whole packet
-// written between Lock and Unlock (packets.ControlPacket.WriteTo), so
-// packetConn gathers the pieces and writes them at Unlock. paho writes
-// every packet that way; a Write outside Lock goes straight through.
-type packetConn struct {
-	net.Conn
-	r *bufio.Reader
-
-	mu     sync.Mutex
-	locked bool   // a packet is being written: Write gathers
-	buf    []byte // the packet's pieces
-	err    error  // the first write that failed; the connection is closed then
-}
-
-func newPacketConn(c net.Conn) *packetConn {
-	return &packetConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}
-}
-
-func (c *packetConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// Lock starts a packet.
-func (c *packetConn) Lock() {
-	c.mu.Lock()
-	c.locked = true
-}
-
-// Unlock writes the packet gathered since Lock. A failed write closes the
-// connection, so that paho's reader fails and the client shuts down.
-func (c *packetConn) Unlock() {
-	if len(c.buf) > 0 && c.err == nil {
-		if _, err := c.Conn.Write(c.buf); err != nil {
-			c.err = err
-			_ = c.Conn.Close()
-		}
-	}
-	c.buf = c.buf[:0]
-	c.locked = false
-	c.mu.Unlock()
-}
-
-func (c *packetConn) Write(p []byte) (int, error) {
-	if !c.locked { // not inside a packet's Lock: straight through
-		return c.Conn.Write(p)
-	}
-	if c.err != nil {
-		return 0, c.err
-	}
-	c.buf = append(c.buf, p...)
-	return len(p), nil
-}
-
-var _ sync.Locker = (*packetConn)(nil)

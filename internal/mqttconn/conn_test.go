@@ -1,4 +1,4 @@
-package simulate
+package mqttconn
 
 import (
 	"bytes"
@@ -32,9 +32,9 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	return c.in.Read(p)
 }
 
-// packetConn writes each packet in one write, whole, even from many
-// goroutines, and reads packets through its buffer.
-func TestPacketConn(t *testing.T) {
+// Conn writes each packet in one write, whole, even from many goroutines,
+// and reads packets through its buffer.
+func TestConn(t *testing.T) {
 	t.Parallel()
 	var want bytes.Buffer
 	for i := range 50 {
@@ -44,7 +44,7 @@ func TestPacketConn(t *testing.T) {
 		}
 	}
 	cc := &countingConn{in: bytes.NewReader(want.Bytes())}
-	pc := newPacketConn(cc)
+	pc := Wrap(cc)
 
 	var wg sync.WaitGroup
 	for i := range 50 {
@@ -76,5 +76,23 @@ func TestPacketConn(t *testing.T) {
 	}
 	if cc.reads > 3 {
 		t.Errorf("%d reads of the connection for 50 packets, want a few (buffered)", cc.reads)
+	}
+}
+
+// A write that fails closes the connection and fails the writes after it.
+func TestConnWriteFails(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	_ = b.Close()
+	c := Wrap(a)
+	p := &paho.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x"), Properties: &paho.PublishProperties{}}
+	if _, err := p.Packet().WriteTo(c); err != nil {
+		t.Fatalf("first WriteTo = %v, want nil (the failure shows at Unlock)", err)
+	}
+	if _, err := p.Packet().WriteTo(c); err == nil {
+		t.Error("WriteTo after a failed write = nil, want the write's error")
+	}
+	if _, err := a.Read(make([]byte, 1)); err == nil {
+		t.Error("the connection is still open after a failed write")
 	}
 }
