@@ -85,8 +85,8 @@ func runMosquitto(ctx context.Context, bin, dir string, port int) (*mosquitto, e
 	var c strings.Builder
 	fmt.Fprintf(&c, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
 	c.WriteString("max_inflight_messages 0\nmax_queued_messages 0\nmax_queued_bytes 0\n")
-	// Without it every PUBACK and delivery waits for Nagle's algorithm
-	// and the peer's delayed ACK: ~40ms per round trip on Linux.
+	// Without it a PUBACK or a delivery can wait for Nagle's algorithm
+	// and the peer's delayed ACK (up to 40ms on Linux).
 	c.WriteString("set_tcp_nodelay true\n")
 	fmt.Fprintf(&c, "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n", filepath.Join(dir, mosquittoLog))
 	if os.Geteuid() == 0 {
