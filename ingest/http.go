@@ -455,7 +455,7 @@ func contentOf(hd http.Header) (ndjson, gz bool, err error) {
 	case ct == "":
 		return false, false, fmt.Errorf("no Content-Type: want %s or %s", ContentTypeJSON, ContentTypeNDJSON)
 	case perr != nil:
-		return false, false, fmt.Errorf("Content-Type %q: %v", ct, perr)
+		return false, false, fmt.Errorf("Content-Type %q: %w", ct, perr)
 	case mt == ContentTypeJSON:
 	case mt == ContentTypeNDJSON:
 		ndjson = true

@@ -347,7 +347,7 @@ func TestHTTPRefusals(t *testing.T) {
 	}
 	a := decodeAnswer(t, resp)
 	_ = resp.Body.Close()
-	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" || !strings.Contains(a.Error, "method GET: want POST") {
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" || !strings.Contains(a.Error, "method GET: want POST") {
 		t.Errorf("GET: %d Allow %q %q, want 405 with Allow: POST", resp.StatusCode, resp.Header.Get("Allow"), a.Error)
 	}
 	if n := s.streamLen(t, "clicks") + s.streamLen(t, "iot"); n != 0 {

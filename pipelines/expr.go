@@ -22,8 +22,11 @@ type Expr struct {
 	src  string
 	prog *vm.Program
 	// lean is set when the expression reads no payload, only state, _key
-	// and _id: it runs without the payload being decoded.
-	lean bool
+	// and _id: it runs without the payload being decoded. state names the
+	// keyed state only in a pipeline that has some; elsewhere it is a
+	// payload field, so usesState sends the expression to the full
+	// environment there.
+	lean, usesState bool
 }
 
 // constant returns the value of an expression that is a literal (1, 2.5,
@@ -54,7 +57,7 @@ func CompileExpr(src string) (*Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Expr{src: src, prog: p, lean: !readsPayload(p)}, nil
+	return &Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}, nil
 }
 
 // CompileCond compiles src as a Cond: an expression whose result is a bool.
@@ -63,7 +66,7 @@ func CompileCond(src string) (*Cond, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cond{Expr{src: src, prog: p, lean: !readsPayload(p)}}, nil
+	return &Cond{Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}}, nil
 }
 
 // String returns the expression's source.
@@ -76,7 +79,7 @@ func (e *Expr) Eval(ev *Event) (any, error) {
 		return v, nil
 	}
 	var env map[string]any
-	if e.lean {
+	if e.lean && (!e.usesState || len(ev.stateNames) > 0) {
 		env = ev.leanEnv()
 	} else {
 		env = ev.Env()
@@ -104,11 +107,15 @@ func (c *Cond) Test(ev *Event) (bool, error) {
 }
 
 func (e *Expr) decodeNode(c *checker, n *yaml.Node, path string) {
-	c.decodeExpr(n, path, false, func(src string, p *vm.Program) { *e = Expr{src: src, prog: p, lean: !readsPayload(p)} })
+	c.decodeExpr(n, path, false, func(src string, p *vm.Program) {
+		*e = Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}
+	})
 }
 
 func (e *Cond) decodeNode(c *checker, n *yaml.Node, path string) {
-	c.decodeExpr(n, path, true, func(src string, p *vm.Program) { *e = Cond{Expr{src: src, prog: p, lean: !readsPayload(p)}} })
+	c.decodeExpr(n, path, true, func(src string, p *vm.Program) {
+		*e = Cond{Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}}
+	})
 }
 
 func (c *checker) decodeExpr(n *yaml.Node, path string, asBool bool, set func(string, *vm.Program)) {
@@ -198,6 +205,22 @@ func readsPayload(p *vm.Program) bool {
 	ast.Walk(&root, &calleeFinder{v.callees})
 	ast.Walk(&root, v)
 	return v.reads
+}
+
+// usesState tells whether program p names state.
+func usesState(p *vm.Program) bool {
+	v := &stateUse{}
+	root := p.Node()
+	ast.Walk(&root, v)
+	return v.found
+}
+
+type stateUse struct{ found bool }
+
+func (v *stateUse) Visit(node *ast.Node) {
+	if n, ok := (*node).(*ast.IdentifierNode); ok && n.Value == EnvState {
+		v.found = true
+	}
 }
 
 type calleeFinder struct{ callees map[ast.Node]bool }

@@ -65,11 +65,25 @@ func TestLeanExpressionSkipsDecoding(t *testing.T) {
 		{"[{state: {hash: 'h:$key', fields: {k: '_key', n: '1'}}}, {output: {stream: o}}]", false},
 		{"[{state: {hash: 'h:$key', fields: {k: 'x'}}}]", true},
 		{"[{output: {stream: o}}]", false},
-		{"[{filter: '_key != \"\"'}]", true}, // a step that cannot tell decodes
+		{"[{state: {hash: 'h:$key', fields: {s: state}}}]", true}, // no keyed state: a field
+		{"[{filter: '_key != \"\"'}]", true},                      // a step that cannot tell decodes
 	} {
 		f := parse(t, "pipelines: [{name: p, input: {stream: s, payload: data}, key: user, steps: "+tt.steps+"}]\n")
 		if got := f.Pipelines[0].Handler().(*handler).decode; got != tt.decode {
 			t.Errorf("%s: decodes up front = %v, want %v", tt.steps, got, tt.decode)
 		}
+	}
+}
+
+// Without keyed state, state is a payload field like any other: a lean
+// expression must not read it as the (absent) keyed state.
+func TestStateIsAFieldWithoutKeyedState(t *testing.T) {
+	ev := NewEvent(&processor.Message{ID: "1-0", Key: "d1", Data: jsonPayload(`{"device":"d1","state":"on"}`)})
+	c, err := CompileCond(`state == "on"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Test(ev); err != nil || !ok {
+		t.Errorf(`state == "on" on {"state":"on"} without keyed state = %v, %v; want true`, ok, err)
 	}
 }

@@ -135,7 +135,7 @@ func (s *stateStep) stateName() string { return s.name }
 func (s *stateStep) readsPayload() bool {
 	for _, fs := range []exprFields{s.fields, s.incr, s.distinct} {
 		for _, f := range fs {
-			if !f.expr.lean {
+			if !f.expr.lean || f.expr.usesState && s.name == "" {
 				return true
 			}
 		}

@@ -379,9 +379,13 @@ func DefaultConsumer() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-// dedupeWindow is the dedupe bucketing of o: its sets, and those of the
-// former default width, which cost one EXISTS each per commit once they
-// have expired.
+// dedupeWindow is the dedupe bucketing of o: its sets and, when the width
+// is the default, those of the former default width, which cost one
+// EXISTS each per commit once they have expired (9 EXISTS a commit).
 func dedupeWindow(o Options) dedupe.Window {
-	return dedupe.Window{Window: o.DedupeWindow, Bucket: o.DedupeBucket, Former: o.DedupeWindow / FormerDedupeBuckets}
+	w := dedupe.Window{Window: o.DedupeWindow, Bucket: o.DedupeBucket}
+	if o.DedupeBucket == o.DedupeWindow/DefaultDedupeBuckets { // the default width: it was another
+		w.Former = o.DedupeWindow / FormerDedupeBuckets
+	}
+	return w
 }

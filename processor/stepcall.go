@@ -59,7 +59,8 @@ func (p *Processor) callWatched(l *lane, hard context.Context, t *task, start ti
 	c := &laneCall{t: t, m: t.m, ctx: stepCtx{Context: hard, deadline: deadline}, start: start, deadline: deadline.UnixNano()}
 	ctx := &c.ctx
 	l.call.Store(c)
-	err = p.call(ctx, c.m) // t.m belongs to the lane's next goroutine once the call is left
+	err = p.call(ctx, c.m)       // t.m belongs to the lane's next goroutine once the call is left
+	ctx.cancel(context.Canceled) // as a WithDeadline's cancel: a ctx kept by the handler is done
 	ctx.release()
 	if !c.state.CompareAndSwap(callRunning, callFinished) {
 		p.leftBehind.Add(-1)
@@ -181,6 +182,7 @@ func (c *stepCtx) Err() error {
 		return err
 	}
 	if !time.Now().Before(c.deadline) {
+		c.expire() // Done agrees with Err
 		return context.DeadlineExceeded
 	}
 	return nil

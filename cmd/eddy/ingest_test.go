@@ -97,7 +97,7 @@ func TestIngestCommand(t *testing.T) {
 			return false
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 	page := scrape(metricsAddr)
 	if !strings.Contains(page, `eddy_ingest_requests_total{pipeline="clicks",source="http",status="200"} 0`) {
@@ -177,7 +177,7 @@ func TestRunServesSharedSource(t *testing.T) {
 			return false
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 	var body strings.Builder
 	for i := range 50 {
@@ -209,7 +209,7 @@ func TestRunServesSharedSource(t *testing.T) {
 			return false
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 	if status, _, raw := postEvents(t, addr2, "clicks", "s3cret-web", "application/json", `{"user_id":"u1"}`); status != 404 {
 		t.Errorf("POST to eddy run --no-sources = %d %s, want 404 (no route)", status, raw)
