@@ -284,7 +284,9 @@ func (in *ingester) publish(ctx context.Context, evs []simulate.Event) (time.Dur
 		case <-tick.C:
 		case <-ctx.Done():
 			if !published {
-				<-sent // Send returns once ctx is done
+				if err := <-sent; err != nil && !errors.Is(err, ctx.Err()) { // Send returns once ctx is done
+					return 0, sink.Delivery().Retried, err
+				}
 			}
 			return 0, sink.Delivery().Retried, fmt.Errorf("the MQTT source appended %d of %d readings: %w", in.mqtt.Stats().Appended-base, len(evs), ctx.Err())
 		}

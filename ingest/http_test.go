@@ -836,7 +836,7 @@ func TestHTTPTLS(t *testing.T) {
 	}
 	a := decodeAnswer(t, resp)
 	_ = resp.Body.Close()
-	if resp.StatusCode != 200 || a.Accepted != 1 || resp.TLS == nil {
+	if resp.StatusCode != http.StatusOK || a.Accepted != 1 || resp.TLS == nil {
 		t.Errorf("POST over TLS: %d %+v", resp.StatusCode, a)
 	}
 	// Plain HTTP to the TLS listener gets no answer of the route.
@@ -964,7 +964,7 @@ func TestHTTPShutdownAnswersInFlight(t *testing.T) {
 	}
 	a := decodeAnswer(t, r.resp)
 	_ = r.resp.Body.Close()
-	if r.resp.StatusCode != 200 || a.Accepted != 2 {
+	if r.resp.StatusCode != http.StatusOK || a.Accepted != 2 {
 		t.Errorf("request in flight at the stop: %d %+v, want 200 with 2 accepted", r.resp.StatusCode, a)
 	}
 	if err := <-done; err != nil {

@@ -101,7 +101,7 @@ func TestReadmeIngestOverHTTP(t *testing.T) {
 			return false
 		}
 		_ = resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 	req, err := http.NewRequest(http.MethodPost, strings.Replace(c.url, "127.0.0.1:9182", addr, 1), strings.NewReader(c.body))
 	if err != nil {

@@ -66,7 +66,7 @@ func (c *Conn) Unlock() {
 	if len(c.buf) > 0 && c.err == nil {
 		if _, err := c.Conn.Write(c.buf); err != nil {
 			c.err = err
-			_ = c.Conn.Close()
+			_ = c.Close()
 		}
 	}
 	c.buf = c.buf[:0]
