@@ -25,7 +25,7 @@ func TestPremark(t *testing.T) {
 	if err := b.premark(ctx, &sideRun{side: SideEddy, names: n, group: eddyGroup}, total); err != nil {
 		t.Fatal(err)
 	}
-	w := dedupe.Window{Window: dedupeWindow}
+	w := dedupe.Window{Window: dedupeWindow, Bucket: dedupeWindow / processor.DefaultDedupeBuckets} // as the engine's default
 	now := time.Now()
 	var sum int64
 	for p := range 2 {
