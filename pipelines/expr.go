@@ -57,7 +57,7 @@ func CompileExpr(src string) (*Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}, nil
+	return newExpr(src, p), nil
 }
 
 // CompileCond compiles src as a Cond: an expression whose result is a bool.
@@ -66,7 +66,7 @@ func CompileCond(src string) (*Cond, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cond{Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}}, nil
+	return &Cond{*newExpr(src, p)}, nil
 }
 
 // String returns the expression's source.
@@ -108,13 +108,13 @@ func (c *Cond) Test(ev *Event) (bool, error) {
 
 func (e *Expr) decodeNode(c *checker, n *yaml.Node, path string) {
 	c.decodeExpr(n, path, false, func(src string, p *vm.Program) {
-		*e = Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}
+		*e = *newExpr(src, p)
 	})
 }
 
 func (e *Cond) decodeNode(c *checker, n *yaml.Node, path string) {
 	c.decodeExpr(n, path, true, func(src string, p *vm.Program) {
-		*e = Cond{Expr{src: src, prog: p, lean: !readsPayload(p), usesState: usesState(p)}}
+		*e = Cond{*newExpr(src, p)}
 	})
 }
 
@@ -195,32 +195,22 @@ func (p *fieldPatch) Visit(node *ast.Node) {
 	}
 }
 
-// readsPayload tells whether program p may read the payload: whether it
-// names anything but state, _key, _id and functions (a name it binds
-// itself, such as a let or a predicate's variable, counts as a field:
-// the answer errs towards decoding).
-func readsPayload(p *vm.Program) bool {
+// newExpr is the Expr of program p compiled from src.
+func newExpr(src string, p *vm.Program) *Expr {
+	reads, state := payloadUse(p)
+	return &Expr{src: src, prog: p, lean: !reads, usesState: state}
+}
+
+// payloadUse tells whether program p may read the payload (whether it
+// names anything but state, _key, _id and functions: a name it binds
+// itself, such as a let or a predicate's variable, counts as a field, so
+// the answer errs towards decoding), and whether it names state.
+func payloadUse(p *vm.Program) (reads, state bool) {
 	v := &payloadReads{callees: map[ast.Node]bool{}}
 	root := p.Node()
 	ast.Walk(&root, &calleeFinder{v.callees})
 	ast.Walk(&root, v)
-	return v.reads
-}
-
-// usesState tells whether program p names state.
-func usesState(p *vm.Program) bool {
-	v := &stateUse{}
-	root := p.Node()
-	ast.Walk(&root, v)
-	return v.found
-}
-
-type stateUse struct{ found bool }
-
-func (v *stateUse) Visit(node *ast.Node) {
-	if n, ok := (*node).(*ast.IdentifierNode); ok && n.Value == EnvState {
-		v.found = true
-	}
+	return v.reads, v.state
 }
 
 type calleeFinder struct{ callees map[ast.Node]bool }
@@ -232,8 +222,8 @@ func (f *calleeFinder) Visit(node *ast.Node) {
 }
 
 type payloadReads struct {
-	callees map[ast.Node]bool
-	reads   bool
+	callees      map[ast.Node]bool
+	reads, state bool
 }
 
 func (v *payloadReads) Visit(node *ast.Node) {
@@ -241,7 +231,9 @@ func (v *payloadReads) Visit(node *ast.Node) {
 	case *ast.IdentifierNode:
 		switch {
 		case v.callees[n]:
-		case n.Value == EnvState || n.Value == EnvKey || n.Value == EnvID:
+		case n.Value == EnvState:
+			v.state = true
+		case n.Value == EnvKey || n.Value == EnvID:
 		default: // a field, or $env itself
 			v.reads = true
 		}
