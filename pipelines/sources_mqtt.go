@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -76,7 +77,8 @@ type MQTTSource struct {
 	// Broker is mqtt://host[:port] (port 1883 by default), mqtts://host[:port]
 	// (TLS, 8883), tcp:// and ssl:// alike; or "embedded" (an MQTT broker
 	// inside eddy run, on DefaultMQTTEmbeddedAddr; "embedded://host:port"
-	// to choose), for the demo only. Required.
+	// to choose, host a loopback one: 127.0.0.0/8, ::1 or localhost, as
+	// it has no authentication), for the demo only. Required.
 	Broker string `yaml:"broker"`
 	// ClientID is the MQTT client identifier. The broker keeps the session
 	// under it, so it must be the same at every start and differ between
@@ -301,8 +303,11 @@ func validateMQTTBroker(c *checker, path string, s *MQTTSource) {
 		return
 	}
 	if addr, ok := s.EmbeddedAddr(); ok {
-		if !validHostPort(addr) && !strings.HasSuffix(addr, ":0") {
+		switch {
+		case !validHostPort(addr) && !strings.HasSuffix(addr, ":0"):
 			c.addf(path, "want embedded or embedded://host:port, got %q", s.Broker)
+		case !loopbackHost(addr):
+			c.addf(path, "the embedded broker has no authentication (demo only): it listens on loopback only (127.0.0.0/8, ::1 or localhost), got %q", s.Broker)
 		}
 		return
 	}
@@ -327,6 +332,21 @@ func validateMQTTBroker(c *checker, path string, s *MQTTSource) {
 			c.addf(path, "port %q: want 1 to 65535", u.Port())
 		}
 	}
+}
+
+// loopbackHost reports whether the host of addr (host:port) is a
+// loopback one: localhost, or an IP address in 127.0.0.0/8 or ::1. An
+// empty host (every interface) is not.
+func loopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // stripURL keeps a url.Parse error's cause: the URL may hold a password.

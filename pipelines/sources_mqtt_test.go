@@ -273,3 +273,34 @@ func TestMQTTDocumentedDefaults(t *testing.T) {
 		t.Errorf("the broker row does not name the embedded broker's address %s", DefaultMQTTEmbeddedAddr)
 	}
 }
+
+// The embedded broker has no authentication: it may listen on loopback
+// addresses only, and anything else is refused at its path.
+func TestMQTTEmbeddedLoopbackOnly(t *testing.T) {
+	for _, tt := range []struct {
+		broker string
+		ok     bool
+	}{
+		{"embedded", true},
+		{"embedded://127.0.0.1:1884", true},
+		{"embedded://127.3.2.1:0", true},
+		{"embedded://localhost:1884", true},
+		{"embedded://LocalHost:1884", true},
+		{"embedded://[::1]:1884", true},
+		{"embedded://[::ffff:127.0.0.1]:1884", true},
+		{"embedded://0.0.0.0:1884", false},
+		{"embedded://[::]:1884", false},
+		{"embedded://10.0.0.5:1884", false},
+		{"embedded://example.com:1884", false},
+		{"embedded://localhost.example.com:1884", false},
+	} {
+		got := problems(t, "sources:\n  mqtt:\n    - {name: a, broker: \""+tt.broker+"\", topics: [{filter: a, pipeline: iot}]}\n"+mqttPipelines, nil)
+		want := []string(nil)
+		if !tt.ok {
+			want = []string{`test.yaml:3: sources.mqtt[0].broker: the embedded broker has no authentication (demo only): it listens on loopback only (127.0.0.0/8, ::1 or localhost), got "` + tt.broker + `"`}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("broker %s: problems %q, want %q", tt.broker, got, want)
+		}
+	}
+}
