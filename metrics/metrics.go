@@ -15,6 +15,8 @@ const (
 	labelPipeline  = "pipeline"
 	labelPartition = "partition"
 	labelReason    = "reason"
+	labelStep      = "step"
+	labelKind      = "kind"
 	labelVersion   = "version"
 )
 
@@ -56,6 +58,8 @@ type Metrics struct {
 
 	produced  *prometheus.CounterVec // pipeline
 	buildInfo *prometheus.GaugeVec   // version
+
+	steps stepSeries
 
 	pipelines    cowMap[string, *pipelineSeries]
 	producedByPl cowMap[string, prometheus.Counter]
@@ -147,6 +151,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Always 1; the version label names the running build.",
 		}, []string{labelVersion})),
 	}
+	m.steps = newStepSeries(reg)
 	m.SetBuildInfo(moduleVersion())
 	return m
 }
@@ -165,6 +170,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.lag, m.pending, m.oldestPendingAge,
 		m.timersFired, m.timerLateness, m.wrongPartition,
 		m.produced, m.buildInfo,
+		m.steps.results, m.steps.late, m.steps.open,
 	}
 }
 

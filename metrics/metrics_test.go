@@ -31,7 +31,9 @@ func exercise(m *Metrics) {
 		Latencies:   []time.Duration{time.Millisecond, 20 * time.Millisecond, 2 * time.Second},
 		TimersFired: 2, TimerLateness: []time.Duration{30 * time.Millisecond},
 		WrongPartition: 1,
+		Counts:         map[string]int{"minute/emitted/window": 2, "minute/late": 1},
 	})
+	m.SetStepGauges("orders", 1, map[string]int64{"minute/open": 3})
 	m.Retried("orders", 1, errors.New("boom"))
 	m.Handled("orders", 150*time.Microsecond)
 	m.SetPartitionStats("orders", 1, 10, 4, 1500*time.Millisecond)
@@ -97,6 +99,9 @@ func TestNames(t *testing.T) {
 		"eddy_processor_timer_lateness_seconds":     dto.MetricType_HISTOGRAM,
 		"eddy_processor_wrong_partition_total":      dto.MetricType_COUNTER,
 		"eddy_build_info":                           dto.MetricType_GAUGE,
+		"eddy_step_results_total":                   dto.MetricType_COUNTER,
+		"eddy_step_late_events_total":               dto.MetricType_COUNTER,
+		"eddy_step_open":                            dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
 		if g, ok := got[name]; !ok || g != typ {
@@ -405,5 +410,42 @@ func TestOwnership(t *testing.T) {
 	m.LeaseLost("orders", 3)
 	if got := testutil.ToFloat64(m.leasesLost.WithLabelValues("orders", "3")); got != 2 {
 		t.Errorf("leases_lost_total = %v, want 2", got)
+	}
+}
+
+// A commit's step counts and a partition's gauges land in the step series,
+// under the names package pipelines gives them.
+func TestStepSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.Committed(processor.Commit{Pipeline: "iot", Partition: 1, Counts: map[string]int{
+		"minute/emitted/window": 3, "minute/late": 2, "hot/emitted/alert": 1, "junk": 5,
+	}})
+	m.SetStepGauges("iot", 1, map[string]int64{"minute/open": 7, "other": 1})
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"results", []string{"iot", "minute", "window"}, 3},
+		{"results", []string{"iot", "hot", "alert"}, 1},
+		{"late", []string{"iot", "minute"}, 2},
+		{"open", []string{"iot", "1", "minute"}, 7},
+	} {
+		var got float64
+		switch c.name {
+		case "results":
+			got = testutil.ToFloat64(m.steps.results.WithLabelValues(c.labels...))
+		case "late":
+			got = testutil.ToFloat64(m.steps.late.WithLabelValues(c.labels...))
+		case "open":
+			got = testutil.ToFloat64(m.steps.open.WithLabelValues(c.labels...))
+		}
+		if got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.steps.open); n != 1 {
+		t.Errorf("open series = %d, want 1 (a gauge not named <step>/open is not a step's)", n)
 	}
 }

@@ -52,6 +52,7 @@ func (m *Metrics) Committed(c processor.Commit) {
 	if c.WrongPartition > 0 {
 		m.wrongPartition.WithLabelValues(c.Pipeline, strconv.Itoa(c.Partition)).Add(float64(c.WrongPartition))
 	}
+	m.steps.stepCounts(c)
 	p.commitDuration.Observe(seconds(c.Duration))
 	for _, d := range c.Latencies {
 		p.latency.Observe(seconds(d))

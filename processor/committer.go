@@ -415,6 +415,12 @@ func (pt *partition) observe(batch []*task, reply string, now time.Time, d time.
 		}
 		switch reply[i] {
 		case 'p':
+			for name, n := range t.m.counts {
+				if c.Counts == nil {
+					c.Counts = make(map[string]int)
+				}
+				c.Counts[name] += n
+			}
 			if t.m.Timer != nil {
 				c.TimersFired++
 				if lateness := now.Sub(t.m.Timer.At); !t.m.Timer.EventTime {

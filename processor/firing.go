@@ -87,7 +87,7 @@ func (pt *partition) fire(hard context.Context, lanes []*lane, due []dueTimer, n
 	}()
 	for _, d := range due {
 		spec := d.spec
-		m := &Message{Stream: pt.stream, Partition: pt.n, Key: spec.Key, Timer: &spec, Attempt: 1, received: now, ks: pt.ks}
+		m := &Message{Stream: pt.stream, Partition: pt.n, Key: spec.Key, Timer: &spec, Attempt: 1, received: now, ks: pt.ks, pt: pt}
 		t := &task{m: m, part: pt, ctx: hard, results: pt.results}
 		id := t.inflightID()
 		pt.mu.Lock()

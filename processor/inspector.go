@@ -22,8 +22,9 @@ import (
 type Inspector struct {
 	rdb redis.UniversalClient
 	o   Options
-	// streams and leases are each partition's stream and lease key.
-	streams, leases []string
+	// streams, leases and gauges are each partition's stream, lease key
+	// and gauges hash.
+	streams, leases, gauges []string
 }
 
 // PartitionStats describes one partition of a pipeline as Redis sees it.
@@ -52,6 +53,9 @@ type PartitionStats struct {
 	Owner, Fence string
 	Token        int64
 	LeaseTTL     time.Duration
+	// Gauges are the partition's levels kept by Message.GaugeAdd (open
+	// windows, active alerts, …), by name; nil when it has none.
+	Gauges map[string]int64
 }
 
 // Member is a live worker of the pipeline's group.
@@ -95,6 +99,7 @@ func newInspector(rdb redis.UniversalClient, o Options) *Inspector {
 	for n := 0; n < o.Partitions; n++ {
 		in.streams = append(in.streams, PartitionStream(o.Stream, n, o.Partitions))
 		in.leases = append(in.leases, leaseKey(o.Stream, n, o.Partitions, o.Group))
+		in.gauges = append(in.gauges, GaugesKey(o.Stream, n, o.Partitions, o.Group))
 	}
 	return in
 }
@@ -123,6 +128,7 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 		pending *redis.XPendingCmd
 		lease   *redis.StringCmd
 		ttl     *redis.DurationCmd
+		gauges  *redis.MapStringStringCmd
 	}
 	cs := make([]cmds, len(in.streams))
 	_, err := in.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -133,6 +139,7 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 				pending: pipe.XPending(ctx, stream, in.o.Group),
 				lease:   pipe.Get(ctx, in.leases[i]),
 				ttl:     pipe.PTTL(ctx, in.leases[i]),
+				gauges:  pipe.HGetAll(ctx, in.gauges[i]),
 			}
 		}
 		return nil
@@ -197,6 +204,19 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 			s.Token, _ = strconv.ParseInt(parts[len(parts)-1], 10, 64)
 		case !errors.Is(err, redis.Nil): // Nil: no owner
 			return fail(stream, err)
+		}
+		if err := c.gauges.Err(); err != nil {
+			return fail(stream, err)
+		}
+		for name, v := range c.gauges.Val() {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fail(stream, fmt.Errorf("gauge %q holds %q, not an integer", name, v))
+			}
+			if s.Gauges == nil {
+				s.Gauges = make(map[string]int64)
+			}
+			s.Gauges[name] = n
 		}
 		if err := c.ttl.Err(); err != nil {
 			return fail(stream, err)

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func TestInspectorFreshServer(t *testing.T) {
 	}
 	for i, s := range stats {
 		want := PartitionStats{Partition: i, Stream: PartitionStream("s", i, 3)}
-		if s != want {
+		if !reflect.DeepEqual(s, want) {
 			t.Errorf("Stats()[%d] = %+v, want %+v", i, s, want)
 		}
 	}

@@ -114,6 +114,12 @@ func DistinctKey(stream string, p, n int, group, name, key string) string {
 	return partitionKey(stream, p, n, "hll", group, name) + ":" + key
 }
 
+// GaugesKey is the hash of partition p's gauges (Message.GaugeAdd): field
+// name → level, in the partition's slot.
+func GaugesKey(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "gauges", group)
+}
+
 // metaKey is a partition's engine metadata hash (its watermark).
 func metaKey(stream string, p, n int, group string) string {
 	return partitionKey(stream, p, n, "meta", group)

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -71,9 +72,11 @@ type Message struct {
 	Timer *TimerSpec
 
 	effects  []Effect
+	counts   map[string]int
 	received time.Time
 	ks       keyspace
 	states   *stateCache
+	pt       *partition // the partition it came from; nil in tests
 }
 
 // Field returns the value of the named field and whether it is present.
@@ -108,14 +111,68 @@ func (m *Message) Record(e Effect) { m.effects = append(m.effects, e) }
 // Effects returns the effects recorded so far.
 func (m *Message) Effects() []Effect { return m.effects }
 
-// ResetEffects drops the recorded effects; the engine calls it before each
-// retry so that a failed attempt leaves nothing behind.
-func (m *Message) ResetEffects() { m.effects = m.effects[:0] }
+// ResetEffects drops the recorded effects and counts; the engine calls it
+// before each retry so that a failed attempt leaves nothing behind.
+func (m *Message) ResetEffects() {
+	m.effects = m.effects[:0]
+	clear(m.counts)
+}
+
+// Count adds n to the counter name for when the message commits: the sums
+// reach the Observer in Commit.Counts, once for each message whose effects
+// are written (never for a failed attempt, a duplicate or a stale entry),
+// so that counters of what steps did are exact across retries and crashes.
+func (m *Message) Count(name string, n int) {
+	if m.counts == nil {
+		m.counts = make(map[string]int, 2)
+	}
+	m.counts[name] += n
+}
+
+// Counts returns the counts recorded so far.
+func (m *Message) Counts() map[string]int { return m.counts }
+
+// GaugeAdd records an addition of delta to the partition's gauge name (an
+// HINCRBY of a hash of the partition, written in the same commit): a level
+// such as open windows or active alerts that stays exact across retries,
+// crashes and owner changes. Inspector.Stats reads the gauges back.
+func (m *Message) GaugeAdd(name string, delta int64) {
+	ks := m.keyspace()
+	m.effects = append(m.effects, Effect{Kind: EffectHIncrBy, Key: GaugesKey(ks.stream, ks.p, ks.n, ks.group),
+		Fields: []string{name, strconv.FormatInt(delta, 10)}})
+}
+
+// Now is the engine clock's time (Options.Clock): processing time, which a
+// test can drive.
+func (m *Message) Now() time.Time {
+	if m.pt == nil {
+		return time.Now()
+	}
+	return m.pt.p.o.Clock.Now()
+}
+
+// Watermark is the partition's event-time watermark as it stands now (the
+// highest event time read, less Options.AllowedLateness, or the clock's
+// time less AllowedLateness once the partition has been idle for
+// Options.IdleWatermark); zero when no event time is known yet. It never
+// goes back while the partition has one owner; a new owner starts from the
+// watermark last committed. An event-time timer due at or before it has
+// fired or is about to.
+func (m *Message) Watermark() time.Time {
+	if m.pt == nil {
+		return time.Time{}
+	}
+	w := m.pt.watermark.Load()
+	if w <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(w)
+}
 
 // retryCopy is a new Message for the next attempt at m, while a handler
 // that ran past its timeout may still hold m: everything but the effects.
 func (m *Message) retryCopy() *Message {
 	return &Message{ID: m.ID, Stream: m.Stream, Partition: m.Partition, Fields: m.Fields, Key: m.Key,
 		DedupeID: m.DedupeID, Data: m.Data, Attempt: m.Attempt, Deliveries: m.Deliveries,
-		EventTime: m.EventTime, Timer: m.Timer, received: m.received, ks: m.ks, states: m.states}
+		EventTime: m.EventTime, Timer: m.Timer, received: m.received, ks: m.ks, states: m.states, pt: m.pt}
 }

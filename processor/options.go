@@ -205,6 +205,9 @@ type Commit struct {
 	// WrongPartition counts entries whose key routes to another partition
 	// than the one they were read from (see Options.WrongPartition).
 	WrongPartition int
+	// Counts sums Message.Count over the messages (entries and timer
+	// firings) whose effects this commit wrote.
+	Counts map[string]int
 }
 
 // Defaults of Options, in one place: docs/configuration.md and package

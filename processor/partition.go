@@ -555,7 +555,7 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 	pt.mu.Unlock()
 	for _, e := range entries {
 		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
-			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now, ks: pt.ks}
+			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now, ks: pt.ks, pt: pt}
 		t := &task{m: m, part: pt, done: done, ctx: hard, results: pt.results}
 		tasks = append(tasks, t)
 		if e.deliveries > int64(o.MaxAttempts) {

@@ -108,6 +108,7 @@ func (r *reporter) sample(ctx context.Context) {
 		name := p.Options().Pipeline
 		for _, s := range stats {
 			r.m.SetPartitionStats(name, s.Partition, s.Lag, s.Pending, s.OldestPending)
+			r.m.SetStepGauges(name, s.Partition, s.Gauges)
 			lag += max(s.Lag, 0)
 			pending += s.Pending
 		}
