@@ -24,7 +24,7 @@ func (o *countObserver) Committed(c Commit) {
 		o.counts[k] += n
 	}
 }
-func (o *countObserver) Retried(string, int, error)     {}
+func (o *countObserver) Retried(string, int, error)    {}
 func (o *countObserver) Handled(string, time.Duration) {}
 
 func (o *countObserver) get(name string) int {
