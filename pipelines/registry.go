@@ -204,6 +204,15 @@ func (r *Registry) build(c *checker, p *Pipeline) {
 				c.addAt(sc.Line, sc.Path+".name", "keyed state needs wrong_partition %q: an entry read from another partition than its key's would keep a second copy of its state", processor.WrongPartitionDeadLetter)
 			}
 		}
+		if as, ok := s.(analyticStep); ok {
+			a := as.base()
+			for _, b := range p.steps {
+				if ob, ok := b.step.(interface{ stateName() string }); ok && ob.stateName() == a.name {
+					c.addAt(lineOf(c, sc, "name"), sc.Path+".name", "%q is the state name of steps[%d] too: each analytics step needs a name of its own", a.name, b.index)
+				}
+			}
+			a.bind(c, sc, p)
+		}
 		p.steps = append(p.steps, boundStep{index: i, typ: sc.Type, step: s})
 	}
 }
