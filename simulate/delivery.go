@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"maps"
 	"math/rand/v2"
@@ -37,6 +38,15 @@ type Delivery struct {
 	// no one subscribed to: with nothing listening they went nowhere.
 	NoSubscribers int64 `json:"no_subscribers,omitempty"`
 }
+
+// ErrUnreachable is wrapped by the error a transport Sink's Send returns
+// when the receiver was never reached: the MQTT sink's first connection
+// to the broker failed (no TCP connection, or no answer to CONNECT), or
+// the HTTP source answered none of the sink's requests. Nothing was
+// delivered then, and nothing will be: Send does not retry it, since a
+// receiver that was never there is taken for a wrong address. (A broker
+// or source that answered once and then went away is retried.)
+var ErrUnreachable = errors.New("not reached")
 
 // Pending is how many events were sent whose fate is not known (0 once
 // every Send has returned nil).

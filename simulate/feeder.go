@@ -112,7 +112,7 @@ func (f *Feeder) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("simulate: send %d events: %w", n, err)
+			return fmt.Errorf("simulate: a batch of %d events: %w", n, err)
 		}
 		sent += n
 		if f.Limit > 0 && sent >= f.Limit {

@@ -55,8 +55,8 @@ const (
 // Send returns an error, and the Feeder stops, on what no retry mends: 401
 // (no or unknown token), 403 (the token may not write the pipeline), 404
 // (no such pipeline), 405, 415, a 400 about the body itself, a server
-// certificate that does not verify, and a source not reached by the first
-// request.
+// certificate that does not verify, and a source that answered none of
+// the requests so far (the error wraps ErrUnreachable).
 type HTTP struct {
 	// URL is the source's route for one pipeline:
 	// http(s)://host:port/v1/pipelines/NAME/events. Required.
@@ -188,10 +188,13 @@ func (h *HTTP) post(ctx context.Context, evs []Event) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if !h.answered.Load() || certificateError(err) {
-				// Never reached, or not to be trusted: a retry mends
-				// neither a wrong address nor a certificate.
+			if certificateError(err) {
+				// Not to be trusted: a retry does not mend a certificate.
 				return fmt.Errorf("simulate: POST %s: %w", h.URL, err)
+			}
+			if !h.answered.Load() {
+				// Never reached: a retry does not mend a wrong address.
+				return fmt.Errorf("simulate: HTTP source %s %w: %w", h.URL, ErrUnreachable, err)
 			}
 			cause, wait = "network", backoff(failures)
 		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:

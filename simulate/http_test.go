@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -341,8 +342,8 @@ func TestHTTPNetworkErrors(t *testing.T) {
 	closed.Close()
 	h = &HTTP{URL: url + "/v1/pipelines/x/events"}
 	err := h.Send(t.Context(), events(1, 1))
-	if err == nil || !strings.Contains(err.Error(), "POST "+url) {
-		t.Errorf("Send to a closed port = %v, want an error naming the URL", err)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "HTTP source "+url+"/v1/pipelines/x/events not reached") {
+		t.Errorf("Send to a closed port = %v, want ErrUnreachable naming the URL", err)
 	}
 }
 

@@ -412,7 +412,10 @@ func TestMQTTFirstConnectFails(t *testing.T) {
 	sink := &simulate.MQTT{Broker: "mqtt://" + addr, Topic: topic}
 	defer sink.Close()
 	err = sink.Send(t.Context(), []simulate.Event{{Key: "d", Data: []byte(`{"device_id":"d"}`)}})
-	if err == nil || !strings.Contains(err.Error(), "connect to mqtt://"+addr) {
-		t.Errorf("Send to a broker that is not there = %v, want an error naming it", err)
+	if !errors.Is(err, simulate.ErrUnreachable) || !strings.Contains(err.Error(), "MQTT broker mqtt://"+addr+" not reached") {
+		t.Errorf("Send to a broker that is not there = %v, want ErrUnreachable naming it", err)
+	}
+	if d := sink.Delivery(); d.Attempts != 0 || d.Accepted != 0 {
+		t.Errorf("Delivery = %+v, want no publish made", d)
 	}
 }

@@ -352,7 +352,7 @@ func (c *mqttConn) dial(ctx context.Context) (*client, error) {
 		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", m.addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("simulate: connect to %s: %w", m.Broker, err)
+		return nil, fmt.Errorf("simulate: MQTT broker %s %w: %w", m.Broker, ErrUnreachable, err)
 	}
 	cli := paho.NewClient(paho.ClientConfig{Conn: mqttconn.Wrap(conn), PacketTimeout: DefaultMQTTAckTimeout})
 	cp := &paho.Connect{ClientID: c.id, KeepAlive: uint16(DefaultMQTTKeepAlive / time.Second), CleanStart: true}
@@ -372,7 +372,7 @@ func (c *mqttConn) dial(ctx context.Context) (*client, error) {
 			}
 			return nil, r
 		}
-		return nil, fmt.Errorf("simulate: MQTT CONNECT to %s: %w", m.Broker, err)
+		return nil, fmt.Errorf("simulate: MQTT broker %s %w: CONNECT: %w", m.Broker, ErrUnreachable, err)
 	}
 	lost, cancel := context.WithCancel(context.WithoutCancel(ctx)) // the connection's life, not the dial's
 	go func() {

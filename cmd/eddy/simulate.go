@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ const (
 	// simulateLogEvery rate-limits the retry warnings, per cause.
 	simulateLogEvery = 5 * time.Second
 )
+
+// envNameRE is what --token-env and --password-env take: the name of an
+// environment variable.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // defaultTopics are --topic's defaults by kind.
 var defaultTopics = map[string]string{
@@ -93,7 +98,8 @@ delivered, for up to 10s; a second signal stops at once):
 
 Each key's events stay in order either way. At the end it prints what was
 sent, accepted, rejected (by reason) and retried; exit 1 if delivery stopped
-on an error.`,
+on an error. A source or broker that cannot be reached at all (nothing
+listens there) exits 1 at once, naming it, and claims nothing sent.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := sf.check(cmd); err != nil {
@@ -170,6 +176,13 @@ func (sf *simulateFlags) check(cmd *cobra.Command) error {
 	}
 	if sf.o.Drift > 0 && sf.kind == pipelines.SimulateClickstream {
 		addf("--drift: only iot readings drift")
+	}
+	// A value that is no variable name is likely the secret itself, given
+	// where its name belongs: it is named by its flag only, never quoted.
+	for _, ev := range []struct{ flag, name string }{{"token-env", sf.tokenEnv}, {"password-env", sf.passEnv}} {
+		if changed(ev.flag) && !envNameRE.MatchString(ev.name) {
+			addf("--%s: want the name of an environment variable (%s) that holds the secret, not the secret itself (the value given is not shown)", ev.flag, envNameRE)
+		}
 	}
 	if sf.to == "" {
 		for _, name := range []string{"rate", "duration", "token-env", "topic", "batch", "concurrency", "connections", "gzip", "username", "password-env", "ca"} {
@@ -296,6 +309,11 @@ func simulateTo(ctx context.Context, g *globals, sf *simulateFlags, gen simulate
 	runErr := f.Run(ctx)
 	took := time.Since(start)
 	d := sink.Delivery()
+	if errors.Is(runErr, simulate.ErrUnreachable) && d.Accepted+d.Rejected == 0 {
+		// Nothing got there: no "sent N" to mislead; the error says why.
+		fmt.Fprintf(g.stdout, "nothing delivered to %s: not reached; %d %s events made, none confirmed\n", where, d.Sent, sf.kind)
+		return runErr
+	}
 	fmt.Fprintln(g.stdout, summary(sf.kind, where, d, took, ctx.Err() != nil))
 	if d.NoSubscribers > 0 {
 		fmt.Fprintf(g.stdout, "warning: the broker had no subscriber for %d of the publishes: they went nowhere (is the MQTT source running and subscribed to the --topic?)\n", d.NoSubscribers)

@@ -263,3 +263,46 @@ func TestSimulateToMQTT(t *testing.T) {
 		t.Errorf("stream holds %d entries, want 800", n)
 	}
 }
+
+// A secret given where --token-env or --password-env wants a variable's
+// name is refused, and printed nowhere.
+func TestSimulateEnvFlagSecretNotEchoed(t *testing.T) {
+	const secret = "s3cr3t-value/9f2=="
+	tests := []struct {
+		flag string
+		args []string
+	}{
+		{"--token-env", []string{"--to", "http://127.0.0.1:1/v1/pipelines/x/events", "--token-env", secret}},
+		{"--token-env", []string{"--to", "http://127.0.0.1:1/v1/pipelines/x/events", "--token-env", "Bearer " + secret}},
+		{"--token-env", []string{"--token-env", secret}}, // no --to as well
+		{"--password-env", []string{"--to", "mqtt://127.0.0.1:1", "--username", "u", "--password-env", secret}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := eddy(t, "", append([]string{"simulate"}, tt.args...)...)
+		if code != 2 || !strings.Contains(errOut, tt.flag+": want the name of an environment variable") {
+			t.Errorf("simulate %s SECRET: exit %d, stderr %q; want 2 and the flag named", tt.flag, code, errOut)
+		}
+		if strings.Contains(out+errOut, secret) {
+			t.Errorf("simulate %s SECRET: the secret is in the output: %q %q", tt.flag, out, errOut)
+		}
+	}
+}
+
+// eddy simulate --to a broker or source that nothing listens on fails,
+// naming it, and claims no event sent.
+func TestSimulateUnreachable(t *testing.T) {
+	addr := freeAddr(t) // a port just closed: nothing listens there
+	tests := []struct{ to, what string }{
+		{"mqtt://" + addr, "MQTT broker mqtt://" + addr + " not reached"},
+		{"http://" + addr + "/v1/pipelines/iot/events", "HTTP source http://" + addr + "/v1/pipelines/iot/events not reached"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := eddy(t, "", "simulate", "--kind", "iot", "--count", "20", "--rate", "20000", "--to", tt.to)
+		if code != 1 || !strings.Contains(errOut, tt.what) {
+			t.Errorf("simulate --to %s: exit %d, stderr %q; want 1 and %q", tt.to, code, errOut, tt.what)
+		}
+		if summaryRE.MatchString(out) || !strings.HasPrefix(out, "nothing delivered to "+tt.to) {
+			t.Errorf("simulate --to %s: stdout %q; want no \"sent N\", but \"nothing delivered to …\"", tt.to, out)
+		}
+	}
+}
