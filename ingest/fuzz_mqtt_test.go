@@ -10,8 +10,9 @@ import (
 
 // FuzzMQTTEvent: a message's topic and payload, as a broker may deliver
 // them, become an Event and then a stream entry of the pipeline without
-// panicking; the topic's named levels are added to a JSON object that
-// lacks them and never replace what the payload has; what EncodeEvent
+// panicking; the topic's named levels are set in a JSON object, over the
+// payload's own fields of those names (the topic wins), and the payload's
+// other fields are kept as they were; what EncodeEvent
 // refuses is what the Sink forwards for dead-lettering.
 func FuzzMQTTEvent(f *testing.F) {
 	for _, s := range []struct{ topic, payload string }{
@@ -78,22 +79,38 @@ pipelines:
 			if !ok {
 				t.Fatalf("withFields(%q) = %q lacks %q", payload, data, name)
 			}
-			if own, had := before[name]; had {
-				if string(got) != string(own) {
-					t.Fatalf("withFields(%q) = %q: replaced the payload's own %q", payload, data, name)
-				}
-				continue
-			}
 			var s string
 			if json.Unmarshal(got, &s) != nil || s != v {
-				t.Fatalf("withFields(%q) = %q: %q is %s, want %q", payload, data, name, got, v)
+				t.Fatalf("withFields(%q) = %q: %q is %s, want the topic's %q", payload, data, name, got, v)
 			}
+		}
+		for name, own := range before {
+			if _, ok := ev.Fields[name]; ok {
+				continue
+			}
+			if got, ok := after[name]; !ok || string(got) != string(own) {
+				t.Fatalf("withFields(%q) = %q: the payload's own %q is %s, want %s as it was", payload, data, name, got, own)
+			}
+		}
+		if len(after) != len(before)+len(ev.Fields)-countIn(before, ev.Fields) {
+			t.Fatalf("withFields(%q) = %q: %d members, want the payload's and the topic's", payload, data, len(after))
 		}
 		key, fields, err := p.EncodeEvent(data)
 		if err == nil && (len(fields) != 2 || fields[0] != "data" || key == "") {
 			t.Fatalf("EncodeEvent(%q) = %q %q", data, key, fields)
 		}
 	})
+}
+
+// countIn counts the names of fields that m has.
+func countIn(m map[string]json.RawMessage, fields map[string]string) int {
+	n := 0
+	for name := range fields {
+		if _, ok := m[name]; ok {
+			n++
+		}
+	}
+	return n
 }
 
 // FuzzTopicFilter: the source's filters come from the config; any filter

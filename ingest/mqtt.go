@@ -627,8 +627,8 @@ func (m *MQTT) pipelineOf(t string) string {
 }
 
 // event is the Event of a message on this route: the payload as it came,
-// and the topic's named levels as fields the payload may lack (the key
-// level also under the pipeline's key field).
+// and the topic's named levels as fields that replace the payload's of the
+// same names (the key level also under the pipeline's key field).
 func (r *route) event(values []string, payload []byte) Event {
 	ev := Event{Data: payload}
 	names := r.filter.Names()

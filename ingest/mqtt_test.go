@@ -48,7 +48,9 @@ const namedTopics = `      topics:
 
 // The key comes from a named level of the topic: the event gets it under
 // the pipeline's key field (and every named level under its name), and is
-// routed to that key's partition.
+// routed to that key's partition. The topic's levels win over the
+// payload's fields of the same names: the broker's ACL on topics, not the
+// payload, says which device is talking.
 func TestMQTTKeyFromTopicLevel(t *testing.T) {
 	t.Parallel()
 	broker := mosquittotest.Start(t)
@@ -58,7 +60,7 @@ func TestMQTTKeyFromTopicLevel(t *testing.T) {
 	pub := newPublisher(t, broker.Addr(), "dev", pubOptions{})
 	pub.mustPublish(t, "sensors/d7/temperature", 1,
 		`{"reading_id":"r1","value":21.5}`,
-		`{"reading_id":"r2","value":22,"device_id":"from-payload"}`)
+		`{"reading_id":"r2","value":22,"device_id":"from-payload","device":"other","sensor":"humidity"}`)
 
 	p := f.Pipeline("iot")
 	waitFor(t, 10*time.Second, "2 entries", func() bool { return entryCount(t, rdb, p) == 2 })
@@ -77,8 +79,8 @@ func TestMQTTKeyFromTopicLevel(t *testing.T) {
 	if r1 := got["r1"]; r1["device_id"] != "d7" || r1["device"] != "d7" || r1["sensor"] != "temperature" || r1["value"] != 21.5 {
 		t.Errorf("r1 = %v, want device_id d7 (the key level), device d7, sensor temperature and value 21.5", r1)
 	}
-	if r2 := got["r2"]; r2["device_id"] != "from-payload" {
-		t.Errorf("r2 = %v: the payload's own device_id must win over the topic's", r2)
+	if r2 := got["r2"]; r2["device_id"] != "d7" || r2["device"] != "d7" || r2["sensor"] != "temperature" || r2["value"] != 22.0 {
+		t.Errorf("r2 = %v: want the topic's device_id d7, device d7 and sensor temperature over the payload's, and value 22", r2)
 	}
 	if s := src.m.Stats(); s.Appended != 2 || s.Forwarded != 0 {
 		t.Errorf("Stats() = %+v, want 2 appended, none forwarded", s)

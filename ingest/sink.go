@@ -36,8 +36,10 @@ var Reasons = []string{ReasonNotJSON, ReasonMissingKey, ReasonMissingID, ReasonT
 type Event struct {
 	// Data is one JSON object, as received.
 	Data []byte
-	// Fields are top-level string fields added to the object where it has
-	// none of that name (an MQTT topic's named levels); nil for none.
+	// Fields are top-level string fields set in the object, replacing a
+	// member of the same name (an MQTT topic's named levels, which win over
+	// the payload: the broker's ACL on topics is the authority on who the
+	// device is); nil for none.
 	Fields map[string]string
 }
 
@@ -301,9 +303,12 @@ func checkSchema(p *pipelines.Pipeline, data []byte) *Rejection {
 	return r
 }
 
-// withFields adds fields to the JSON object data where it has no member
-// of that name, in name order, before its own members, and leaves the rest
-// of its bytes as they were.
+// withFields sets fields as top-level members of the JSON object data, in
+// name order, before its own members. A member of the object with the
+// name of a field is dropped: the field wins (an MQTT topic's levels are
+// what the broker's ACL vouches for, the payload is what the device says).
+// Without such a member the rest of data's bytes are kept as they were;
+// with one, its other members are kept, each value's bytes as they were.
 func withFields(data []byte, fields map[string]string) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
@@ -312,14 +317,13 @@ func withFields(data []byte, fields map[string]string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("event is not a JSON object: %w", err)
 	}
+	if len(fields) == 0 {
+		return data, nil
+	}
 	var b bytes.Buffer
 	b.WriteByte('{')
-	n := 0
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		if _, ok := obj[name]; ok {
-			continue
-		}
-		if n > 0 {
+	for i, name := range slices.Sorted(maps.Keys(fields)) {
+		if i > 0 {
 			b.WriteByte(',')
 		}
 		k, _ := json.Marshal(name) // a string always marshals
@@ -327,18 +331,50 @@ func withFields(data []byte, fields map[string]string) ([]byte, error) {
 		b.Write(k)
 		b.WriteByte(':')
 		b.Write(v)
-		n++
 	}
-	if n == 0 {
-		return data, nil
+	overridden := false
+	for name := range obj {
+		if _, ok := fields[name]; ok {
+			overridden = true
+			break
+		}
 	}
-	rest := bytes.TrimLeft(data, " \t\r\n")[1:] // after '{'
-	if len(obj) > 0 {
+	if !overridden {
+		rest := bytes.TrimLeft(data, " \t\r\n")[1:] // after '{'
+		if len(obj) > 0 {
+			b.WriteByte(',')
+		} else {
+			rest = bytes.TrimLeft(rest, " \t\r\n") // "}" and what follows
+		}
+		b.Write(rest)
+		return b.Bytes(), nil
+	}
+	// Walk the members in order, keeping those no field replaces.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if _, err := dec.Token(); err != nil { // '{'
+		return nil, fmt.Errorf("event is not a JSON object: %w", err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("event is not a JSON object: %w", err)
+		}
+		name, _ := tok.(string) // a member name is a string in valid JSON
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("event is not a JSON object: %w", err)
+		}
+		if _, ok := fields[name]; ok {
+			continue
+		}
+		k, _ := json.Marshal(name)
 		b.WriteByte(',')
-	} else {
-		rest = bytes.TrimLeft(rest, " \t\r\n") // "}" and what follows
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
 	}
-	b.Write(rest)
+	b.WriteByte('}')
 	return b.Bytes(), nil
 }
 

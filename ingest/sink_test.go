@@ -151,7 +151,7 @@ func TestSinkFields(t *testing.T) {
 	want := []map[string]any{
 		{"device": "d1", "sensor": "temp", "t": "21.5"},
 		{"device": "d2"},
-		{"device": "own", "sensor": "s", "t": "1"},
+		{"device": "topic", "sensor": "s", "t": "1"}, // the topic's level wins
 		nil, // no key: the level named device is not there
 	}
 	stored := readPartitions(t, rdb, f.Pipeline("flat"))
@@ -186,7 +186,10 @@ func TestWithFields(t *testing.T) {
 		want   string
 	}{
 		{`{"a":1}`, map[string]string{"b": "x"}, `{"b":"x","a":1}`},
-		{`{"a":1}`, map[string]string{"a": "x"}, `{"a":1}`},
+		{`{"a":1}`, map[string]string{"a": "x"}, `{"a":"x"}`},
+		{`{"a":1}`, nil, `{"a":1}`},
+		{` {"a" : {"n": [1, 2]}, "b":1e400, "a":"again", "c":"\u00e9"} `, map[string]string{"a": "x"}, `{"a":"x","b":1e400,"c":"\u00e9"}`},
+		{`{"device":"other","t":1}`, map[string]string{"device": "d7", "sensor": "temp"}, `{"device":"d7","sensor":"temp","t":1}`},
 		{` {} `, map[string]string{"b": "x", "a": "\"q\""}, `{"a":"\"q\"","b":"x"} `},
 		{"\n{ \"a\" : 1 }", map[string]string{"c": "x"}, `{"c":"x", "a" : 1 }`},
 	} {

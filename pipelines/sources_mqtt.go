@@ -158,15 +158,16 @@ type MQTTReconnect struct {
 // MQTTTopic is one entry of a source's "topics" list.
 type MQTTTopic struct {
 	// Filter is an MQTT topic filter whose levels may be named:
-	// "sensors/{device_id}/{sensor}" subscribes to "sensors/+/+" and adds
-	// device_id and sensor to each event that lacks them (see package
-	// ingest/topic). Required.
+	// "sensors/{device_id}/{sensor}" subscribes to "sensors/+/+" and sets
+	// device_id and sensor in each event, over the payload's own fields of
+	// those names: the broker's ACL on topics is the authority on who the
+	// device is (see package ingest/topic). Required.
 	Filter string `yaml:"filter"`
 	// Pipeline names the pipeline whose input receives the messages.
 	// Required.
 	Pipeline string `yaml:"pipeline"`
-	// Key names the level whose value is the event's key: it is added to
-	// the event under the pipeline's key field when the payload has none.
+	// Key names the level whose value is the event's key: it is set in
+	// the event under the pipeline's key field, over the payload's own.
 	// Default "": the key comes from the payload (or from a level named
 	// like the pipeline's key).
 	Key string `yaml:"key"`
