@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eddy-streams/eddy/ingest/topic"
+	"github.com/eddy-streams/eddy/internal/secret"
 	"github.com/eddy-streams/eddy/metrics"
 	"github.com/eddy-streams/eddy/pipelines"
 )
@@ -212,28 +213,23 @@ func stripURLError(err error) error {
 	return err
 }
 
-// mqttPassword reads the source's password from its variable or file.
-// Errors name the variable or file, never the value.
+// mqttPassword reads the source's password from its variable or file
+// (nil when it names neither). Errors name the key and the variable or
+// file, never the value.
 func mqttPassword(src *pipelines.MQTTSource) ([]byte, error) {
+	key := "password_env"
 	switch {
 	case src.PasswordEnv != "":
-		v := os.Getenv(src.PasswordEnv)
-		if v == "" {
-			return nil, fmt.Errorf("password_env: the environment variable %s is unset or empty", src.PasswordEnv)
-		}
-		return []byte(v), nil
 	case src.PasswordFile != "":
-		b, err := os.ReadFile(src.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
-		}
-		b = []byte(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"))
-		if len(b) == 0 {
-			return nil, fmt.Errorf("password_file: %s is empty", src.PasswordFile)
-		}
-		return b, nil
+		key = "password_file"
+	default:
+		return nil, nil
 	}
-	return nil, nil
+	v, err := secret.Read(src.PasswordEnv, src.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return []byte(v), nil
 }
 
 func mqttTLS(t *pipelines.MQTTTLS) (*tls.Config, error) {

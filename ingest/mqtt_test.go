@@ -391,8 +391,8 @@ func TestMQTTPasswordAndTLS(t *testing.T) {
 func TestNewMQTTErrors(t *testing.T) {
 	t.Setenv("EMPTY_MQTT_PW", "")
 	tests := []struct{ extra, want string }{
-		{"      username: u\n      password_env: EMPTY_MQTT_PW\n", "source mqtt:plant: password_env: the environment variable EMPTY_MQTT_PW is unset or empty"},
-		{"      password_file: /nonexistent/pw\n", "source mqtt:plant: password_file: open /nonexistent/pw"},
+		{"      username: u\n      password_env: EMPTY_MQTT_PW\n", "source mqtt:plant: password_env: environment variable EMPTY_MQTT_PW is unset or empty"},
+		{"      password_file: /nonexistent/pw\n", "source mqtt:plant: password_file: read the secret: open /nonexistent/pw"},
 		{"      tls: {ca_file: /nonexistent/ca.pem}\n", "source mqtt:plant: tls: ca_file: open /nonexistent/ca.pem"},
 	}
 	for _, tt := range tests {

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/eddy-streams/eddy/internal/secret"
 	"github.com/eddy-streams/eddy/pipelines"
 )
 
@@ -40,31 +40,16 @@ func loadTokens(s *pipelines.HTTPSource, lookupEnv func(string) (string, bool)) 
 	for _, name := range slices.Sorted(maps.Keys(s.Tokens)) {
 		tc := s.Tokens[name]
 		path := "sources.http.tokens." + name
-		var secret string
-		switch {
-		case tc.Env != "":
-			v, ok := lookupEnv(tc.Env)
-			if !ok || v == "" {
-				errs = append(errs, fmt.Errorf("%s: environment variable %s is unset or empty", path, tc.Env))
-				continue
-			}
-			secret = v
-		case tc.File != "":
-			b, err := os.ReadFile(tc.File)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: read the secret: %w", path, err))
-				continue
-			}
-			secret = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-			if secret == "" {
-				errs = append(errs, fmt.Errorf("%s: file %s is empty", path, tc.File))
-				continue
-			}
-		default:
+		if tc.Env == "" && tc.File == "" {
 			errs = append(errs, fmt.Errorf("%s: neither env nor file is set", path))
 			continue
 		}
-		t := &token{name: name, digest: sha256.Sum256([]byte(secret)), pipelines: map[string]bool{}, burst: tc.Burst}
+		value, err := secret.ReadWith(lookupEnv, tc.Env, tc.File)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			continue
+		}
+		t := &token{name: name, digest: sha256.Sum256([]byte(value)), pipelines: map[string]bool{}, burst: tc.Burst}
 		if other, dup := owner[t.digest]; dup {
 			errs = append(errs, fmt.Errorf("%s: has the same secret as token %s: give each token its own", path, other))
 			continue
