@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,8 +44,8 @@ func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
 	limit := o.BatchSize
 	for soft.Err() == nil {
 		now := o.Clock.Now()
-		if o.IdleWatermark > 0 && now.Sub(time.Unix(0, pt.lastRead.Load())) >= o.IdleWatermark {
-			pt.raiseWatermark(now.UnixMilli() - o.AllowedLateness.Milliseconds())
+		if w, idle := pt.idleWatermark(now); idle {
+			pt.raiseWatermark(w)
 		}
 		wm := pt.watermark.Load()
 		if wm <= 0 {
@@ -129,4 +130,45 @@ func (pt *partition) timerCtx(hard context.Context) (context.Context, context.Ca
 	cctx, cancel := pt.p.bounded(hard)
 	tctx, tcancel := context.WithTimeout(cctx, time.Second)
 	return tctx, func() { tcancel(); cancel() }
+}
+
+// idleWatermark is the watermark the clock gives a partition that has read
+// nothing for IdleWatermark, and whether it has been idle that long.
+func (pt *partition) idleWatermark(now time.Time) (int64, bool) {
+	o := pt.p.o
+	if o.IdleWatermark > 0 && now.Sub(time.Unix(0, pt.lastRead.Load())) >= o.IdleWatermark {
+		return now.UnixMilli() - o.AllowedLateness.Milliseconds(), true
+	}
+	return 0, false
+}
+
+// Quiet reports whether the processor has nothing in hand: no entry or
+// timer firing of its partitions dispatched and not yet committed, and no
+// timer due, by the clock or by the watermark as the next look for due
+// timers will see it. It does not look at entries not yet read (the
+// Inspector's Lag and Pending do). With a manual Clock, a test (or `eddy
+// test`) that moves the clock waits for Quiet, and for no lag and nothing
+// pending, to know that what the clock made due has been handled.
+func (p *Processor) Quiet(ctx context.Context) (bool, error) {
+	now := p.o.Clock.Now()
+	for _, pt := range p.parts {
+		if pt.inflightCount() > 0 {
+			return false, nil
+		}
+		wm := pt.watermark.Load()
+		if w, idle := pt.idleWatermark(now); idle {
+			wm = max(wm, w)
+		}
+		if wm <= 0 {
+			wm = -1
+		}
+		due, err := dueTimers(ctx, p.rdb, pt.timers, now, wm, 1)
+		if err != nil {
+			return false, fmt.Errorf("timers of %s: %w", pt.stream, err)
+		}
+		if len(due) > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -332,3 +332,58 @@ func (in *Inspector) DeadLetters(ctx context.Context, after string, count int) (
 func (in *Inspector) Replay(ctx context.Context, d DeadLetter) (string, error) {
 	return Replay(ctx, in.rdb, in.o.DeadLetterStream, d)
 }
+
+// TimerStats describes the timers of one partition.
+type TimerStats struct {
+	Partition int
+	// Processing and EventTime count the processing-time and event-time
+	// timers set; NextProcessing and NextEvent are the earliest due of
+	// each (zero when none). An event-time timer is due when the
+	// partition's watermark reaches it.
+	Processing, EventTime     int64
+	NextProcessing, NextEvent time.Time
+	// Watermark is the watermark the partition's owner last committed;
+	// zero when none.
+	Watermark time.Time
+}
+
+// Timers reads each partition's timers and committed watermark, in one
+// round trip. Partitions without any read as zeros.
+func (in *Inspector) Timers(ctx context.Context) ([]TimerStats, error) {
+	type cmds struct {
+		pn, en     *redis.IntCmd
+		pmin, emin *redis.ZSliceCmd
+		wm         *redis.StringCmd
+	}
+	cs := make([]cmds, in.o.Partitions)
+	_, err := in.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for n := range cs {
+			ks := keyspace{stream: in.o.Stream, p: n, n: in.o.Partitions, group: in.o.Group}
+			k := timerKeysOf(ks)
+			cs[n] = cmds{
+				pn: pipe.ZCard(ctx, k.processing), en: pipe.ZCard(ctx, k.event),
+				pmin: pipe.ZRangeWithScores(ctx, k.processing, 0, 0), emin: pipe.ZRangeWithScores(ctx, k.event, 0, 0),
+				wm: pipe.HGet(ctx, metaKey(in.o.Stream, n, in.o.Partitions, in.o.Group), "watermark"),
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("timers of %s: %w", in.o.Pipeline, err)
+	}
+	out := make([]TimerStats, len(cs))
+	for n, c := range cs {
+		s := TimerStats{Partition: n, Processing: c.pn.Val(), EventTime: c.en.Val()}
+		if z := c.pmin.Val(); len(z) > 0 {
+			s.NextProcessing = time.UnixMilli(int64(z[0].Score))
+		}
+		if z := c.emin.Val(); len(z) > 0 {
+			s.NextEvent = time.UnixMilli(int64(z[0].Score))
+		}
+		if w, err := c.wm.Int64(); err == nil && w > 0 {
+			s.Watermark = time.UnixMilli(w)
+		}
+		out[n] = s
+	}
+	return out, nil
+}
