@@ -39,7 +39,9 @@ const (
 // Retry-After of answers that are not about the client.
 const (
 	// UnavailableRetryAfter is advised when Redis did not accept the
-	// events (unreachable, erroring): nothing of the request was written.
+	// events (unreachable, erroring). Some of them may have been written
+	// before it failed: the client resends the whole request, and a
+	// pipeline with dedupe keeps one copy of each event.
 	UnavailableRetryAfter = 2 * time.Second
 	// ShutdownGrace bounds how long Run waits, once its ctx is done, for
 	// requests in progress to finish (each is bounded by write_timeout too).
@@ -80,15 +82,19 @@ const (
 //     max_event_bytes); or the body itself is unusable (empty, a broken
 //     JSON array, not gzip): the answer is {"error": "…"}.
 //
-// Every other refusal appends nothing and answers {"error": "…"}:
+// Every other refusal answers {"error": "…"} and, but for a 503 of Redis,
+// appends nothing:
 // 401 (no or unknown bearer token, with WWW-Authenticate), 403 (the token
 // may not write the pipeline), 404 (no such pipeline), 405 (not POST, with
 // Allow), 408 (the body did not arrive within read_timeout), 413 (body,
 // decompressed body, events per request or the token's burst over its
 // limit, which the message names), 415 (content type or encoding), 429
-// (over the token's rate, with Retry-After), 503 (the pipeline is over its
-// backpressure bounds, or Redis did not accept the events; with
-// Retry-After).
+// (over the token's rate, with Retry-After), 503 (with Retry-After: the
+// pipeline is over its backpressure bounds, or too many gzip bodies are
+// being inflated at once (see MaxInflating), and nothing was appended; or
+// Redis did not accept the events, and some of them may have been
+// appended before it failed, so the client resends the whole request,
+// whose copies a pipeline with dedupe drops).
 type HTTP struct {
 	cfg    *pipelines.HTTPSource
 	file   *pipelines.File
@@ -316,7 +322,7 @@ func (h *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithDeadline(r.Context(), start.Add(h.cfg.WriteTimeout-answerReserve(h.cfg.WriteTimeout)))
 	defer cancel()
 	if over, after, err := h.sink.Pressure(ctx, p.Name, h.bounds()); err != nil {
-		h.unavailable(rq, p.Name, err)
+		h.unavailable(rq, p.Name, err, "Redis did not answer the backpressure probe, nothing was appended")
 		return
 	} else if over {
 		w.Header().Set("Retry-After", seconds(after))
@@ -384,7 +390,7 @@ func (h *HTTP) append(ctx context.Context, rq *request, p *pipelines.Pipeline, e
 		res, err := h.sink.Append(ctx, p.Name, evs, h.cfg.Validate, Reject)
 		h.m.Published(p.Name, time.Since(t0))
 		if err != nil {
-			h.unavailable(rq, p.Name, err)
+			h.unavailable(rq, p.Name, err, "Redis did not accept every event, and some may have been appended before it failed: resend the whole request (a pipeline with dedupe drops the copies)")
 			return
 		}
 		for i, r := range res {
@@ -491,8 +497,9 @@ func (h *HTTP) tooMany(rq *request, tok *token, wait time.Duration) {
 }
 
 // unavailable answers a request whose events Redis did not take: none of
-// them is reported accepted.
-func (h *HTTP) unavailable(rq *request, pipeline string, err error) {
+// them is reported accepted, and what says tells whether some may have
+// been appended all the same (a pipelined append that failed mid-way).
+func (h *HTTP) unavailable(rq *request, pipeline string, err error, what string) {
 	h.failLog.Lock()
 	if now := time.Now(); now.Sub(h.lastLog) >= 5*time.Second {
 		h.lastLog = now
@@ -500,7 +507,7 @@ func (h *HTTP) unavailable(rq *request, pipeline string, err error) {
 	}
 	h.failLog.Unlock()
 	rq.w.Header().Set("Retry-After", seconds(UnavailableRetryAfter))
-	h.fail(rq, http.StatusServiceUnavailable, "Redis did not accept the events, none was appended: %v", err)
+	h.fail(rq, http.StatusServiceUnavailable, "%s: %v", what, err)
 }
 
 // seconds formats d for Retry-After: whole seconds, rounded up, at least 1.

@@ -510,14 +510,15 @@ func TestHTTPRedisDown(t *testing.T) {
 	for _, body := range []string{`{"user_id":"u1"}`, "{\"user_id\":\"u1\"}\nbad\n"} {
 		status, hdr, a := s.post(t, "clicks", testEnv["WEB_TOKEN"], []byte(body))
 		if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "2" || a.Accepted != 0 || len(a.Entries) != 0 ||
-			!strings.Contains(a.Error, "Redis did not accept the events, none was appended") {
+			!strings.Contains(a.Error, "Redis did not answer the backpressure probe, nothing was appended") {
 			t.Errorf("Redis down: %d Retry-After %q %+v, want 503, Retry-After 2, nothing accepted", status, hdr.Get("Retry-After"), a)
 		}
 	}
 	// With backpressure bounds the lag probe fails first: 503 too.
 	s2 := startSource(t, "    backpressure: {max_lag: 10}\n")
 	s2.srv.Kill()
-	if status, hdr, a := s2.post(t, "clicks", testEnv["WEB_TOKEN"], []byte(`{"user_id":"u1"}`)); status != 503 || hdr.Get("Retry-After") == "" {
+	if status, hdr, a := s2.post(t, "clicks", testEnv["WEB_TOKEN"], []byte(`{"user_id":"u1"}`)); status != 503 || hdr.Get("Retry-After") == "" ||
+		!strings.Contains(a.Error, "Redis did not answer the backpressure probe, nothing was appended") {
 		t.Errorf("Redis down, backpressure probe: %d %q %+v, want 503 with Retry-After", status, hdr.Get("Retry-After"), a)
 	}
 }

@@ -179,9 +179,11 @@ func (s *Sink) pipeline(name string) (*pipelineSink, error) {
 // partition its key routes to, and returns one Result per event, in order.
 //
 // It returns only after Redis has accepted the entries. A non-nil error
-// means that none of them may be assumed written (the caller answers 503 or
-// sends no PUBACK; a retry may write some twice, which the pipeline's
-// dedupe absorbs); the Results then say only what was rejected.
+// means that none of them may be assumed written, and that some may have
+// been all the same (a pipelined append that failed mid-way): the caller
+// answers 503 telling the client to resend everything, or sends no PUBACK;
+// a retry may write some twice, which the pipeline's dedupe absorbs. The
+// Results then say only what was rejected.
 func (s *Sink) Append(ctx context.Context, pipeline string, evs []Event, validate bool, bad Bad) ([]Result, error) {
 	ps, err := s.pipeline(pipeline)
 	if err != nil {
