@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // httpServer serves /metrics, /healthz (the process is up) and /readyz
@@ -26,7 +29,13 @@ type httpServer struct {
 	rdb   redis.UniversalClient
 	pprof bool
 	// routes are more routes to serve (a shared sources.http), by pattern.
-	routes  map[string]http.Handler
+	routes map[string]http.Handler
+	// grace bounds the soft stop: once ctx is done, how long requests in
+	// progress (a shared sources.http's ingest requests) may take to
+	// finish before their connections are closed. The command's shutdown
+	// timeout; 0: processor.DefaultShutdownTimeout.
+	grace   time.Duration
+	active  activeRequests
 	ready   atomic.Bool
 	waiting atomic.Pointer[string] // why it is not ready yet; nil: starting
 }
@@ -46,8 +55,26 @@ func (s *httpServer) paths() []string {
 	return out
 }
 
-// Run listens until ctx is done, then shuts down within 2s.
-func (s *httpServer) Run(ctx context.Context) error {
+// listen binds s.addr (":0" picks a free port: the listener's Addr says
+// which). The caller logs the address bound and passes the listener to
+// Serve.
+func (s *httpServer) listen(ctx context.Context) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.addr %s: cannot listen: %w", s.addr, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln (closing it) until ctx is done, then shuts down in
+// two phases: soft, it stops accepting and lets the requests in progress
+// finish (an ingest request is answered only once Redis has its events),
+// for up to s.grace; hard, past that, it closes the connections still
+// open, whose requests are then answered nothing and must be resent. It
+// returns once every request's handler has returned, so that the caller
+// may close the Redis client they use.
+func (s *httpServer) Serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -73,7 +100,6 @@ func (s *httpServer) Run(ctx context.Context) error {
 	for pattern, h := range s.routes {
 		mux.Handle(pattern, h)
 	}
-	var lc net.ListenConfig
 	if s.pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -81,11 +107,7 @@ func (s *httpServer) Run(ctx context.Context) error {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	ln, err := lc.Listen(ctx, "tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("http.addr %s: %w", s.addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: s.active.track(mux), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -93,11 +115,53 @@ func (s *httpServer) Run(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	grace := s.grace
+	if grace <= 0 {
+		grace = processor.DefaultShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close() // the hard phase
+	}
+	// A handler still running after Close ends with its connection (its
+	// request's ctx is done) or its write timeout.
+	s.active.wait()
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// activeRequests counts the requests being handled, so that Serve can
+// wait for them.
+type activeRequests struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// track wraps h so that each request is counted while h handles it; one
+// that comes once wait has begun is answered 503.
+func (a *activeRequests) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		a.wg.Add(1)
+		a.mu.Unlock()
+		defer a.wg.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait takes no more requests and waits for those being handled.
+func (a *activeRequests) wait() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.wg.Wait()
 }

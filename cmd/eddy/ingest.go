@@ -91,10 +91,15 @@ func runIngest(ctx context.Context, g *globals, f *pipelines.File, redisWaitLimi
 	var srv *httpServer
 	wait := redisWait{limit: redisWaitLimit, log: log}
 	if addr := f.HTTP.Addr; addr != "" {
-		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, routes: srcs.shared}
+		// As long as an own-address HTTP source's requests may take.
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, routes: srcs.shared, grace: ingest.ShutdownGrace}
+		ln, err := srv.listen(ctx)
+		if err != nil {
+			return err
+		}
 		wait.failed = srv.waitingFor
-		grp.Go(func() error { return srv.Run(gctx) })
-		log.Info("http_listening", zap.String("addr", addr), zap.Strings("paths", srv.paths()))
+		grp.Go(func() error { return srv.Serve(gctx, ln) })
+		log.Info("http_listening", zap.String("addr", ln.Addr().String()), zap.Strings("paths", srv.paths()))
 	}
 	err = conn.wait(gctx, wait)
 	if err == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -137,10 +138,14 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	var srv *httpServer
 	wait := redisWait{limit: o.redisWait, log: log}
 	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
-		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: srcs.shared}
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: srcs.shared, grace: shutdownTimeout(ps)}
+		ln, err := srv.listen(ctx)
+		if err != nil {
+			return err
+		}
 		wait.failed = srv.waitingFor
-		grp.Go(func() error { return srv.Run(gctx) })
-		log.Info("http_listening", zap.String("addr", addr), zap.Strings("paths", srv.paths()))
+		grp.Go(func() error { return srv.Serve(gctx, ln) })
+		log.Info("http_listening", zap.String("addr", ln.Addr().String()), zap.Strings("paths", srv.paths()))
 	}
 	err = conn.waitAndCheck(gctx, wait, f, ps)
 	if err == nil {
@@ -189,6 +194,17 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	}
 	log.Info("eddy_stopped")
 	return nil
+}
+
+// shutdownTimeout is the longest shutdown_timeout of ps (each defaulted):
+// what eddy run gives the work in flight once it is told to stop, the
+// HTTP listener's requests included.
+func shutdownTimeout(ps []*pipelines.Pipeline) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		d = max(d, cmp.Or(p.ShutdownTimeout, processor.DefaultShutdownTimeout))
+	}
+	return cmp.Or(d, processor.DefaultShutdownTimeout)
 }
 
 func pipelineNamed(ps []*pipelines.Pipeline, name string) *pipelines.Pipeline {
