@@ -171,7 +171,8 @@ func newSources(f *pipelines.File, rdb redis.UniversalClient, m *metrics.Ingest,
 				s.unusable = usageError{errors.New("sources.http.addr is shared, but the http.addr listener is off (--http off): give sources.http an address of its own, turn the listener on, or run with --no-sources")}
 			}
 			s.shared[ingest.Route] = h.Handler()
-			log.Info("http_source_shared", zap.String("addr", f.HTTP.Addr), zap.String("route", ingest.Route))
+			// On http.addr's listener: http_listening names the address bound.
+			log.Info("http_source_shared", zap.String("route", ingest.Route))
 		} else {
 			s.runs = append(s.runs, h.Run)
 		}

@@ -54,16 +54,9 @@ func readmeMQTT(t *testing.T) (topic, message, metric string) {
 // README's.
 func TestReadmeIngestOverMQTT(t *testing.T) {
 	topic, message, metric := readmeMQTT(t)
-	demo, err := os.ReadFile("../../configs/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	brokerAddr, httpAddr := freeAddr(t), freeAddr(t)
-	if !strings.Contains(string(demo), "      broker: embedded\n") {
-		t.Fatal("configs/demo.yaml has no MQTT source with broker: embedded, which the README uses")
-	}
-	cfg := strings.Replace(string(demo), "      broker: embedded\n", "      broker: embedded://"+brokerAddr+"\n", 1)
-	p := startEddy(t, "run", "-c", writeFile(t, "demo.yaml", cfg+"\nhttp:\n  addr: "+httpAddr+"\n"))
+	httpAddr := freeAddr(t)
+	cfg, brokerAddr := demoConfig(t, true, "\nhttp:\n  addr: "+httpAddr+"\n")
+	p := startEddy(t, "run", "-c", cfg)
 	waitFor(t, 30*time.Second, "the embedded broker and the source to start", func() bool {
 		return strings.Contains(p.stderr.String(), "mqtt_subscribed")
 	})

@@ -202,18 +202,10 @@ func scrape(addr string) string {
 // anywhere), processes events within seconds, and the processed, duplicate,
 // retry, dead-letter and latency series move.
 func TestDemoOnEmbeddedRedis(t *testing.T) {
-	demo, err := os.ReadFile("../../configs/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	addr := freeAddr(t)
-	// The demo's embedded MQTT broker listens on 1884; here on a free port,
-	// so that a broker or another run holding 1884 does not fail the test.
-	if !strings.Contains(string(demo), "      broker: embedded\n") {
-		t.Fatal("configs/demo.yaml has no embedded MQTT broker to move to a free port")
-	}
-	demo = []byte(strings.Replace(string(demo), "      broker: embedded\n", "      broker: embedded://"+freeAddr(t)+"\n", 1))
-	cfg := writeFile(t, "demo.yaml", string(demo)+"\nhttp:\n  addr: "+addr+"\n")
+	// The demo's embedded MQTT broker on a free port and its HTTP token file
+	// by absolute path: demoConfig (ingest_demo_test.go).
+	cfg, _ := demoConfig(t, true, "\nhttp:\n  addr: "+addr+"\n")
 	p := startEddy(t, "run", "-c", cfg, "--pprof")
 	series := []string{
 		"eddy_processor_processed_total", "eddy_processor_duplicates_total", "eddy_processor_retries_total",
