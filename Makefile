@@ -1,7 +1,7 @@
 # Common loops. `make test` is what CI runs.
 GOLANGCI_LINT ?= GOFLAGS= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: test short lint bench bench-quick microbench throughput demo build tidy
+.PHONY: test short lint bench bench-quick bench-ingest bench-ingest-quick microbench throughput demo build tidy
 
 test:          ## gofmt, vet, go test -race ./... (installs redis-server if missing)
 	bash scripts/test.sh
@@ -17,6 +17,12 @@ bench:         ## eddy bench, the standard set: Eddy against a hand-written go-r
 
 bench-quick:   ## eddy bench --quick: the smaller set, within about a minute
 	go run ./cmd/eddy bench --quick
+
+bench-ingest:  ## eddy bench-ingest: HTTP and MQTT ingest next to eddy produce's path (own redis-server and mosquitto)
+	go run ./cmd/eddy bench-ingest
+
+bench-ingest-quick: ## eddy bench-ingest --quick: fewer and shorter runs
+	go run ./cmd/eddy bench-ingest --quick
 
 microbench:    ## Go micro-benchmarks of the hot paths
 	go test -run '^$$' -bench . -benchmem ./...

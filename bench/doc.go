@@ -12,6 +12,14 @@
 // latency.go), the statistics (stats.go) and the report, as a table or as
 // JSON (report.go).
 //
+// It owns `eddy bench-ingest` too: its options and the run (ingest.go), the
+// three ways in, produce, HTTP and MQTT, and their throughput rounds
+// (ingest_paths.go), the fixed-rate latency of an HTTP request and of an
+// MQTT reading (ingest_latency.go), the mosquitto it starts
+// (ingest_mosquitto.go) and its report (ingest_report.go). The HTTP and
+// MQTT sources it measures are package ingest's, served in this process;
+// the clients are package simulate's.
+//
 // It does not own the engine or its configuration: the Eddy side is `eddy
 // run` on a YAML file written here, the baseline side is `eddy
 // bench-baseline`, which cmd/eddy wires to Baseline.Run. Unlike the engine,
@@ -19,7 +27,8 @@
 // starts or the one named by Options.RedisURL; on a server it did not start
 // it never flushes anything and deletes only the keys under its own prefix.
 //
-// Import direction: cmd/eddy -> bench -> processor (the producer's routing,
-// partition stream, dedupe and state key names only), dedupe (the bucket
-// sets of a window) and internal/redisserver.
+// Import direction: cmd/eddy -> bench -> processor (the producer and its
+// routing, partition stream, dedupe and state key names), dedupe (the
+// bucket sets of a window), internal/redisserver, and for bench-ingest
+// ingest, pipelines, metrics and simulate.
 package bench

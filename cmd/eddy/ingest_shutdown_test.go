@@ -17,6 +17,8 @@ import (
 
 	"github.com/eddy-streams/eddy/ingest"
 	"github.com/eddy-streams/eddy/internal/redistest"
+	"github.com/eddy-streams/eddy/pipelines"
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // heldRequest is a route that holds each request until released, then
@@ -202,5 +204,27 @@ func TestIngestHTTPListeningLogsBoundAddr(t *testing.T) {
 	want := "http.addr " + taken.Addr().String() + ": cannot listen"
 	if log := p.stderr.String(); !strings.Contains(log, want) || strings.Contains(log, "http_listening") {
 		t.Errorf("http.addr in use: log\n%s\nwant %q and no http_listening", log, want)
+	}
+}
+
+// eddy run gives its HTTP listener's requests the longest shutdown_timeout
+// of the pipelines it runs, each defaulted.
+func TestShutdownTimeout(t *testing.T) {
+	p := func(d time.Duration) *pipelines.Pipeline { return &pipelines.Pipeline{ShutdownTimeout: d} }
+	def := processor.DefaultShutdownTimeout
+	tests := []struct {
+		ps   []*pipelines.Pipeline
+		want time.Duration
+	}{
+		{nil, def},
+		{[]*pipelines.Pipeline{p(0)}, def},
+		{[]*pipelines.Pipeline{p(time.Second)}, time.Second},
+		{[]*pipelines.Pipeline{p(time.Second), p(30 * time.Second), p(0)}, 30 * time.Second},
+		{[]*pipelines.Pipeline{p(time.Second), p(0)}, def},
+	}
+	for _, tt := range tests {
+		if got := shutdownTimeout(tt.ps); got != tt.want {
+			t.Errorf("shutdownTimeout(%d pipelines) = %v, want %v", len(tt.ps), got, tt.want)
+		}
 	}
 }
