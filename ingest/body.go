@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // A request body is one JSON object, a JSON array of objects, or NDJSON:
@@ -17,8 +18,9 @@ import (
 // bodyError is a request that cannot be taken at all: its status and what
 // to tell the client.
 type bodyError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter time.Duration // > 0: sent as Retry-After
 }
 
 func (e *bodyError) Error() string { return e.msg }
@@ -46,10 +48,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // readBody reads r (already capped by http.MaxBytesReader at
-// l.maxBody), inflating it when gz is set. The inflated size is counted
-// while inflating: reading stops one byte past l.maxDecompressed, so a
-// gzip bomb costs at most that much memory.
-func readBody(r io.Reader, gz bool, l bodyLimits) ([]byte, error) {
+// l.maxBody), inflating it when gz is set, into a buffer that never grows
+// past its limit. The inflated size is counted while inflating: reading
+// stops one byte past l.maxDecompressed, so a gzip bomb costs at most that
+// much memory, and each growth of the inflated buffer is first taken from
+// budget (the source's MaxInflatingBytes; nil: none), or the request is
+// answered 503.
+func readBody(r io.Reader, gz bool, l bodyLimits, budget *lease) ([]byte, error) {
 	tooBig := func(err error) error {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -58,12 +63,15 @@ func readBody(r io.Reader, gz bool, l bodyLimits) ([]byte, error) {
 		return nil
 	}
 	if !gz {
-		b, err := io.ReadAll(r)
+		b, over, err := readLimited(r, l.maxBody, nil)
 		if err != nil {
 			if e := tooBig(err); e != nil {
 				return nil, e
 			}
 			return nil, err
+		}
+		if over { // r is not capped after all
+			return nil, bodyErrorf(http.StatusRequestEntityTooLarge, "body is over max_body_bytes %d", l.maxBody)
 		}
 		return b, nil
 	}
@@ -77,8 +85,12 @@ func readBody(r io.Reader, gz bool, l bodyLimits) ([]byte, error) {
 		}
 		return nil, bodyErrorf(http.StatusBadRequest, "body is not gzip (Content-Encoding: gzip): %v", err)
 	}
-	b, err := io.ReadAll(io.LimitReader(zr, l.maxDecompressed+1))
+	b, over, err := readLimited(zr, l.maxDecompressed, budget)
 	if err != nil {
+		if errors.Is(err, errOverBudget) {
+			return nil, &bodyError{status: http.StatusServiceUnavailable, retryAfter: InflateRetryAfter,
+				msg: fmt.Sprintf("too many gzip bodies are being inflated at once: this source's budget of %d inflated bytes (MaxInflatingBytes) is in use: retry after %ss", budget.b.limit, seconds(InflateRetryAfter))}
+		}
 		if e := tooBig(err); e != nil {
 			return nil, e
 		}
@@ -87,7 +99,7 @@ func readBody(r io.Reader, gz bool, l bodyLimits) ([]byte, error) {
 		}
 		return nil, bodyErrorf(http.StatusBadRequest, "gzip body is corrupt after %d bytes inflated: %v", len(b), err)
 	}
-	if int64(len(b)) > l.maxDecompressed {
+	if over {
 		return nil, bodyErrorf(http.StatusRequestEntityTooLarge, "gzip body inflates to more than max_decompressed_bytes %d", l.maxDecompressed)
 	}
 	return b, nil

@@ -92,7 +92,7 @@ func FuzzReadBodyGzip(f *testing.F) {
 			_ = zw.Close()
 			in = buf.Bytes()
 		}
-		got, err := readBody(bytes.NewReader(in), true, bodyLimits{maxBody: 1 << 30, maxDecompressed: limit, maxEvents: 1})
+		got, err := readBody(bytes.NewReader(in), true, bodyLimits{maxBody: 1 << 30, maxDecompressed: limit, maxEvents: 1}, nil)
 		if int64(len(got)) > limit {
 			t.Fatalf("readBody returned %d bytes, over the limit %d", len(got), limit)
 		}

@@ -88,7 +88,8 @@ const (
 // may not write the pipeline), 404 (no such pipeline), 405 (not POST, with
 // Allow), 408 (the body did not arrive within read_timeout), 413 (body,
 // decompressed body, events per request or the token's burst over its
-// limit, which the message names), 415 (content type or encoding), 429
+// limit, which the message names; a Content-Length over max_body_bytes is
+// refused before the body is read), 415 (content type or encoding), 429
 // (over the token's rate, with Retry-After), 503 (with Retry-After: the
 // pipeline is over its backpressure bounds, or too many gzip bodies are
 // being inflated at once (see MaxInflating), and nothing was appended; or
@@ -106,6 +107,9 @@ type HTTP struct {
 	// wall clock's: they hold against the network).
 	now func() time.Time
 
+	// inflate is the budget of inflated gzip bodies (MaxInflatingBytes).
+	inflate *inflateBudget
+
 	failLog sync.Mutex
 	lastLog time.Time
 }
@@ -118,6 +122,10 @@ type HTTPOptions struct {
 	Logger *zap.Logger
 	// LookupEnv reads the tokens' environment variables; nil: os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// InflateBudget replaces MaxInflatingBytes, the bytes of inflated
+	// gzip bodies the source holds at once (still never below
+	// max_decompressed_bytes + 1). Default 0: MaxInflatingBytes.
+	InflateBudget int64
 }
 
 // statuses are the answers the source gives, for metrics to create their
@@ -146,7 +154,13 @@ func NewHTTP(f *pipelines.File, sink *Sink, o HTTPOptions) (*HTTP, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &HTTP{cfg: f.Sources.HTTP, file: f, sink: sink, tokens: tokens, log: log.With(zap.String("source", SourceHTTP)), now: time.Now}
+	budget := o.InflateBudget
+	if budget <= 0 {
+		budget = MaxInflatingBytes
+	}
+	budget = max(budget, f.Sources.HTTP.Limits.MaxDecompressedBytes+1)
+	h := &HTTP{cfg: f.Sources.HTTP, file: f, sink: sink, tokens: tokens, log: log.With(zap.String("source", SourceHTTP)), now: time.Now,
+		inflate: newInflateBudget(budget)}
 	if o.Metrics != nil {
 		names := make([]string, len(f.Pipelines))
 		for i, p := range f.Pipelines {
@@ -337,9 +351,17 @@ func (h *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	l := bodyLimits{maxBody: h.cfg.Limits.MaxBodyBytes, maxDecompressed: h.cfg.Limits.MaxDecompressedBytes, maxEvents: h.cfg.Limits.MaxEvents}
+	if r.ContentLength > l.maxBody { // refused before reading a byte of it
+		w.Header().Set("Connection", "close") // or the server would read the body before answering
+		h.fail(rq, http.StatusRequestEntityTooLarge, "Content-Length %d is over max_body_bytes %d", r.ContentLength, l.maxBody)
+		return
+	}
 	rq.body = &countingReader{r: http.MaxBytesReader(w, r.Body, l.maxBody)}
-	body, err := readBody(rq.body, gz, l)
+	inflated := &lease{b: h.inflate}
+	defer inflated.release() // the events point into the body until answered
+	body, err := readBody(rq.body, gz, l, inflated)
 	if err != nil {
+		inflated.release() // before the answer: a client told 503 finds the budget given back
 		h.bodyFailed(rq, err)
 		return
 	}
@@ -480,9 +502,16 @@ func contentOf(hd http.Header) (ndjson, gz bool, err error) {
 
 // bodyFailed answers a body that could not be read or split.
 func (h *HTTP) bodyFailed(rq *request, err error) {
+	// The body was not read to its end: the server would read what is
+	// left (up to 256 KiB) before answering, and a stalled client would
+	// get the answer only at read_timeout. The connection closes instead.
+	rq.w.Header().Set("Connection", "close")
 	var be *bodyError
 	switch {
 	case errors.As(err, &be):
+		if be.retryAfter > 0 {
+			rq.w.Header().Set("Retry-After", seconds(be.retryAfter))
+		}
 		h.fail(rq, be.status, "%s", be.msg)
 	case isTimeout(err):
 		h.fail(rq, http.StatusRequestTimeout, "the body did not arrive within read_timeout %s", h.cfg.ReadTimeout)

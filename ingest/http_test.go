@@ -325,7 +325,7 @@ func TestHTTPRefusals(t *testing.T) {
 		{"no content type", "clicks", web, ok, []string{"Content-Type", ""}, 415, "no Content-Type", "", ""},
 		{"brotli", "clicks", web, ok, []string{"Content-Encoding", "br"}, 415, "Content-Encoding br: want gzip or none", "", ""},
 		{"not gzip", "clicks", web, ok, []string{"Content-Encoding", "gzip"}, 400, "body is not gzip", "", ""},
-		{"body over limit", "clicks", web, bytes.Repeat([]byte(" "), 1001), nil, 413, "body is over max_body_bytes 1000", "", ""},
+		{"body over limit", "clicks", web, bytes.Repeat([]byte(" "), 1001), nil, 413, "Content-Length 1001 is over max_body_bytes 1000", "", ""},
 		{"too many events", "clicks", web, []byte(strings.Repeat(`{"user_id":"u"}`+"\n", 4)), nil, 413, "body has more than max_events 3 events", "", ""},
 		{"too many in array", "clicks", web, []byte(`[{},{},{},{}]`), nil, 413, "body has more than max_events 3 events", "", ""},
 		{"empty", "clicks", web, []byte(" \n "), nil, 400, "body is empty", "", ""},
