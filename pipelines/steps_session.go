@@ -136,9 +136,6 @@ func newSession(cfg StepConfig) (Step, error) {
 	case c.MaxPages == 0:
 		s.maxPages = DefaultSessionMaxPages
 	}
-	if cfg.Has("converted") && c.Converted == nil {
-		errs = append(errs, cfg.Errorf("converted", "empty condition: leave it out for none"))
-	}
 	s.page = fieldPath("page")
 	if c.Page != nil {
 		s.page = *c.Page
