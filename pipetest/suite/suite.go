@@ -55,15 +55,15 @@ type Test struct {
 
 // The step kinds of a test.
 const (
-	kSend          = "send"
-	kAdvance       = "advance"
-	kAdvanceTo     = "advance_to"
-	kExpect        = "expect"
-	kExpectDead    = "expect_dead_letters"
-	kExpectState   = "expect_state"
-	kExpectHash    = "expect_hash"
-	matchExact     = "exact"
-	matchContains  = "contains"
+	kSend         = "send"
+	kAdvance      = "advance"
+	kAdvanceTo    = "advance_to"
+	kExpect       = "expect"
+	kExpectDead   = "expect_dead_letters"
+	kExpectState  = "expect_state"
+	kExpectHash   = "expect_hash"
+	matchExact    = "exact"
+	matchContains = "contains"
 )
 
 var stepKinds = []string{kSend, kAdvance, kAdvanceTo, kExpect, kExpectDead, kExpectState, kExpectHash}

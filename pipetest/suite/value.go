@@ -50,10 +50,10 @@ const (
 // resolved.
 type value struct {
 	kind valueKind
-	s    string    // vString; vNumber's text
-	num  *big.Rat  // vNumber
-	b    bool      // vBool
-	keys []string  // vObject, in file order
+	s    string   // vString; vNumber's text
+	num  *big.Rat // vNumber
+	b    bool     // vBool
+	keys []string // vObject, in file order
 	obj  map[string]*value
 	arr  []*value
 }
