@@ -140,7 +140,8 @@ type Registry struct {
 var stepNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // NewRegistry returns a registry with the built-in steps: require,
-// validate, filter, map, output, state, fault and schema.
+// validate, filter, map, output, state, fault and schema, and the
+// analytics steps window, session, funnel, threshold and absence.
 func NewRegistry() *Registry {
 	return &Registry{factories: map[string]StepFactory{
 		"require":  newRequire,
@@ -151,6 +152,12 @@ func NewRegistry() *Registry {
 		"state":    newState,
 		"fault":    newFault,
 		"schema":   newSchemaStep,
+
+		"window":    newWindow,
+		"session":   newSession,
+		"funnel":    newFunnel,
+		"threshold": newThreshold,
+		"absence":   newAbsence,
 	}}
 }
 
