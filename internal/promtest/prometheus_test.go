@@ -41,6 +41,7 @@ func TestStartScrapesItself(t *testing.T) {
 		t.Fatalf("Rules() = %v, %v, want none", rules, err)
 	}
 }
+
 // waitTick waits one scrape-sized moment, or fails once the test's context
 // is done.
 func waitTick(t *testing.T) {
