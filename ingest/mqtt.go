@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eddy-streams/eddy/ingest/topic"
+	"github.com/eddy-streams/eddy/internal/mqttconn"
 	"github.com/eddy-streams/eddy/internal/secret"
 	"github.com/eddy-streams/eddy/metrics"
 	"github.com/eddy-streams/eddy/pipelines"
@@ -347,6 +349,7 @@ func (m *MQTT) clientConfig(connCtx context.Context, in chan<- inbound, stopping
 	return autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{m.broker},
 		TlsCfg:                        m.tls,
+		AttemptConnection:             m.dial,
 		KeepAlive:                     uint16(src.KeepAlive / time.Second),
 		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         expiry,
@@ -404,6 +407,32 @@ func (m *MQTT) clientConfig(connCtx context.Context, in chan<- inbound, stopping
 			}},
 		},
 	}
+}
+
+// dial is autopaho's AttemptConnection: a TCP connection to the broker,
+// with TLS when the source uses it, within connect_timeout, wrapped by
+// mqttconn.Wrap (buffered reads and one write per packet, which is also
+// what makes it safe for paho's concurrent writers). Without it autopaho
+// reads a packet's header a byte at a time, a system call each: in a
+// profile of eddy bench-ingest that and one write per PUBACK piece were
+// about 40% of the CPU of the MQTT path. Unlike autopaho's own dialer it
+// does not go through an all_proxy proxy.
+func (m *MQTT) dial(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.src.ConnectTimeout)
+	defer cancel()
+	var conn net.Conn
+	var err error
+	if m.tls != nil {
+		d := tls.Dialer{Config: m.tls}
+		conn, err = d.DialContext(ctx, "tcp", u.Host)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", u.Host)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return mqttconn.Wrap(conn), nil
 }
 
 // backoff is the wait before connection attempt n (0: none).

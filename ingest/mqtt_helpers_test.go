@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -101,6 +102,20 @@ func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitAppended waits until the sources have counted n appends between
+// them: the entries are in Redis a moment before a source's counters and
+// metrics are updated, once Append has returned.
+func waitAppended(tb testing.TB, n int64, srcs ...*runningMQTT) {
+	tb.Helper()
+	waitFor(tb, 10*time.Second, fmt.Sprintf("%d appends counted", n), func() bool {
+		var got int64
+		for _, s := range srcs {
+			got += s.m.Stats().Appended
+		}
+		return got >= n
+	})
 }
 
 // publisher is a plain paho client that publishes and waits for the

@@ -64,6 +64,7 @@ func TestMQTTKeyFromTopicLevel(t *testing.T) {
 
 	p := f.Pipeline("iot")
 	waitFor(t, 10*time.Second, "2 entries", func() bool { return entryCount(t, rdb, p) == 2 })
+	waitAppended(t, 2, src)
 	got := map[string]map[string]any{}
 	for key, m := range readPartitions(t, rdb, p) {
 		var ev map[string]any
@@ -105,6 +106,7 @@ func TestMQTTMalformedPayloadIsDeadLetteredByThePipeline(t *testing.T) {
 
 	p := f.Pipeline("iot")
 	waitFor(t, 10*time.Second, "4 entries", func() bool { return entryCount(t, rdb, p) == 4 })
+	waitAppended(t, 4, src)
 	if s := src.m.Stats(); s.Forwarded != 2 || s.Appended != 4 {
 		t.Errorf("Stats() = %+v, want 4 appended of which 2 forwarded", s)
 	}
@@ -298,6 +300,7 @@ func TestMQTTSharedSubscription(t *testing.T) {
 	}
 	p := f1.Pipeline("iot")
 	waitFor(t, 15*time.Second, fmt.Sprintf("%d entries", n), func() bool { return entryCount(t, rdb, p) >= n })
+	waitAppended(t, int64(n), a, b)
 	sa, sb := a.m.Stats().Appended, b.m.Stats().Appended
 	if sa == 0 || sb == 0 || sa+sb != n {
 		t.Errorf("appended %d and %d, want both > 0 and %d in all", sa, sb, n)

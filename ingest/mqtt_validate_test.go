@@ -61,6 +61,7 @@ pipelines:
 
 	p := f.Pipeline("iot")
 	waitFor(t, 10*time.Second, "2 entries", func() bool { return entryCount(t, rdb, p) == 2 })
+	waitAppended(t, 2, src)
 	if s := src.m.Stats(); s.Appended != 2 || s.Forwarded != 1 {
 		t.Errorf("Stats() = %+v, want 2 appended of which 1 forwarded (the reading over the maximum)", s)
 	}
