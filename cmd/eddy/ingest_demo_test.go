@@ -71,6 +71,15 @@ func readmeDemoCurl(t *testing.T) (url string, headers map[string]string, body s
 		t.Fatal("README.md, Ingest over HTTP: no curl block for the demo (curl -sS -X POST http://127.0.0.1:9180/…)")
 	}
 	block, _, _ = strings.Cut("curl -sS -X POST http://127.0.0.1:9180/"+block, "```")
+	// configs/demo.yaml's comment gives the same line.
+	demo, err := os.ReadFile("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := "#   " + strings.ReplaceAll(strings.TrimSuffix(block, "\n"), "\n  ", "\n#     ")
+	if !strings.Contains(string(demo), commented) {
+		t.Errorf("configs/demo.yaml lacks the README's curl line as a comment:\n%s", commented)
+	}
 	url = regexp.MustCompile(`curl -sS -X POST (http://\S+)`).FindStringSubmatch(block)[1]
 	secret, err := os.ReadFile(filepath.Join("../..", demoTokenFile))
 	if err != nil {
