@@ -92,6 +92,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.AddCommand(ingestCommand(g))
 	root.AddCommand(schemaCommand(g))
 	root.AddCommand(benchIngestCommand(g))
+	root.AddCommand(testCommand(g))
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError

@@ -192,7 +192,8 @@ type entriesWant struct {
 	entries  []*value // expected entries, mappings of fields
 	count    int      // entries expected when hasCount
 	hasCount bool
-	contains bool // the entries may be among others; else exactly these, in order
+	contains  bool // the entries may be among others; else exactly these
+	unordered bool // in any order; else in the order given
 }
 
 // diffEntries compares got (the entries from index base of the stream)
@@ -201,6 +202,9 @@ func diffEntries(got []pipetest.Entry, base int, w entriesWant) []string {
 	var lines []string
 	if w.hasCount && len(got) != w.count {
 		lines = append(lines, fmt.Sprintf("want %d entries, got %d", w.count, len(got)))
+	}
+	if w.unordered && w.entries != nil {
+		return append(lines, diffUnordered(got, base, w.entries, w.contains)...)
 	}
 	if w.contains {
 		return append(lines, diffContains(got, base, w.entries)...)
@@ -250,6 +254,59 @@ func diffContains(got []pipetest.Entry, base int, want []*value) []string {
 			continue
 		}
 		j = found + 1
+	}
+	if len(lines) > 0 {
+		lines = append(lines, listEntries(got, base)...)
+	}
+	return lines
+}
+
+// diffUnordered pairs each expected entry with a distinct got entry it
+// matches, in any order (a maximum matching, so that a loose expectation
+// does not take the entry a stricter one needs); unless contains, every
+// got entry must be paired too.
+func diffUnordered(got []pipetest.Entry, base int, want []*value, contains bool) []string {
+	ok := make([][]bool, len(want))
+	for k, w := range want {
+		ok[k] = make([]bool, len(got))
+		for i := range got {
+			ok[k][i] = len(matchFields(got[i].Fields, w, false)) == 0
+		}
+	}
+	owner := make([]int, len(got)) // got index → want index, or -1
+	for i := range owner {
+		owner[i] = -1
+	}
+	var augment func(k int, tried []bool) bool
+	augment = func(k int, tried []bool) bool {
+		for i := range got {
+			if !ok[k][i] || tried[i] {
+				continue
+			}
+			tried[i] = true
+			if owner[i] < 0 || augment(owner[i], tried) {
+				owner[i] = k
+				return true
+			}
+		}
+		return false
+	}
+	paired := make([]bool, len(want))
+	for k := range want {
+		paired[k] = augment(k, make([]bool, len(got)))
+	}
+	var lines []string
+	for k, w := range want {
+		if !paired[k] {
+			lines = append(lines, fmt.Sprintf("expected entry %d matches no entry (in any order): want %s", k, w))
+		}
+	}
+	if !contains {
+		for i, o := range owner {
+			if o < 0 {
+				lines = append(lines, fmt.Sprintf("entry %d extra: matches no expected entry: %s", base+i, entryJSON(got[i].Fields, false)))
+			}
+		}
 	}
 	if len(lines) > 0 {
 		lines = append(lines, listEntries(got, base)...)

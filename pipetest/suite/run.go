@@ -74,6 +74,7 @@ func runTest(f *File, t *Test, opts Options) (lines []string) {
 		}
 	}()
 	r := &runner{f: f, t: t, h: h, seen: map[string]int{}}
+	r.syncRedisTime()
 	for _, s := range t.steps {
 		failed, err := r.step(s)
 		where := fmt.Sprintf("%s:%d: %s", f.Path, s.line, s.path)
@@ -101,9 +102,24 @@ type runner struct {
 // to moves the clock to the test's start + off, if it is not there yet.
 func (r *runner) to(off time.Duration) error {
 	if d := r.t.Start.Add(off).Sub(r.h.Now()); d > 0 {
-		return r.h.Advance(d)
+		err := r.h.Advance(d)
+		r.syncRedisTime()
+		return err
 	}
 	return nil
+}
+
+// syncRedisTime sets the embedded Redis's time to the test's clock, with
+// TTLs running on it. Without it the Redis keeps the wall time, and an
+// expiry the engine sets by its clock (a dedupe mark's PEXPIREAT) lies in
+// the past when the test's start does: the key is gone at once and a
+// duplicate is handled again. Idempotent, so harmless once pipetest does it
+// itself; until then expiries fall at the end of an Advance rather than at
+// each of its steps.
+func (r *runner) syncRedisTime() {
+	mr := r.h.Redis()
+	mr.SetTime(r.h.Now())
+	mr.ClockTTL(true)
 }
 
 // step runs s: the lines of a failed expectation (the first a heading), or

@@ -346,7 +346,7 @@ func (d *decoder) send(s *step, n *yaml.Node, start time.Time, clock *time.Durat
 
 // expect reads an expect or expect_dead_letters step.
 func (d *decoder) expect(s *step, n *yaml.Node, start time.Time, ci *configInfo) {
-	keys := []string{"stream", "entries", "count", "match", "new"}
+	keys := []string{"stream", "entries", "count", "match", "ordered", "new"}
 	if s.kind == kExpectDead {
 		keys[0] = "pipeline"
 	}
@@ -391,6 +391,10 @@ func (d *decoder) expect(s *step, n *yaml.Node, start time.Time, ci *configInfo)
 		default:
 			d.add(mt.val, joinPath(s.path, "match"), "want %s (these entries, in order, and no others) or %s (these among others, in order), got %q", matchExact, matchContains, v)
 		}
+	}
+	if o, ok := m["ordered"]; ok {
+		ordered, _ := d.boolean(o.val, joinPath(s.path, "ordered"))
+		s.want.unordered = !ordered
 	}
 	if nw, ok := m["new"]; ok {
 		s.onlyNew, _ = d.boolean(nw.val, joinPath(s.path, "new"))
