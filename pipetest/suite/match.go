@@ -189,9 +189,9 @@ func block(prefix, s string) []string {
 
 // entriesWant is what an expect step wants of a stream's entries.
 type entriesWant struct {
-	entries  []*value // expected entries, mappings of fields
-	count    int      // entries expected when hasCount
-	hasCount bool
+	entries   []*value // expected entries, mappings of fields
+	count     int      // entries expected when hasCount
+	hasCount  bool
 	contains  bool // the entries may be among others; else exactly these
 	unordered bool // in any order; else in the order given
 }
