@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eddy-streams/eddy/internal/mqttconn"
 	"github.com/eddy-streams/eddy/pipelines"
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -153,7 +154,9 @@ func dialPublisher(ctx context.Context, addr, id string, o pubOptions) (*publish
 	if err != nil {
 		return nil, err
 	}
-	cli := paho.NewClient(paho.ClientConfig{Conn: conn})
+	// paho writes a packet in pieces and needs a connection whose writes
+	// it can lock (a bare tls.Conn lets two packets' pieces interleave).
+	cli := paho.NewClient(paho.ClientConfig{Conn: mqttconn.Wrap(conn)})
 	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
 	if o.user != "" {
 		cp.Username, cp.UsernameFlag = o.user, true
