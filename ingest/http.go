@@ -362,6 +362,11 @@ func (h *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(rq.body, gz, l, inflated)
 	if err != nil {
 		inflated.release() // before the answer: a client told 503 finds the budget given back
+		// The body may not have been read to its end: the server would read
+		// what is left (up to 256 KiB) before answering, and a stalled
+		// client would get the answer only at read_timeout. The connection
+		// closes instead.
+		w.Header().Set("Connection", "close")
 		h.bodyFailed(rq, err)
 		return
 	}
@@ -502,10 +507,6 @@ func contentOf(hd http.Header) (ndjson, gz bool, err error) {
 
 // bodyFailed answers a body that could not be read or split.
 func (h *HTTP) bodyFailed(rq *request, err error) {
-	// The body was not read to its end: the server would read what is
-	// left (up to 256 KiB) before answering, and a stalled client would
-	// get the answer only at read_timeout. The connection closes instead.
-	rq.w.Header().Set("Connection", "close")
 	var be *bodyError
 	switch {
 	case errors.As(err, &be):
