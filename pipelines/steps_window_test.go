@@ -220,8 +220,15 @@ func TestWindowTumblingAggregates(t *testing.T) {
 		`"start":%d,"end":%d,"count":2,"views":2,"priced":2,"revenue":5,"lo":1,"hi":4,"mean":2.5,"entry":"c","exit":"e","users":2`,
 		winMS(time.Minute), winMS(2*time.Minute)))
 	winCheck(t, winResults(t, h, "out"), []string{w1, w2})
-	// Closed windows leave only the closed mark.
+	// Closed windows leave only the closed mark, and no open window.
 	winState(t, h, map[string]string{"c": strconv.FormatInt(winMS(2*time.Minute), 10)})
+	gauges, err := h.Client().HGetAll(t.Context(), processor.GaugesKey("in", 0, 1, "p")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gauges[pipelines.GaugeOpen("w")] != "0" {
+		t.Errorf("gauges = %v, want %s 0", gauges, pipelines.GaugeOpen("w"))
+	}
 }
 
 // A hopping event belongs to size/hop windows; windows per group_by value.
@@ -586,5 +593,32 @@ pipelines:
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("WindowBindForTest = %v, want:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// A hopping event too late for its older window only is added to the
+// newer one, and is not dead-lettered as late.
+func TestWindowHoppingPartlyLate(t *testing.T) {
+	h := winHarness(t, winConfig(", event_time: ts", `          name: w
+          output: {stream: out}
+          kind: hopping
+          size: 1m
+          hop: 30s
+          late: dead_letter
+          aggregates: {views: count}
+`), winT0.Add(time.Hour), pipetest.Options{})
+	winSend(t, h, 10*time.Second, "")
+	winSend(t, h, 45*time.Second, "") // closes [-30s, 30s)
+	winSend(t, h, 20*time.Second, "") // [-30s, 30s) closed, [0s, 60s) open
+	if err := h.Advance(6 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	win := func(from, n int) string {
+		s, e := winMS(time.Duration(from)*time.Second), winMS(time.Duration(from)*time.Second+time.Minute)
+		return winWant(t, "window", fmt.Sprintf("%d:%d", s, e), fmt.Sprintf(`"start":%d,"end":%d,"count":%d,"views":%d`, s, e, n, n))
+	}
+	winCheck(t, winResults(t, h, "out"), []string{win(-30, 1), win(0, 3), win(30, 1)})
+	if dl, err := h.DeadLetters("p"); err != nil || len(dl) != 0 {
+		t.Errorf("dead letters = %v, %v; want none", dl, err)
 	}
 }
