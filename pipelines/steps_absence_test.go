@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/eddy-streams/eddy/pipelines"
 	"github.com/eddy-streams/eddy/pipetest"
 )
@@ -164,4 +166,27 @@ func TestAbsenceConfigErrors(t *testing.T) {
 		{"values empty", after + "values: {}", "test.yaml:11: pipelines[0].steps[0].absence.values: want at least one field"},
 		{"time", after + "time: wall", "test.yaml:11: pipelines[0].steps[0].absence.time: want event or processing"},
 	})
+}
+
+// The watch survives a restart on the same data: the new harness's timer
+// alerts, and its next event resolves.
+func TestAbsenceRestart(t *testing.T) {
+	config := alConfig(true, "absence", "silent", "after: 30s")
+	mr := miniredis.RunT(t)
+	h := alHarness(t, config, pipetest.Options{Redis: mr})
+	alSend(t, h, "d1", 0)
+	alSend(t, h, "d1", 10*time.Second)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := alHarness(t, config, pipetest.Options{Redis: mr, Start: h.Now()})
+	alAdvance(t, h2, 39*time.Second)
+	alCheck(t, h2)
+	alAdvance(t, h2, time.Second)
+	a := abAlert{key: "d1", lastSeen: 10 * time.Second, raised: 40 * time.Second}
+	alCheck(t, h2, a.alert())
+	alSend(t, h2, "d1", 45*time.Second)
+	a.returned = 45 * time.Second
+	alCheck(t, h2, a.alert(), a.resolve())
+	alCheckGauge(t, h2, "silent", 0)
 }
