@@ -375,3 +375,15 @@ func GaugeOpen(step string) string { return step + "/open" }
 // errNoEventTime is the error of an event-time step given an event
 // without one (the pipeline's decoder normally dead-letters those first).
 var errNoEventTime = errors.New("the event has no event time (input.event_time)")
+
+// AnalyticsSteps returns the names of the pipeline's analytics steps
+// (window, session, funnel, threshold, absence), in order.
+func (p *Pipeline) AnalyticsSteps() []string {
+	var names []string
+	for _, s := range p.steps {
+		if as, ok := s.step.(analyticStep); ok {
+			names = append(names, as.base().name)
+		}
+	}
+	return names
+}

@@ -389,6 +389,7 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "xadd")
 			}
 			add(leaseKey(stream, p, n, group), partitionWhat("lease", p), partPattern, "get", "pttl")
+			add(GaugesKey(stream, p, n, group), partitionWhat("gauges", p), partPattern, "hgetall")
 		}
 		if byKey {
 			add(members, "members set", membersPattern, "zrangebyscore")

@@ -53,9 +53,6 @@ type PartitionStats struct {
 	Owner, Fence string
 	Token        int64
 	LeaseTTL     time.Duration
-	// Gauges are the partition's levels kept by Message.GaugeAdd (open
-	// windows, active alerts, …), by name; nil when it has none.
-	Gauges map[string]int64
 }
 
 // Member is a live worker of the pipeline's group.
@@ -128,7 +125,6 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 		pending *redis.XPendingCmd
 		lease   *redis.StringCmd
 		ttl     *redis.DurationCmd
-		gauges  *redis.MapStringStringCmd
 	}
 	cs := make([]cmds, len(in.streams))
 	_, err := in.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -139,7 +135,6 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 				pending: pipe.XPending(ctx, stream, in.o.Group),
 				lease:   pipe.Get(ctx, in.leases[i]),
 				ttl:     pipe.PTTL(ctx, in.leases[i]),
-				gauges:  pipe.HGetAll(ctx, in.gauges[i]),
 			}
 		}
 		return nil
@@ -205,19 +200,7 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 		case !errors.Is(err, redis.Nil): // Nil: no owner
 			return fail(stream, err)
 		}
-		if err := c.gauges.Err(); err != nil {
-			return fail(stream, err)
-		}
-		for name, v := range c.gauges.Val() {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return fail(stream, fmt.Errorf("gauge %q holds %q, not an integer", name, v))
-			}
-			if s.Gauges == nil {
-				s.Gauges = make(map[string]int64)
-			}
-			s.Gauges[name] = n
-		}
+
 		if err := c.ttl.Err(); err != nil {
 			return fail(stream, err)
 		}
@@ -384,6 +367,36 @@ func (in *Inspector) Timers(ctx context.Context) ([]TimerStats, error) {
 			s.Watermark = time.UnixMilli(w)
 		}
 		out[n] = s
+	}
+	return out, nil
+}
+
+// Gauges reads each partition's levels kept by Message.GaugeAdd (open
+// windows, sessions, funnels and active alerts of the analytics steps),
+// by name, in one round trip; a partition without any reads as an empty
+// map. (Apart from Stats, which an ingest user may call without the right
+// to read the engine's hashes.)
+func (in *Inspector) Gauges(ctx context.Context) ([]map[string]int64, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(in.gauges))
+	_, err := in.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, k := range in.gauges {
+			cmds[i] = pipe.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gauges of %s: %w", in.o.Pipeline, err)
+	}
+	out := make([]map[string]int64, len(cmds))
+	for i, c := range cmds {
+		out[i] = make(map[string]int64, len(c.Val()))
+		for name, v := range c.Val() {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("gauges of %s: %s: field %q holds %q, not an integer", in.o.Pipeline, in.gauges[i], name, v)
+			}
+			out[i][name] = n
+		}
 	}
 	return out, nil
 }

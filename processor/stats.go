@@ -11,6 +11,12 @@ func (p *Processor) Stats(ctx context.Context) ([]PartitionStats, error) {
 	return p.inspector().Stats(ctx)
 }
 
+// Gauges reads each partition's gauges (Message.GaugeAdd), as
+// Inspector.Gauges does.
+func (p *Processor) Gauges(ctx context.Context) ([]map[string]int64, error) {
+	return p.inspector().Gauges(ctx)
+}
+
 // Members lists the live workers of the pipeline's group (ordering key),
 // as Inspector.Members does.
 func (p *Processor) Members(ctx context.Context) ([]Member, error) {

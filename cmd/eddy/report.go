@@ -106,9 +106,13 @@ func (r *reporter) sample(ctx context.Context) {
 			continue
 		}
 		name := p.Options().Pipeline
+		if gauges, err := p.Gauges(ctx); err == nil {
+			for part, g := range gauges {
+				r.m.SetStepGauges(name, part, g)
+			}
+		}
 		for _, s := range stats {
 			r.m.SetPartitionStats(name, s.Partition, s.Lag, s.Pending, s.OldestPending)
-			r.m.SetStepGauges(name, s.Partition, s.Gauges)
 			lag += max(s.Lag, 0)
 			pending += s.Pending
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +28,9 @@ type pipelineStatus struct {
 	Unrouted   int64             `json:"unrouted"` // entries on the bare stream name of a partitioned pipeline
 	Workers    []workerStatus    `json:"workers"`
 	Partitions []partitionStatus `json:"partitions"`
+	// Open is, for each analytics step, its open windows, sessions or
+	// funnels, or active alerts, over every partition.
+	Open map[string]int64 `json:"open"`
 }
 
 type workerStatus struct {
@@ -124,6 +129,19 @@ func pipelineStatusOf(cmd *cobra.Command, conn *redisConn, p *pipelines.Pipeline
 	if st.Unrouted, err = in.Unrouted(ctx); err != nil {
 		return st, err
 	}
+	st.Open = map[string]int64{}
+	if steps := p.AnalyticsSteps(); len(steps) > 0 {
+		gauges, err := in.Gauges(ctx)
+		if err != nil {
+			return st, err
+		}
+		for _, name := range steps {
+			st.Open[name] = 0
+			for _, g := range gauges {
+				st.Open[name] += g[pipelines.GaugeOpen(name)]
+			}
+		}
+	}
 	return st, nil
 }
 
@@ -161,6 +179,13 @@ func printStatus(g *globals, out statusJSON) {
 				s.Length, lag, s.Pending, (time.Duration(s.OldestPendingMs) * time.Millisecond).String())
 		}
 		_ = tw.Flush()
+		if len(p.Open) > 0 {
+			var open []string
+			for _, name := range slices.Sorted(maps.Keys(p.Open)) {
+				open = append(open, fmt.Sprintf("%s %d", name, p.Open[name]))
+			}
+			fmt.Fprintf(g.stdout, "open (windows, sessions, funnels, active alerts): %s\n", strings.Join(open, ", "))
+		}
 		if p.Unrouted > 0 {
 			n := len(p.Partitions)
 			fmt.Fprintf(g.stdout, "warning: %d entries on the bare stream %s are never read: with %d partitions, producers add "+
