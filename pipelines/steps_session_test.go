@@ -168,11 +168,11 @@ func open(t testing.TB, h *pipetest.Harness, config, step string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stats, err := in.Stats(context.Background())
+	gauges, err := in.Gauges(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return stats[0].Gauges[pipelines.GaugeOpen(step)]
+	return gauges[0][pipelines.GaugeOpen(step)]
 }
 
 // checkNoState fails unless the keyed state name of key is empty.
