@@ -33,8 +33,8 @@ type File struct {
 	// Path is the test file's path, as given to Load or Parse.
 	Path string
 	// ConfigPath is the config's path: the file's config key, relative to
-	// the test file's directory, or by default the test file's name
-	// without ".test".
+	// the test file's directory unless absolute, or by default the test
+	// file's name without ".test".
 	ConfigPath string
 	// Config is the loaded config.
 	Config *pipelines.File
@@ -141,7 +141,10 @@ func Parse(path string, data []byte, reg *pipelines.Registry) (*File, error) {
 	}
 	var ci *configInfo
 	if cfgName != "" {
-		f.ConfigPath = filepath.Join(filepath.Dir(path), cfgName)
+		f.ConfigPath = cfgName
+		if !filepath.IsAbs(cfgName) {
+			f.ConfigPath = filepath.Join(filepath.Dir(path), cfgName)
+		}
 		ci = f.loadConfig(d, top, root, reg)
 	}
 	start := pipetest.DefaultStart
