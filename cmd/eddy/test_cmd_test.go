@@ -204,6 +204,7 @@ func TestTestCommandErrors(t *testing.T) {
 				broken + ": 2 problem(s)"}, nil},
 		{"run", []string{"test", "--run", "^nothing", good}, 0,
 			[]string{"ok   nothing sent, nothing out", "1 passed, 0 failed"}, nil, []string{"other"}},
+		{"logs", []string{"test", "--logs", "--log-format", "console", good}, 0, []string{"2 passed, 0 failed"}, []string{"\tINFO\t"}, nil},
 		{"run matches none", []string{"test", "--run", "zzz", good}, 2, []string{"0 passed, 0 failed"}, []string{`--run "zzz" matches no test`}, nil},
 		{"no such path", []string{"test", filepath.Join(dir, "nope.test.yaml")}, 2, nil, []string{"test path: stat "}, nil},
 		{"no test files", []string{"test", empty}, 2, nil, []string{"no *.test.yaml files in this directory"}, nil},

@@ -327,3 +327,20 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+// A failed expectation does not stop its test: the next ones are checked
+// and reported too.
+func TestRunGoesOnAfterAFailure(t *testing.T) {
+	path := filepath.Join(testdata, "shop.test.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Replace(strings.Replace(string(b), "cents: 1250", "cents: 1", 1), "fields: {n: 2}", "fields: {n: 5}", 1)
+	_, out := run(t, path, data)
+	for _, w := range []string{"data.cents: want 1, got 1250", `field n: want 5, got "2"`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("report lacks %q:\n%s", w, out)
+		}
+	}
+}
