@@ -13,6 +13,7 @@
 package suite
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -175,7 +176,8 @@ func (f *File) loadConfig(d *decoder, top map[string]field, root *yaml.Node, reg
 	cfg, err := pipelines.Parse(f.ConfigPath, data, reg)
 	if err != nil {
 		d.add(at, "config", "%s does not load (its problems follow)", f.ConfigPath)
-		if ce, ok := err.(*pipelines.ConfigError); ok { //nolint:errorlint // Parse returns it unwrapped
+		var ce *pipelines.ConfigError
+		if errors.As(err, &ce) {
 			d.probs = append(d.probs, ce.Problems...)
 		} else {
 			d.add(at, "config", "%v", err)
