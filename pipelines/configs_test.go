@@ -10,10 +10,7 @@ import (
 // listen on the same HTTP port. Ports are compared whatever the host, as
 // one file on 0.0.0.0 and another on 127.0.0.1 clash as well.
 func TestConfigsHaveDistinctHTTPPorts(t *testing.T) {
-	files, err := filepath.Glob("../configs/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := shippedConfigs(t)
 	if len(files) < 2 {
 		t.Fatalf("found %d files in configs/, want at least 2", len(files))
 	}

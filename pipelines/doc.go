@@ -59,11 +59,28 @@
 //     demos and tests only: fails those fractions of attempts with a retried
 //     error or a permanent one (reason "fault_injected").
 //
+// The analytics steps keep per-key state and timers in the engine, written
+// by the commit that acks each event or timer firing, and emit results
+// (entries with key, id, kind and data) to their output stream exactly once
+// (analytics.go has what they share: name, time, output, late):
+//
+//   - window: {name, output, kind, size, hop, gap, grace, group_by,
+//     aggregates, emit, late} — tumbling, hopping and session windows with
+//     count, sum, min, max, avg, first, last and count_distinct.
+//   - session: {name, output, gap, max_length, grace, page, converted,
+//     max_pages, late} — clickstream sessions, summarised when they close.
+//   - funnel: {name, output, steps, within, order, emit, grace, late} —
+//     ordered steps within a time limit: progress, completion, drop-off.
+//   - threshold: {name, output, when, for, clear, keep_firing_for,
+//     group_by, values} — an alert while a condition holds long enough,
+//     resolved with hysteresis.
+//   - absence: {name, output, after, group_by, values} — an alert when a
+//     key sends nothing for a while, resolved when it sends again.
+//
 // Custom steps are registered on a Registry with Register before Load; a
 // factory decodes its config with StepConfig.Decode, which is as strict as
-// the rest of the file. Steps that need more than one event at a time
-// (windows, sessions, alerts) keep their state through Message effects and
-// are added the same way.
+// the rest of the file. A custom step that keeps state across events does
+// it through Message effects (State, StateSet, SetTimer) like those.
 //
 // # Expressions
 //

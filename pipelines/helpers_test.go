@@ -3,6 +3,7 @@ package pipelines
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -76,4 +77,21 @@ func outcome(err error) string {
 		return pe.Reason
 	}
 	return "retry"
+}
+
+// shippedConfigs lists the config files under configs/, without their
+// eddy test files (*.test.yaml).
+func shippedConfigs(t testing.TB) []string {
+	t.Helper()
+	all, err := filepath.Glob("../configs/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, ".test.yaml") {
+			files = append(files, f)
+		}
+	}
+	return files
 }

@@ -13,10 +13,7 @@ import (
 )
 
 func TestLoadConfigs(t *testing.T) {
-	files, err := filepath.Glob("../configs/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := shippedConfigs(t)
 	if len(files) < 3 {
 		t.Fatalf("found %d files in configs/, want at least 3", len(files))
 	}

@@ -95,6 +95,11 @@ func Start(f *pipelines.File, opts Options) (*Harness, error) {
 		}
 		h.ownMR = true
 	}
+	// The embedded Redis keeps the test's time, so that what the engine
+	// expires (dedupe marks, keyed state with a ttl) lapses as the clock
+	// moves, not by the wall clock.
+	h.mr.SetTime(opts.Start)
+	h.mr.ClockTTL(true)
 	h.rdb = redis.NewClient(&redis.Options{Addr: h.mr.Addr(), ContextTimeoutEnabled: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -241,6 +246,7 @@ func (h *Harness) Advance(d time.Duration) error {
 		}
 		step = min(step, d)
 		h.clock.Advance(step)
+		h.mr.SetTime(h.clock.Now())
 		d -= step
 		if err := h.Settle(); err != nil {
 			return err

@@ -65,7 +65,7 @@ func (pt *partition) timerLoop(soft, hard context.Context, lanes []*lane) {
 		if pt.fire(hard, lanes, due, now) > 0 && len(due) >= limit {
 			continue // more may be due: look again at once
 		}
-		if !pt.p.wait(soft, o.TimerTick) {
+		if !pt.waitTick(soft) {
 			return
 		}
 	}
@@ -130,6 +130,21 @@ func (pt *partition) timerCtx(hard context.Context) (context.Context, context.Ca
 	cctx, cancel := pt.p.bounded(hard)
 	tctx, tcancel := context.WithTimeout(cctx, time.Second)
 	return tctx, func() { tcancel(); cancel() }
+}
+
+// waitTick waits for the next look for due timers: a TimerTick, or less
+// when a read raises the partition's event time (so that an event-time
+// timer fires as soon as the watermark passes it). false: soft is done.
+func (pt *partition) waitTick(soft context.Context) bool {
+	t := pt.p.o.Clock.NewTimer(pt.p.o.TimerTick)
+	defer t.Stop()
+	select {
+	case <-t.C():
+	case <-pt.eventTimeMoved:
+	case <-soft.Done():
+		return false
+	}
+	return true
 }
 
 // idleWatermark is the watermark the clock gives a partition that has read

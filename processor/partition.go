@@ -74,6 +74,10 @@ type partition struct {
 	maxEventTime, watermark atomic.Int64
 	// storedWatermark is the watermark last committed.
 	storedWatermark atomic.Int64
+	// eventTimeMoved wakes the timer loop when a read raised the highest
+	// event time, so that event-time timers it made due fire at once
+	// rather than at the next tick.
+	eventTimeMoved chan struct{}
 	// lastRead is when the session last read an entry (unix ns).
 	lastRead atomic.Int64
 }
@@ -114,6 +118,7 @@ func (pt *partition) start(fence string, lose func(string)) {
 	pt.byDedupeID = make(map[string]*task)
 	pt.firedSince = make(map[string]struct{})
 	pt.takenOver = make(chan struct{})
+	pt.eventTimeMoved = make(chan struct{}, 1)
 	pt.mu.Unlock()
 }
 
@@ -751,11 +756,18 @@ func (pt *partition) pinState(rctx, hard context.Context, tasks []*task) bool {
 func (pt *partition) sawEventTime(ms int64) {
 	for {
 		cur := pt.maxEventTime.Load()
-		if ms <= cur || pt.maxEventTime.CompareAndSwap(cur, ms) {
+		if ms <= cur {
+			return
+		}
+		if pt.maxEventTime.CompareAndSwap(cur, ms) {
 			break
 		}
 	}
 	pt.raiseWatermark(ms - pt.p.o.AllowedLateness.Milliseconds())
+	select {
+	case pt.eventTimeMoved <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
 // raiseWatermark sets the watermark to w unless it is higher already.
