@@ -221,7 +221,9 @@ func (r *Registry) build(c *checker, p *Pipeline) {
 			a.bind(c, sc, p)
 			// A step that checks itself against the steps before it (the
 			// window step: the types a schema step gives its fields).
-			if pb, ok := s.(interface{ bindPipeline(*checker, StepConfig, *Pipeline) }); ok {
+			if pb, ok := s.(interface {
+				bindPipeline(*checker, StepConfig, *Pipeline)
+			}); ok {
 				pb.bindPipeline(c, sc, p)
 			}
 		}
