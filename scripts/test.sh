@@ -5,11 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the tests run besides Go: redis-server (and redis-cli), and
-# mosquitto for the MQTT source's tests. Installed when missing.
+# What the tests run besides Go: redis-server (and redis-cli), mosquitto
+# for the MQTT source's tests, prometheus (and promtool) for the dashboard
+# and alert rules (deploy/), and docker-compose to validate
+# docker-compose.yml (config only: no Docker engine needed). Installed when
+# missing.
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   sudo=""
@@ -19,7 +24,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 echo "== $(redis-server --version)"
 echo "== $(mosquitto -h 2>/dev/null | head -n 1 || /usr/sbin/mosquitto -h | head -n 1)"
+echo "== $(prometheus --version 2>&1 | head -n 1)"
+echo "== $(docker-compose version --short 2>/dev/null || docker-compose version | head -n 1)"
 echo "== $(go version)"
+
+echo "== docker-compose config -q"
+docker-compose -f docker-compose.yml config -q
 
 echo "== gofmt -l"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
