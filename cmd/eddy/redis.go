@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eddy-streams/eddy/internal/redisurl"
+	"github.com/eddy-streams/eddy/internal/secret"
 	"github.com/eddy-streams/eddy/pipelines"
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -233,19 +232,15 @@ func resolveRedis(g *globals, f *pipelines.File, red *redactor) (*redisTarget, e
 func configPassword(r *pipelines.Redis) (string, error) {
 	switch {
 	case r.PasswordEnv != "":
-		v := os.Getenv(r.PasswordEnv)
-		if v == "" {
-			return "", fmt.Errorf("redis.password_env: the environment variable %s is not set or empty", r.PasswordEnv)
+		v, err := secret.Read(r.PasswordEnv, "")
+		if err != nil {
+			return "", fmt.Errorf("redis.password_env: %w", err)
 		}
 		return v, nil
 	case r.PasswordFile != "":
-		b, err := os.ReadFile(r.PasswordFile)
+		v, err := secret.Read("", r.PasswordFile)
 		if err != nil {
 			return "", fmt.Errorf("redis.password_file: %w", err)
-		}
-		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if v == "" {
-			return "", fmt.Errorf("redis.password_file %s: empty", r.PasswordFile)
 		}
 		return v, nil
 	}
