@@ -41,6 +41,13 @@ type Options struct {
 	// StatefulRuns is how many turns of Eddy's plain pipeline and its two
 	// stateful variants there are; 0 leaves them out.
 	StatefulRuns int
+	// WindowedRuns is how many turns of Eddy's plain pipeline and the
+	// windowed one (see Windowed) there are; 0 leaves them out.
+	WindowedRuns int
+	// ProfileDir, if set, is where the windowed side's eddy process leaves
+	// CPU profiles, one a second of each run (ProfileFiles names them); ""
+	// takes none. A profiled run is a little slower.
+	ProfileDir string
 	// Consumers is the baseline's consumers on one stream and Eddy's
 	// partitions (all read by one eddy run process).
 	Consumers int
@@ -68,7 +75,7 @@ type Options struct {
 // Standard returns the standard set (make bench).
 func Standard() Options {
 	return Options{
-		Events: 500_000, Runs: 5, SteadyRuns: 5, StatefulRuns: 5, Consumers: 1, Batch: 512, Lanes: 16, Backlog: 1_000_000,
+		Events: 500_000, Runs: 5, SteadyRuns: 5, StatefulRuns: 5, WindowedRuns: 5, Consumers: 1, Batch: 512, Lanes: 16, Backlog: 1_000_000,
 		Warmup: time.Second, Duration: 10 * time.Second, Rates: []int{5000, 20000},
 		LatencyRuns: 3, MaxRateTries: 4, SearchDuration: 3 * time.Second,
 	}
@@ -77,7 +84,7 @@ func Standard() Options {
 // Quick returns the smoke-check set: under a minute on two cores.
 func Quick() Options {
 	o := Standard()
-	o.Events, o.Runs, o.SteadyRuns, o.StatefulRuns, o.Backlog = 100_000, 3, 1, 1, 200_000
+	o.Events, o.Runs, o.SteadyRuns, o.StatefulRuns, o.WindowedRuns, o.Backlog = 100_000, 3, 1, 1, 1, 200_000
 	o.Warmup, o.Duration = 500*time.Millisecond, 2*time.Second
 	o.LatencyRuns, o.MaxRateTries, o.SearchDuration = 1, 3, 1500*time.Millisecond
 	return o
@@ -100,6 +107,7 @@ func (o Options) Check() error {
 	notNegative("runs", o.Runs)
 	notNegative("steady-runs", o.SteadyRuns)
 	notNegative("stateful-runs", o.StatefulRuns)
+	notNegative("windowed-runs", o.WindowedRuns)
 	if o.Runs == 0 && !o.SkipLatency && o.MaxRateTries > 0 {
 		errs = append(errs, errors.New("--runs 0: the search for the highest rate starts from Eddy's throughput; give --max-rate-tries 0 or --skip-latency"))
 	}
@@ -201,6 +209,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.StatefulRuns > 0 {
 		if rep.Stateful, err = b.stateful(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.WindowedRuns > 0 {
+		if rep.Windowed, err = b.windowed(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -13,6 +14,8 @@ const (
 	EventSize = 200
 	// Keys is how many distinct user_ids the events spread over.
 	Keys = 10000
+	// Pages is how many distinct pages the events spread over.
+	Pages = 5000
 	// payloadField is the entry field holding the event (the pipeline's
 	// input.payload).
 	payloadField = "data"
@@ -23,16 +26,23 @@ const (
 // events generates clickstream-like events of EventSize bytes:
 //
 //	{"event_id":"t3-42","user_id":"u1234","ts":1700000000000000000,
-//	 "type":"page_view","page":"/p/4821","ref":"/search?q=p17","pad":"xx…"}
+//	 "at":1700000000000,"type":"page_view","page":"/p/4821",
+//	 "ref":"/search?q=p17","pad":"xx…"}
 //
 // event_id is unique within the bench run (tag names the scenario run),
 // user_id is uniform over Keys users and is the key, ts is the unix time
-// in nanoseconds when the event was made. pad fills the event to EventSize.
+// in nanoseconds when the event was made and at the same in milliseconds
+// (the windowed pipeline's input.event_time; every side gets it, so that
+// every side reads the same bytes). page is uniform over 5,000 pages. pad
+// fills the event to EventSize.
 type events struct {
 	tag string
 	n   uint64
 	rng *rand.Rand
 	buf []byte
+	// observe, if set, is told the user, at and page number of each event
+	// made (the windowed scenario's expected windows).
+	observe func(user int, atMS int64, page int)
 }
 
 func newEvents(tag string, seed uint64) *events {
@@ -57,8 +67,12 @@ func (e *events) of(user int, ts int64) processor.Record {
 	b = strconv.AppendInt(b, int64(user), 10)
 	b = append(b, `","ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
+	at := floorDiv(ts, int64(time.Millisecond))
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, at, 10)
+	page := e.rng.IntN(Pages)
 	b = append(b, `,"type":"page_view","page":"/p/`...)
-	b = strconv.AppendInt(b, int64(e.rng.IntN(5000)), 10)
+	b = strconv.AppendInt(b, int64(page), 10)
 	b = append(b, `","ref":"/search?q=p`...)
 	b = strconv.AppendInt(b, int64(e.rng.IntN(100)), 10)
 	b = append(b, `","pad":"`...)
@@ -67,6 +81,9 @@ func (e *events) of(user int, ts int64) processor.Record {
 	}
 	b = append(b, `"}`...)
 	e.buf = b
+	if e.observe != nil {
+		e.observe(user, at, page)
+	}
 	return processor.Record{Key: "u" + strconv.Itoa(user), Fields: []string{payloadField, string(b)}}
 }
 
@@ -83,4 +100,13 @@ func prefill(ctx context.Context, prod *processor.Producer, ev *events, n int, n
 		}
 	}
 	return nil
+}
+
+// floorDiv is a/b rounded down (b > 0).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }

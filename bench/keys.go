@@ -40,6 +40,9 @@ func (n names) input() string { return n.prefix + "in" }
 // output is the output stream both sides append to.
 func (n names) output() string { return n.prefix + "out" }
 
+// windows is the stream of the windowed pipeline's results.
+func (n names) windows() string { return n.prefix + "windows" }
+
 // seen is the baseline's dedupe set.
 func (n names) seen() string { return n.prefix + "seen" }
 

@@ -17,6 +17,7 @@ type Report struct {
 	Throughput *Throughput    `json:"throughput,omitempty"`
 	Steady     *Throughput    `json:"steady,omitempty"`
 	Stateful   *Stateful      `json:"stateful,omitempty"`
+	Windowed   *Windowed      `json:"windowed,omitempty"`
 	Memory     *Memory        `json:"memory,omitempty"`
 	Latency    *LatencyReport `json:"latency,omitempty"`
 	// Seconds is the wall time of the whole bench.
@@ -41,6 +42,7 @@ type Settings struct {
 	Runs           int     `json:"runs"`
 	SteadyRuns     int     `json:"steady_runs"`
 	StatefulRuns   int     `json:"stateful_runs"`
+	WindowedRuns   int     `json:"windowed_runs"`
 	Consumers      int     `json:"consumers"`
 	Batch          int     `json:"batch"`
 	Lanes          int     `json:"lanes"`
@@ -55,7 +57,7 @@ type Settings struct {
 
 func settingsOf(o Options) Settings {
 	return Settings{
-		Events: o.Events, EventBytes: EventSize, Keys: Keys, Runs: o.Runs, SteadyRuns: o.SteadyRuns, StatefulRuns: o.StatefulRuns, Consumers: o.Consumers,
+		Events: o.Events, EventBytes: EventSize, Keys: Keys, Runs: o.Runs, SteadyRuns: o.SteadyRuns, StatefulRuns: o.StatefulRuns, WindowedRuns: o.WindowedRuns, Consumers: o.Consumers,
 		Batch: o.Batch, Lanes: o.Lanes, Backlog: o.Backlog, WarmupSec: o.Warmup.Seconds(),
 		DurationSec: o.Duration.Seconds(), Rates: o.Rates, LatencyRuns: o.LatencyRuns,
 		MaxRateTries: o.MaxRateTries, SearchDuration: o.SearchDuration.Seconds(),
@@ -102,6 +104,9 @@ func WriteTable(w io.Writer, r *Report) error {
 		p("incr: state: {name: %s, incr: {%s: 1}}; rmw: fields: {%s: '(state.%s.%s ?? 0) + 1'}", stateName, stateField, stateField, stateName, stateField)
 		p("")
 	}
+	if wd := r.Windowed; wd != nil {
+		writeWindowed(p, wd)
+	}
 
 	if mem := r.Memory; mem != nil {
 		verdict := "not met"
@@ -146,6 +151,28 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	p("took\t%v", time.Duration(r.Seconds*float64(time.Second)).Round(time.Second))
 	return tw.Flush()
+}
+
+// writeWindowed writes the table of the windowed scenario.
+func writeWindowed(p func(string, ...any), wd *Windowed) {
+	verdict := "not met"
+	if wd.MeetsTarget {
+		verdict = "met"
+	}
+	p("WINDOWED: Eddy's pipeline with a window step before the output, %s pre-filled events, medians of %d turns", count(wd.Events), len(wd.Runs))
+	p("\tplain\twindow")
+	p("events/s\t%s\t%s", count(int(wd.Plain.EventsPerSec)), count(int(wd.Window.EventsPerSec)))
+	p("ratio to plain (median of turns)\t1.00\t%.2f\ttarget: at least %.2f, %s", wd.Ratio, wd.Target, verdict)
+	p("CPU s per 1M events, eddy\t%.2f\t%.2f", wd.Plain.CPUPerMillion, wd.Window.CPUPerMillion)
+	p("CPU s per 1M events, redis-server\t%.2f\t%.2f", wd.Plain.RedisCPUPerMillion, wd.Window.RedisCPUPerMillion)
+	p("peak RSS\t%s\t%s", megabytes(wd.Plain.PeakRSSBytes), megabytes(wd.Window.PeakRSSBytes))
+	for i, r := range wd.Runs {
+		p("turn %d, events/s\t%s\t%s\t%.2f; %s windows, closed in %.2fs", i+1, count(int(r.Plain.EventsPerSec)), count(int(r.Window.EventsPerSec)),
+			r.Ratio, count(r.Window.Windows), r.Window.CloseSeconds)
+	}
+	p("window: tumbling %v per key in event time (%s, unix ms), count and %s: {count_distinct: %s}, emit close;", windowSize, eventTimeField, distinctName, distinctField)
+	p("a median %s windows, closed at the end by an event %v ahead on each partition (a median %.2fs of the run's time)", count(wd.Windows), closeAhead, wd.CloseSeconds)
+	p("")
 }
 
 // writePairs writes the table of a paired throughput scenario.

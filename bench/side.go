@@ -26,6 +26,11 @@ const (
 	// SideEddyRMW is SideEddy with keyed state read, changed and written
 	// back by an expression (fields: {n: '(state.counts.n ?? 0) + 1'}).
 	SideEddyRMW Side = "eddy_state_rmw"
+	// SideEddyWindow is SideEddy with input.event_time (the events' "at")
+	// and, before the output, a window step: tumbling one-minute windows
+	// per key, the events and the distinct pages of each, a result when a
+	// window closes (see windowStep).
+	SideEddyWindow Side = "eddy_window"
 )
 
 // stateName and stateField are the keyed state the stateful sides count in.
@@ -42,6 +47,23 @@ func (s Side) stateStep() string {
 		return "      - state: {name: " + stateName + ", incr: {" + stateField + ": 1}}\n"
 	case SideEddyRMW:
 		return "      - state: {name: " + stateName + ", fields: {" + stateField + ": '(state." + stateName + "." + stateField + " ?? 0) + 1'}}\n"
+	}
+	return ""
+}
+
+// steps is the YAML of the steps before the output: the state step of a
+// stateful side, the window step of the windowed one, "" for the others.
+func (s Side) steps(n names) string {
+	if s == SideEddyWindow {
+		return windowStep(n)
+	}
+	return s.stateStep()
+}
+
+// eventTime is the input's event_time of the side's pipeline, "" for none.
+func (s Side) eventTime() string {
+	if s == SideEddyWindow {
+		return eventTimeField
 	}
 	return ""
 }
@@ -83,14 +105,14 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 	// where any user of the machine could read a password in it.
 	global := []string{"--log-level", "warn", "--log-format", "console"}
 	switch side {
-	case SideEddy, SideEddyIncr, SideEddyRMW:
+	case SideEddy, SideEddyIncr, SideEddyRMW, SideEddyWindow:
 		r.group = eddyGroup
 		for p := range o.Consumers {
 			r.inputs = append(r.inputs, processor.PartitionStream(n.input(), p, o.Consumers))
 		}
 		r.prod = processor.NewProducer(b.rdb, n.input(), o.Consumers, 0)
 		cfg := filepath.Join(b.dir, "eddy-"+strconv.Itoa(b.runs)+".yaml")
-		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o, side.stateStep())), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(eddyConfig(n, o, side)), 0o600); err != nil {
 			return nil, fmt.Errorf("write the eddy config: %w", err)
 		}
 		r.args = slices.Concat(global, []string{"run", "-c", cfg, "--consumer", "bench-1", "--http", "off"})
@@ -108,12 +130,16 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 	return r, nil
 }
 
-// eddyConfig is the pipeline under test, like configs/bench.yaml: ordered
-// by user_id (ordering key, the default), dedupe on event_id, one output,
-// and before the output the step state (YAML lines, "" for none). A
-// mistake in it makes `eddy run` fail at once, with the problems on its
-// stderr, which the run's error quotes.
-func eddyConfig(n names, o Options, state string) string {
+// eddyConfig is side's pipeline, like configs/bench.yaml: ordered by
+// user_id (ordering key, the default), dedupe on event_id, one output, and
+// before the output side's steps (a state or a window step), with the
+// input's event time the side needs. A mistake in it makes `eddy run` fail
+// at once, with the problems on its stderr, which the run's error quotes.
+func eddyConfig(n names, o Options, side Side) string {
+	input := ""
+	if f := side.eventTime(); f != "" {
+		input = "      event_time: " + f + "\n"
+	}
 	return fmt.Sprintf(`# written by eddy bench
 http:
   addr: "off"
@@ -123,7 +149,7 @@ pipelines:
       stream: %q
       partitions: %d
       payload: %s
-    key: user_id
+%s    key: user_id
     dedupe:
       id: event_id
       window: %v
@@ -131,7 +157,7 @@ pipelines:
     lanes: %d
     steps:
 %s      - output: {stream: %q, max_len: %d}
-`, eddyGroup, n.input(), o.Consumers, payloadField, dedupeWindow, o.Batch, o.Lanes, state, n.output(), outputMaxLen)
+`, eddyGroup, n.input(), o.Consumers, payloadField, input, dedupeWindow, o.Batch, o.Lanes, side.steps(n), n.output(), outputMaxLen)
 }
 
 // probes returns one event per input stream, so that a latency run can

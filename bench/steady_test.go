@@ -80,7 +80,7 @@ func TestVerifyCounts(t *testing.T) {
 func TestEddyConfigState(t *testing.T) {
 	n := runNames("p:", 1)
 	for _, side := range []Side{SideEddy, SideEddyIncr, SideEddyRMW} {
-		cfg := eddyConfig(n, Standard(), side.stateStep())
+		cfg := eddyConfig(n, Standard(), side)
 		state := strings.Index(cfg, "- state:")
 		out := strings.Index(cfg, "- output:")
 		switch {

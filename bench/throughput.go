@@ -32,10 +32,15 @@ type RunStats struct {
 	// PeakRSSBytes is the side's VmHWM at the last output; 0 if unknown.
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// Outputs is the output stream's length after the side exited, and
-	// Pending the entries left pending on its inputs: Events and 0, or the
-	// run is an error.
+	// Pending the entries left pending on its inputs: Events (and the
+	// windowed side's closing events) and 0, or the run is an error.
 	Outputs int64 `json:"outputs"`
 	Pending int64 `json:"pending"`
+	// Windows is the windowed side's window results, one per key and
+	// minute, and CloseSeconds the part of Seconds from the last event's
+	// output to the last result (see Windowed); 0 for the other sides.
+	Windows      int     `json:"windows,omitempty"`
+	CloseSeconds float64 `json:"close_seconds,omitempty"`
 }
 
 // Pair is one paired throughput run: both sides on fresh data of the same size.
@@ -220,7 +225,9 @@ func perMillion(seconds float64, events int) float64 {
 // into the dedupe sets: see premark), starts side, and measures it from its
 // process start until the output holds n entries; then stops it with
 // SIGTERM and verifies the output length, that nothing is pending and,
-// for a stateful side, that its counters add up to n.
+// for a stateful side, that its counters add up to n. The windowed side
+// is measured until its last window result, once closeWindows has closed
+// them, and its results are checked by verifyWindows.
 func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (RunStats, error) {
 	keys := b.next()
 	defer func() { _ = b.clean(ctx, keys) }() // an error here shows on the next run
@@ -229,6 +236,11 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 		return RunStats{}, err
 	}
 	ev := newEvents("t"+strconv.Itoa(b.runs), uint64(b.runs))
+	var tally *windowTally
+	if side == SideEddyWindow {
+		tally = newWindowTally()
+		ev.observe = tally.add
+	}
 	if err := prefill(ctx, r.prod, ev, n, func() int64 { return time.Now().UnixNano() }); err != nil {
 		return RunStats{}, fmt.Errorf("pre-fill: %w", err)
 	}
@@ -249,6 +261,16 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 	if err := b.waitOutputs(ctx, c, keys.output(), int64(n), stuckAfter); err != nil {
 		return RunStats{}, err
 	}
+	outputs, closeTook := int64(n), time.Duration(0)
+	if tally != nil {
+		lastOutput := time.Now()
+		sent, err := b.closeWindows(ctx, c, r, ev, tally)
+		if err != nil {
+			return RunStats{}, err
+		}
+		outputs += int64(sent)
+		closeTook = time.Since(lastOutput)
+	}
 	took := time.Since(c.started)
 	u := c.sample()
 	redis1, err := b.redisCPU(ctx)
@@ -262,8 +284,14 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 		Side: side, Events: n, Seconds: took.Seconds(), EventsPerSec: float64(n) / took.Seconds(),
 		CPUSeconds: u.cpu.Seconds(), RedisCPUSeconds: math.Round((redis1-redis0)*1e6) / 1e6, PeakRSSBytes: u.peakRSS,
 	}
-	if s.Outputs, s.Pending, err = b.verify(ctx, r, int64(n)); err != nil {
+	if s.Outputs, s.Pending, err = b.verify(ctx, r, outputs); err != nil {
 		return s, err
+	}
+	if tally != nil {
+		s.Windows, s.CloseSeconds = len(tally.windows), closeTook.Seconds()
+		if err := b.verifyWindows(ctx, r, tally); err != nil {
+			return s, err
+		}
 	}
 	if side.stateStep() != "" {
 		if err := b.verifyCounts(ctx, r, int64(n)); err != nil {

@@ -42,6 +42,16 @@ reports:
               turn with the plain pipeline (--stateful-runs turns): events/s
               as a ratio to the plain pipeline's; the counters are checked
               to add up to the events
+  windowed    Eddy's pipeline with a window step before its output: tumbling
+              1-minute windows per key in event time (the events' "at"),
+              each one's count and count of distinct pages, emitted when it
+              closes; each run in turn with the plain pipeline
+              (--windowed-runs turns): events/s (until the last window's
+              result) as a ratio to the plain pipeline's, against the aim
+              of 0.7. The windows close at the end by one event an hour
+              ahead on each partition; every result is checked against the
+              events (each event counted once, the distinct pages exact)
+              and no window of the run may be left open
   memory      peak RSS of each side through a backlog of --backlog events
   latency     p50/p99/p999/max from XADD to the output being read, with a
               producer at each of --rates events/s and at the highest rate
@@ -89,6 +99,8 @@ run that fails makes the command exit 1, naming the run and the side.
 	fl.IntVar(&o.Runs, "runs", o.Runs, "paired throughput runs (baseline and Eddy each); figures are medians (0: none)")
 	fl.IntVar(&o.SteadyRuns, "steady-runs", o.SteadyRuns, "paired throughput runs in the dedupe steady state (0: none)")
 	fl.IntVar(&o.StatefulRuns, "stateful-runs", o.StatefulRuns, "turns of the plain and the two stateful pipelines (0: none)")
+	fl.IntVar(&o.WindowedRuns, "windowed-runs", o.WindowedRuns, "turns of the plain and the windowed pipelines (0: none)")
+	fl.StringVar(&o.ProfileDir, "profile-dir", "", "write CPU profiles of the windowed side's eddy process to this directory, one a second of each run (go tool pprof takes them all at once; the profiled runs are a little slower)")
 	fl.IntVar(&o.Consumers, "consumers", o.Consumers, "the baseline's consumers on one stream, and Eddy's partitions (one eddy run process)")
 	fl.IntVar(&o.Batch, "batch", o.Batch, "entries per read, both sides (Eddy's batch_size)")
 	fl.IntVar(&o.Lanes, "lanes", o.Lanes, "Eddy's lanes: keys handled in parallel")
@@ -100,7 +112,7 @@ run that fails makes the command exit 1, naming the run and the side.
 	fl.IntVar(&o.MaxRateTries, "max-rate-tries", o.MaxRateTries, "tries of the search for the highest rate Eddy sustains (0: no search)")
 	fl.BoolVar(&o.SkipMemory, "skip-memory", false, "leave out the memory runs")
 	fl.BoolVar(&o.SkipLatency, "skip-latency", false, "leave out the latency runs")
-	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, steady and stateful runs 1, backlog 200k, duration 2s, 1 latency run, 3 max-rate tries (flags given win)")
+	fl.BoolVar(&quick, "quick", false, "the smaller set, for smoke checks: events 100k, runs 3, steady, stateful and windowed runs 1, backlog 200k, duration 2s, 1 latency run, 3 max-rate tries (flags given win)")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object on stdout (progress stays on stderr)")
 	return cmd
 }
@@ -117,6 +129,7 @@ func applyQuick(cmd *cobra.Command, o *bench.Options) {
 	set("runs", func() { o.Runs = q.Runs })
 	set("steady-runs", func() { o.SteadyRuns = q.SteadyRuns })
 	set("stateful-runs", func() { o.StatefulRuns = q.StatefulRuns })
+	set("windowed-runs", func() { o.WindowedRuns = q.WindowedRuns })
 	set("backlog", func() { o.Backlog = q.Backlog })
 	set("duration", func() { o.Duration = q.Duration })
 	set("warmup", func() { o.Warmup = q.Warmup })
