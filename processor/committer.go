@@ -44,7 +44,9 @@ func (pt *partition) commitLoop(hard context.Context, readerDone <-chan struct{}
 			}
 		}
 		batch = pt.linger(hard, batch, commitLinger)
+		start := time.Now()
 		err := pt.commit(hard, batch)
+		pt.traceCommit(batch, start, err)
 		switch {
 		case errors.Is(err, ErrFenced):
 			pt.log.Warn("commit_fenced", zap.Int("entries", len(batch)), zap.String("fence", pt.fence))
@@ -113,6 +115,7 @@ var testHookBeforeCommit func(batch []*task)
 // write to it and the rest is committed again.
 func (pt *partition) commit(hard context.Context, batch []*task) error {
 	o := pt.p.o
+	carryTraces(batch)
 	for attempt := 1; ; attempt++ {
 		now := o.Now()
 		start := time.Now()
@@ -443,7 +446,7 @@ func (pt *partition) observe(batch []*task, reply string, now time.Time, d time.
 			c.DeadLetters[t.reason]++
 			if ok, n := pt.commitLog.allow(time.Now(), time.Second); ok {
 				pt.log.Warn("dead_lettered", zap.String("entry_id", t.m.ID), zap.String("key", t.m.Key),
-					zap.String("reason", t.reason), zap.Int("attempt", t.m.Attempt), zap.Error(t.err),
+					zap.String("correlation_id", t.m.CorrelationID()), zap.String("reason", t.reason), zap.Int("attempt", t.m.Attempt), zap.Error(t.err),
 					zap.String("dead_letter_stream", o.DeadLetterStream), zap.Int("suppressed", n))
 			}
 		}

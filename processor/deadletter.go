@@ -23,6 +23,10 @@ type DeadLetter struct {
 	Stream, EntryID                string
 	Key, Pipeline, Group, Consumer string
 	FailedAt                       time.Time
+	// CorrelationID names the event in logs and traces: the trace id of
+	// its traceparent field, else its dedupe id, else its stream id (see
+	// Message.CorrelationID); "" for a timer firing.
+	CorrelationID string
 	// Timer and Due are set for a timer firing that failed: the timer's
 	// name and when it was due. Its payload is the field "payload". Such
 	// a dead letter has no stream entry to replay.
@@ -46,6 +50,9 @@ const (
 	dlFailedAt = "eddy.failed_at"
 	dlTimer    = "eddy.timer" // a timer firing: the timer's name
 	dlDue      = "eddy.due"   // a timer firing: when it was due, unix ms
+	// dlCorrelation names the event across logs and traces: see
+	// Message.CorrelationID. Absent for a timer firing.
+	dlCorrelation = "eddy.correlation_id"
 )
 
 // dlPrefix starts every field name the engine adds.
@@ -90,6 +97,8 @@ func deadLetterFields(o *Options, m *Message, reason string, err error, now time
 	)
 	if m.Timer != nil {
 		out = append(out, dlTimer, m.Timer.Name, dlDue, strconv.FormatInt(m.Timer.At.UnixMilli(), 10))
+	} else if id := m.CorrelationID(); id != "" {
+		out = append(out, dlCorrelation, id)
 	}
 	return out
 }
@@ -127,6 +136,8 @@ func parseDeadLetter(id string, fields []string) (DeadLetter, error) {
 			d.Group = v
 		case dlConsumer:
 			d.Consumer = v
+		case dlCorrelation:
+			d.CorrelationID = v
 		case dlTimer:
 			d.Timer = v
 		case dlDue:

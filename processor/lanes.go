@@ -338,7 +338,7 @@ func (p *Processor) afterCall(t *task, start time.Time, err error) attemptResult
 	delay := backoff(p.o.Backoff, p.o.MaxBackoff, m.Attempt)
 	if ok, n := t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
 		p.log.Warn("retrying_entry", zap.Int("partition", m.Partition), zap.String("entry_id", m.ID),
-			zap.String("key", m.Key), zap.Int("attempt", m.Attempt), zap.Duration("backoff", delay),
+			zap.String("key", m.Key), zap.String("correlation_id", m.CorrelationID()), zap.Int("attempt", m.Attempt), zap.Duration("backoff", delay),
 			zap.Error(err), zap.Int("suppressed", n))
 	}
 	m.Attempt++

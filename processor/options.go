@@ -148,6 +148,9 @@ type Options struct {
 	Handler Handler
 	// Observer receives counts and timings; nil means none.
 	Observer Observer
+	// Tracer records a span per commit (see BatchTracer); nil means none,
+	// at no cost. Outputs carry their input's TraceField either way.
+	Tracer BatchTracer
 	// Logger logs; nil means no logs.
 	Logger *zap.Logger
 	// Clock drives every wait of the engine (backoff, leases, reclaim,
