@@ -91,6 +91,9 @@ type sideRun struct {
 	group  string
 	prod   *processor.Producer // routes events to inputs
 	args   []string            // the eddy binary's arguments
+	// pprof is the HTTP address where the side serves /debug/pprof/, ""
+	// when it is not profiled (Options.ProfileDir).
+	pprof string
 }
 
 // prepare returns how to run side on n, writing Eddy's config file to dir.
@@ -116,6 +119,14 @@ func (b *bencher) prepare(side Side, n names) (*sideRun, error) {
 			return nil, fmt.Errorf("write the eddy config: %w", err)
 		}
 		r.args = slices.Concat(global, []string{"run", "-c", cfg, "--consumer", "bench-1", "--http", "off"})
+		if side == SideEddyWindow && o.ProfileDir != "" {
+			addr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			r.pprof = addr
+			r.args = slices.Concat(global, []string{"run", "-c", cfg, "--consumer", "bench-1", "--http", addr, "--pprof"})
+		}
 	case SideBaseline:
 		r.group = baselineGroup
 		r.inputs = []string{n.input()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -258,6 +259,13 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 		return RunStats{}, err
 	}
 	defer c.kill()
+	var prof *profiler
+	if r.pprof != "" {
+		if prof, err = startProfiler(ctx, r.pprof, b.o.ProfileDir, fmt.Sprintf("%s-run%d", side, b.runs)); err != nil {
+			return RunStats{}, err
+		}
+		defer prof.stop() //nolint:errcheck // stopped and reported below; this one is for the early returns
+	}
 	if err := b.waitOutputs(ctx, c, keys.output(), int64(n), stuckAfter); err != nil {
 		return RunStats{}, err
 	}
@@ -273,6 +281,13 @@ func (b *bencher) backlogRun(ctx context.Context, side Side, n, premarked int) (
 	}
 	took := time.Since(c.started)
 	u := c.sample()
+	if prof != nil {
+		files, err := prof.stop()
+		if err != nil {
+			b.progress("warning: profiling %s: %v", side, err)
+		}
+		b.progress("%d CPU profile(s) of %s in %s: go tool pprof %s %s", len(files), side, b.o.ProfileDir, b.o.Exe, filepath.Join(b.o.ProfileDir, string(side)+"-run"+strconv.Itoa(b.runs)+"-*.pprof"))
+	}
 	redis1, err := b.redisCPU(ctx)
 	if err != nil {
 		return RunStats{}, err
