@@ -33,4 +33,14 @@
 // and tells the client (HTTP); Forward appends it anyway, as raw bytes, so
 // that the pipeline dead-letters it with its reason and nothing is dropped
 // on the way in (MQTT, whose publisher cannot be told).
+//
+// # Trace context
+//
+// A producer's W3C trace context goes into the entry as the field
+// "traceparent" (processor.TraceField): an HTTP request's traceparent
+// header is given to each of its events, an MQTT v5 message's user
+// property of that name to its event (a forwarded bad one too, so that its
+// dead letter names the trace). An event whose encoding has the field
+// already keeps its own; an invalid value is not stored. The pipelines
+// carry it on to their outputs and dead letters.
 package ingest

@@ -276,11 +276,14 @@ type request struct {
 	pipeline string // its metrics label: a pipeline of the file, or ""
 	body     *countingReader
 	status   int
+	// traceparent is the request's W3C trace context header, given to
+	// each of its events (Event.Traceparent).
+	traceparent string
 }
 
 func (h *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rq := &request{w: w, start: start}
+	rq := &request{w: w, start: start, traceparent: r.Header.Get(processor.TraceField)}
 	name := r.PathValue("pipeline")
 	p := h.file.Pipeline(name)
 	if p != nil {
@@ -408,7 +411,7 @@ func (h *HTTP) append(ctx context.Context, rq *request, p *pipelines.Pipeline, e
 			tooLarge++
 			reject(ev.line, &Rejection{Reason: ReasonTooLarge, Message: fmt.Sprintf("event is %d bytes, over %s %d", len(ev.data), limitName, maxEvent)})
 		default:
-			evs = append(evs, Event{Data: ev.data})
+			evs = append(evs, Event{Data: ev.data, Traceparent: rq.traceparent})
 			lines = append(lines, ev.line)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/eddy-streams/eddy/internal/secret"
 	"github.com/eddy-streams/eddy/metrics"
 	"github.com/eddy-streams/eddy/pipelines"
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // Appender appends events to a pipeline's input: Sink.Append. The MQTT
@@ -560,7 +561,11 @@ func (m *MQTT) handle(ctx context.Context, batch []inbound) {
 			groups = append(groups, g)
 		}
 		g.msgs = append(g.msgs, i)
-		g.evs = append(g.evs, r.event(values, msg.pub.Payload))
+		ev := r.event(values, msg.pub.Payload)
+		if msg.pub.Properties != nil { // MQTT v5: a user property may carry the trace context
+			ev.Traceparent = msg.pub.Properties.User.Get(processor.TraceField)
+		}
+		g.evs = append(g.evs, ev)
 		if msg.pub.Duplicate() {
 			m.stats.redelivered.Add(1)
 		}

@@ -41,6 +41,12 @@ type Event struct {
 	// the payload: the broker's ACL on topics is the authority on who the
 	// device is); nil for none.
 	Fields map[string]string
+	// Traceparent is the W3C trace context the event came with (an HTTP
+	// request's traceparent header, an MQTT v5 user property of that
+	// name): the entry gets it as its processor.TraceField field, so that
+	// the pipelines continue the producer's trace, unless the encoded
+	// event has that field already. "" or an invalid value: none.
+	Traceparent string
 }
 
 // Rejection says why an event was refused.
@@ -194,6 +200,7 @@ func (s *Sink) Append(ctx context.Context, pipeline string, evs []Event, validat
 	idx := make([]int, 0, len(evs)) // index in evs of each record
 	for i, ev := range evs {
 		rec, rej := ps.encode(ev, validate)
+		rec.Fields = withTrace(rec.Fields, ev.Traceparent)
 		if rej != nil {
 			res[i].Rejected = rej
 			if bad != Forward {
@@ -378,6 +385,20 @@ func withFields(data []byte, fields map[string]string) ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// withTrace adds the stream field processor.TraceField with value tp to
+// fields, unless tp is not a valid traceparent or fields have one.
+func withTrace(fields []string, tp string) []string {
+	if tp == "" || processor.TraceID(tp) == "" {
+		return fields
+	}
+	for i := 0; i < len(fields); i += 2 {
+		if fields[i] == processor.TraceField {
+			return fields
+		}
+	}
+	return append(fields[:len(fields):len(fields)], processor.TraceField, tp)
 }
 
 func fieldsSize(fields []string) int {
