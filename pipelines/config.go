@@ -18,6 +18,8 @@ type File struct {
 	Redis *Redis `yaml:"redis"`
 	// HTTP configures the metrics and health endpoint.
 	HTTP HTTP `yaml:"http"`
+	// Console configures the web console served on the http.addr listener.
+	Console Console `yaml:"console"`
 	// Simulate lists generated loads for the demo.
 	Simulate []Simulate `yaml:"simulate"`
 	// Sources are the HTTP and MQTT ingest sources; nil means none.
@@ -92,6 +94,24 @@ type HTTP struct {
 	// Addr is the listen address. Default DefaultHTTPAddr; "" or "off" in
 	// the file disables the endpoint, which Load reports as "".
 	Addr string `yaml:"addr"`
+}
+
+// Console is the "console" section: the web console that eddy console
+// serves on the http.addr listener. It is read-only unless an
+// admin token is given, in AdminTokenEnv or AdminTokenFile (at most one);
+// then replaying and deleting dead letters need it. This package only
+// parses the section; cmd/eddy reads the token when it starts.
+type Console struct {
+	// Off turns the console off: eddy console refuses to start. Default
+	// false: on.
+	Off bool `yaml:"off"`
+	// AdminTokenEnv names the environment variable that holds the admin
+	// token; starting fails if it is unset or empty. Default (""): none.
+	AdminTokenEnv string `yaml:"admin_token_env"`
+	// AdminTokenFile is a file whose content is the admin token (one
+	// trailing newline dropped), such as a mounted secret. Default (""):
+	// none.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // Simulated load kinds; package simulate generates their events.
