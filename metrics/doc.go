@@ -4,9 +4,12 @@
 //
 // *Metrics implements processor.Observer, so the engine reports commits,
 // retries and handler timings to it without knowing Prometheus. The sampled
-// gauges (lag, pending entries, age of the oldest pending entry) are set by
-// whoever samples them, through SetPartitionStats; producers and simulators
-// count what they add with Produced.
+// gauges (lag, pending entries, age of the oldest pending entry, members
+// alive, Redis reachable) are set by whoever samples them, through
+// SetPartitionStats, SetMembers and SetRedis; producers and simulators
+// count what they add with Produced. Prepare creates a pipeline's series
+// at 0 (every partition, dead-letter reason and analytics step result) so
+// that rate() and alerts work before the first event.
 //
 // It does not own the registry, the HTTP endpoint that serves it, or the
 // sampling loop: cmd/eddy creates the registry, serves /metrics and wires
@@ -30,6 +33,19 @@
 //	eddy_processor_lag_entries{pipeline,partition}          gauge
 //	eddy_processor_pending_entries{pipeline,partition}      gauge
 //	eddy_processor_oldest_pending_age_seconds{pipeline,partition} gauge
+//	eddy_processor_partition_owned{pipeline,partition}       gauge, 1 while this worker holds the lease
+//	eddy_processor_lease_acquisitions_total{pipeline,partition}
+//	eddy_processor_leases_lost_total{pipeline,partition}
+//	eddy_processor_rebalances_total{pipeline}              partitions this worker took or gave up
+//	eddy_processor_members_alive{pipeline}                 gauge, live workers of the group, sampled
+//	eddy_processor_timers_fired_total{pipeline,partition}
+//	eddy_processor_timer_lateness_seconds{pipeline}        histogram
+//	eddy_processor_wrong_partition_total{pipeline,partition}
+//	eddy_step_results_total{pipeline,step,kind}
+//	eddy_step_late_events_total{pipeline,step}
+//	eddy_step_open{pipeline,partition,step}                 gauge, sampled
+//	eddy_redis_up                                          gauge, 1 if the last sample read Redis
+//	eddy_redis_round_trip_seconds                          gauge, the last sample's first read
 //	eddy_ingest_produced_total{pipeline}
 //	eddy_ingest_accepted_total{source,pipeline}              events a source appended
 //	eddy_ingest_rejected_total{source,pipeline,reason}       refused (HTTP) or forwarded to be dead-lettered (MQTT)

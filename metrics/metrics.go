@@ -49,8 +49,14 @@ type Metrics struct {
 	pending          *prometheus.GaugeVec // pipeline, partition
 	oldestPendingAge *prometheus.GaugeVec // pipeline, partition
 
-	owned      *prometheus.GaugeVec   // pipeline, partition: 1 while this worker owns it
-	leasesLost *prometheus.CounterVec // pipeline, partition
+	owned        *prometheus.GaugeVec   // pipeline, partition: 1 while this worker owns it
+	leasesLost   *prometheus.CounterVec // pipeline, partition
+	acquisitions *prometheus.CounterVec // pipeline, partition
+	rebalances   *prometheus.CounterVec // pipeline
+	membersAlive *prometheus.GaugeVec   // pipeline
+
+	redisUp        prometheus.Gauge
+	redisRoundTrip prometheus.Gauge
 
 	timersFired    *prometheus.CounterVec   // pipeline, partition
 	timerLateness  *prometheus.HistogramVec // pipeline
@@ -134,6 +140,23 @@ func New(reg prometheus.Registerer) *Metrics {
 		leasesLost: counter(proc, "leases_lost_total",
 			"Partition leases this worker found taken over (after a pause, a cut-off or a slow renewal); its work on them was fenced.",
 			labelPipeline, labelPartition),
+		acquisitions: counter(proc, "lease_acquisitions_total",
+			"Partition leases this worker acquired (ordering key).",
+			labelPipeline, labelPartition),
+		rebalances: counter(proc, "rebalances_total",
+			"Changes of the partitions this worker owns: each partition taken or given up (ordering key).",
+			labelPipeline),
+		membersAlive: gauge(proc, "members_alive",
+			"Live workers of the pipeline's consumer group (its members set, ordering key), as last sampled.",
+			labelPipeline),
+		redisUp: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "redis", Name: "up",
+			Help: "1 if the last sample read Redis, 0 if every read of it failed.",
+		})),
+		redisRoundTrip: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "redis", Name: "round_trip_seconds",
+			Help: "Time the last sample's first read of Redis took (one pipelined round trip); kept when it failed.",
+		})),
 		timersFired: counter(proc, "timers_fired_total",
 			"Timer firings committed (each timer fires once).",
 			labelPipeline, labelPartition),
@@ -169,6 +192,8 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.commitDuration, m.handleDuration, m.latency,
 		m.lag, m.pending, m.oldestPendingAge,
 		m.timersFired, m.timerLateness, m.wrongPartition,
+		m.owned, m.leasesLost, m.acquisitions, m.rebalances, m.membersAlive,
+		m.redisUp, m.redisRoundTrip,
 		m.produced, m.buildInfo,
 		m.steps.results, m.steps.late, m.steps.open,
 	}

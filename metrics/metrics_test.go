@@ -40,6 +40,8 @@ func exercise(m *Metrics) {
 	m.Produced("orders", 100)
 	m.Owned("orders", 1, true)
 	m.LeaseLost("orders", 2)
+	m.SetMembers("orders", 2)
+	m.SetRedis(true, time.Millisecond)
 }
 
 func TestLint(t *testing.T) {
@@ -95,6 +97,11 @@ func TestNames(t *testing.T) {
 		"eddy_ingest_produced_total":                dto.MetricType_COUNTER,
 		"eddy_processor_partition_owned":            dto.MetricType_GAUGE,
 		"eddy_processor_leases_lost_total":          dto.MetricType_COUNTER,
+		"eddy_processor_lease_acquisitions_total":   dto.MetricType_COUNTER,
+		"eddy_processor_rebalances_total":           dto.MetricType_COUNTER,
+		"eddy_processor_members_alive":              dto.MetricType_GAUGE,
+		"eddy_redis_up":                             dto.MetricType_GAUGE,
+		"eddy_redis_round_trip_seconds":             dto.MetricType_GAUGE,
 		"eddy_processor_timers_fired_total":         dto.MetricType_COUNTER,
 		"eddy_processor_timer_lateness_seconds":     dto.MetricType_HISTOGRAM,
 		"eddy_processor_wrong_partition_total":      dto.MetricType_COUNTER,
@@ -171,13 +178,17 @@ func TestCommittedDeadLetters(t *testing.T) {
 	const want = `
 # HELP eddy_processor_dead_letters_total Entries moved to the dead-letter stream, by reason.
 # TYPE eddy_processor_dead_letters_total counter
+eddy_processor_dead_letters_total{pipeline="p",reason="commit_failed"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="custom"} 1
 eddy_processor_dead_letters_total{pipeline="p",reason="invalid"} 4
+eddy_processor_dead_letters_total{pipeline="p",reason="invalid_effect"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="max_attempts"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="max_deliveries"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="missing_key"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="not_json"} 3
+eddy_processor_dead_letters_total{pipeline="p",reason="output_failed"} 0
 eddy_processor_dead_letters_total{pipeline="p",reason="too_large"} 0
+eddy_processor_dead_letters_total{pipeline="p",reason="wrong_partition"} 0
 `
 	if err := testutil.CollectAndCompare(m.deadLetter, strings.NewReader(want)); err != nil {
 		t.Error(err)
@@ -410,6 +421,14 @@ func TestOwnership(t *testing.T) {
 	m.LeaseLost("orders", 3)
 	if got := testutil.ToFloat64(m.leasesLost.WithLabelValues("orders", "3")); got != 2 {
 		t.Errorf("leases_lost_total = %v, want 2", got)
+	}
+	m.Owned("orders", 3, true)
+	m.Owned("orders", 1, true)
+	if got := testutil.ToFloat64(m.acquisitions.WithLabelValues("orders", "3")); got != 2 {
+		t.Errorf("lease_acquisitions_total{3} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.rebalances.WithLabelValues("orders")); got != 4 {
+		t.Errorf("rebalances_total = %v, want 4 (3 taken, 1 given up)", got)
 	}
 }
 

@@ -13,13 +13,17 @@ var (
 )
 
 // Owned sets eddy_processor_partition_owned for a partition this worker
-// took (true) or gave up (false).
+// took (true) or gave up (false), and counts the change as a rebalance
+// (and a take as a lease acquisition).
 func (m *Metrics) Owned(pipeline string, partition int, owned bool) {
+	part := strconv.Itoa(partition)
 	v := 0.0
 	if owned {
 		v = 1
+		m.acquisitions.WithLabelValues(pipeline, part).Inc()
 	}
-	m.owned.WithLabelValues(pipeline, strconv.Itoa(partition)).Set(v)
+	m.owned.WithLabelValues(pipeline, part).Set(v)
+	m.rebalances.WithLabelValues(pipeline).Inc()
 }
 
 // LeaseLost counts a lease this worker found taken over.

@@ -5,21 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/eddy-streams/eddy/processor"
 )
-
-// engineReasons are the dead-letter reasons the engine itself sets. Their
-// series are created at 0 with the pipeline, so that rate() and alerts on
-// them work before the first dead letter.
-var engineReasons = []string{
-	processor.ReasonInvalid,
-	processor.ReasonNotJSON,
-	processor.ReasonMissingKey,
-	processor.ReasonTooLarge,
-	processor.ReasonMaxAttempts,
-	processor.ReasonMaxDeliveries,
-}
 
 // pipelineSeries caches the children of one pipeline's series.
 type pipelineSeries struct {
