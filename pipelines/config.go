@@ -1,6 +1,11 @@
 package pipelines
 
-import "time"
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
 
 // File is a loaded, validated config file. After Load or Parse every
 // default below has been filled in, except the engine defaults that
@@ -28,6 +33,41 @@ type File struct {
 	Schemas []Schema `yaml:"schemas"`
 	// Pipelines are the pipelines to run; at least one.
 	Pipelines []*Pipeline `yaml:"pipelines"`
+	// Tracing configures OpenTelemetry spans of the pipelines' commits;
+	// nil means off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	Tracing *Tracing `yaml:"tracing"`
+}
+
+// Tracing is the "tracing" section. Every event's W3C trace context (the
+// stream field traceparent) is carried to outputs and dead letters
+// whether or not it is set; this section is about spans: one per commit
+// of a batch, linked to its events' traces, exported over OTLP/HTTP by
+// cmd/eddy.
+type Tracing struct {
+	// OTLPEndpoint is the OTLP/HTTP collector's base URL, such as
+	// "http://localhost:4318" (spans go to its /v1/traces). Default: the
+	// environment's OTEL_EXPORTER_OTLP_ENDPOINT; with neither, no span is
+	// recorded.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the fraction of commits recorded whose batch has no
+	// event of a sampled trace (one with such an event always is), 0..1.
+	// nil means 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+}
+
+// validateTracing checks the tracing section.
+func validateTracing(c *checker, t *Tracing) {
+	if t == nil {
+		return
+	}
+	if e := t.OTLPEndpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.addf("tracing.otlp_endpoint", "want an http:// or https:// URL, got %q", e)
+		}
+	}
+	if r := t.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+		c.addf("tracing.sample_ratio", "must be between 0 and 1")
+	}
 }
 
 // Pipeline returns the pipeline with the given name, or nil.
@@ -136,6 +176,58 @@ type Simulate struct {
 	Duplicates float64 `yaml:"duplicates"`
 	// Bad is the fraction of malformed events (not JSON, no key), 0..1.
 	Bad float64 `yaml:"bad"`
+	// Via is the way the load goes in: "" (default) appends to the
+	// pipeline's input stream directly; SimulateViaHTTP posts it to this
+	// file's HTTP source (sources.http) with a token allowed for the
+	// pipeline; "mqtt:<source>" publishes it to the broker of this file's
+	// MQTT source of that name, on a topic made from the source's topic
+	// filter for the pipeline, its named levels filled from each event.
+	// Either way it is then handled as any client's would be: the demo
+	// shows its ingest paths at work.
+	Via string `yaml:"via"`
+}
+
+// SimulateViaHTTP sends a simulate entry's load through the HTTP source;
+// SimulateViaMQTT, followed by a source name, through an MQTT source.
+const (
+	SimulateViaHTTP = "http"
+	SimulateViaMQTT = "mqtt:"
+)
+
+// ViaMQTT returns the MQTT source and its topic filter for the pipeline
+// that a simulate entry with Via "mqtt:<name>" publishes through.
+func (f *File) ViaMQTT(s Simulate) (*MQTTSource, string, bool) {
+	name, ok := strings.CutPrefix(s.Via, SimulateViaMQTT)
+	if !ok || f.Sources == nil {
+		return nil, "", false
+	}
+	for i := range f.Sources.MQTT {
+		src := &f.Sources.MQTT[i]
+		if src.Name != name {
+			continue
+		}
+		for _, t := range src.Topics {
+			if t.Pipeline == s.Pipeline {
+				return src, t.Filter, true
+			}
+		}
+	}
+	return nil, "", false
+}
+
+// ViaHTTPToken returns the name and the token of sources.http that a
+// simulate entry with Via "http" sends with: the first, by name, allowed
+// for the pipeline.
+func (f *File) ViaHTTPToken(s Simulate) (string, HTTPToken, bool) {
+	if s.Via != SimulateViaHTTP || f.Sources == nil || f.Sources.HTTP == nil {
+		return "", HTTPToken{}, false
+	}
+	for _, name := range sortedKeys(f.Sources.HTTP.Tokens) {
+		if tok := f.Sources.HTTP.Tokens[name]; slices.Contains(tok.Pipelines, s.Pipeline) {
+			return name, tok, true
+		}
+	}
+	return "", HTTPToken{}, false
 }
 
 // Pipeline is one entry of the "pipelines" list. Its Options, Decoder and

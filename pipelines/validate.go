@@ -79,9 +79,12 @@ func validate(c *checker, f *File) {
 	}
 	validateShared(c, f.Pipelines)
 	for i, s := range f.Simulate {
-		validateSimulate(c, fmt.Sprintf("simulate[%d]", i), s, first)
+		path := fmt.Sprintf("simulate[%d]", i)
+		validateSimulate(c, path, s, first)
+		validateVia(c, path+".via", f, s)
 	}
 	validateSchemas(c, f)
+	validateTracing(c, f.Tracing)
 	validateSources(c, f, first)
 }
 
@@ -391,5 +394,24 @@ func validateSimulate(c *checker, path string, s Simulate, pipelines map[string]
 		if !(k.v >= 0 && k.v <= 1) { // NaN too
 			c.addf(at(k.key), "must be between 0 and 1")
 		}
+	}
+}
+
+// validateVia checks that a simulate entry's way in exists in the file.
+func validateVia(c *checker, path string, f *File, s Simulate) {
+	switch {
+	case s.Via == "":
+	case s.Via == SimulateViaHTTP:
+		if f.Sources == nil || f.Sources.HTTP == nil {
+			c.addf(path, "needs sources.http in this file")
+		} else if _, _, ok := f.ViaHTTPToken(s); !ok {
+			c.addf(path, "no token of sources.http.tokens may write to pipeline %q", s.Pipeline)
+		}
+	case strings.HasPrefix(s.Via, SimulateViaMQTT):
+		if _, _, ok := f.ViaMQTT(s); !ok {
+			c.addf(path, "no MQTT source %q in sources.mqtt with a topic for pipeline %q", strings.TrimPrefix(s.Via, SimulateViaMQTT), s.Pipeline)
+		}
+	default:
+		c.addf(path, "want %q or %q<source name>, got %q", SimulateViaHTTP, SimulateViaMQTT, s.Via)
 	}
 }

@@ -136,6 +136,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	defer cancel()
 	grp, gctx := errgroup.WithContext(runCtx)
 	var srv *httpServer
+	var httpAddr string // the http.addr listener's address, once bound
 	wait := redisWait{limit: o.redisWait, log: log}
 	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
 		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: srcs.shared, grace: shutdownTimeout(ps)}
@@ -144,6 +145,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 			return err
 		}
 		wait.failed = srv.waitingFor
+		httpAddr = ln.Addr().String()
 		grp.Go(func() error { return srv.Serve(gctx, ln) })
 		log.Info("http_listening", zap.String("addr", ln.Addr().String()), zap.Strings("paths", srv.paths()))
 	}
@@ -167,20 +169,26 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	for _, proc := range procs {
 		grp.Go(func() error { return proc.Run(gctx) })
 	}
-	for _, s := range f.Simulate {
+	srcs.start(gctx, grp)
+	for i, s := range f.Simulate {
 		p := pipelineNamed(ps, s.Pipeline)
 		if p == nil {
 			continue // its pipeline is not selected
 		}
-		feeder := &simulate.Feeder{
-			Generator: generator(s),
-			Sink:      &simSink{p: p, prod: processor.NewProducer(conn.client, p.Input.Stream, p.Input.Partitions, 0), m: m, log: log},
-			Rate:      s.Rate,
+		sink, closeSink, err := simulateSink(f, i, s, p, conn, m, log, httpAddr, o.noSources)
+		if err != nil {
+			cancel()
+			_ = grp.Wait()
+			return err
 		}
-		grp.Go(func() error { return feeder.Run(gctx) })
-		log.Info("simulator_started", zap.String("pipeline", p.Name), zap.String("kind", s.Kind), zap.Float64("rate", s.Rate))
+		feeder := &simulate.Feeder{Generator: generator(s), Sink: sink, Rate: s.Rate}
+		grp.Go(func() error {
+			defer closeSink()
+			return feeder.Run(gctx)
+		})
+		log.Info("simulator_started", zap.String("pipeline", p.Name), zap.String("kind", s.Kind), zap.Float64("rate", s.Rate),
+			zap.String("via", cmp.Or(s.Via, "stream")))
 	}
-	srcs.start(gctx, grp)
 	rep := &reporter{procs: procs, m: m, t: t, log: log, inMemory: conn.embedded}
 	grp.Go(func() error { return rep.Run(gctx) })
 	gate.open(srv)
@@ -224,30 +232,3 @@ func generator(s pipelines.Simulate) simulate.Generator {
 	return simulate.NewClickstream(o)
 }
 
-// simSink appends generated events to a pipeline's input. Malformed
-// events go in as they are, for the pipeline to dead-letter.
-type simSink struct {
-	p    *pipelines.Pipeline
-	prod *processor.Producer
-	m    *metrics.Metrics
-	log  *zap.Logger
-	last time.Time
-}
-
-// Send never fails the run: generated load that cannot be written while
-// Redis is away is dropped, with a warning, and the feeder goes on.
-func (s *simSink) Send(ctx context.Context, batch []simulate.Event) error {
-	recs := make([]processor.Record, len(batch))
-	for i, e := range batch {
-		recs[i], _ = encode(s.p, e.Data) // routed by the pipeline's own key
-	}
-	if _, err := s.prod.Send(ctx, recs); err != nil {
-		if ctx.Err() == nil && time.Since(s.last) > 5*time.Second {
-			s.last = time.Now()
-			s.log.Warn("simulator_send_failed", zap.String("pipeline", s.p.Name), zap.Error(err))
-		}
-		return nil
-	}
-	s.m.Produced(s.p.Name, len(recs))
-	return nil
-}
