@@ -231,4 +231,3 @@ func generator(s pipelines.Simulate) simulate.Generator {
 	}
 	return simulate.NewClickstream(o)
 }
-
