@@ -16,7 +16,7 @@ import (
 
 // eddy bench --quick --json on a --redis server: one JSON object with both
 // sides, every event verified, ratios and ordered percentiles, the dedupe
-// steady state and the stateful turns; the server's other keys are left
+// steady state, the stateful and the windowed turns; the server's other keys are left
 // alone and none of the bench's is left behind. No timing is asserted:
 // speed is never a unit test's business.
 func TestBenchQuickJSON(t *testing.T) {
@@ -74,10 +74,19 @@ func TestBenchQuickJSON(t *testing.T) {
 	if sf == nil || len(sf.Runs) != 1 || sf.Events != 5000 {
 		t.Fatalf("stateful = %+v, want one turn of 5000 events", sf)
 	}
+	wd := rep.Windowed
+	if wd == nil || len(wd.Runs) != 1 || wd.Events != 5000 || rep.Settings.WindowedRuns != 1 {
+		t.Fatalf("windowed = %+v, want one turn of 5000 events (--quick)", wd)
+	}
+	if w := wd.Runs[0].Window; w.Side != bench.SideEddyWindow || w.Events != 5000 || w.Outputs <= 5000 || w.Pending != 0 ||
+		w.Windows < 1000 || w.Windows > 5000 || w.CloseSeconds <= 0 || w.CloseSeconds > w.Seconds || wd.Ratio <= 0 || wd.Target != bench.WindowedTarget {
+		t.Errorf("windowed run = %+v, ratio %v, target %v; want 5000 events and their windows (one or more a key), the closing events output, 0 pending, a close time within the run, a ratio and the target",
+			w, wd.Ratio, wd.Target)
+	}
 	runs := []bench.RunStats{tp.Pairs[0].Baseline, tp.Pairs[0].Eddy, st.Pairs[0].Baseline, st.Pairs[0].Eddy,
-		sf.Runs[0].Plain, sf.Runs[0].Incr, sf.Runs[0].RMW, rep.Memory.Baseline, rep.Memory.Eddy}
+		sf.Runs[0].Plain, sf.Runs[0].Incr, sf.Runs[0].RMW, wd.Runs[0].Plain, rep.Memory.Baseline, rep.Memory.Eddy}
 	wantSides := []bench.Side{bench.SideBaseline, bench.SideEddy, bench.SideBaseline, bench.SideEddy,
-		bench.SideEddy, bench.SideEddyIncr, bench.SideEddyRMW, bench.SideBaseline, bench.SideEddy}
+		bench.SideEddy, bench.SideEddyIncr, bench.SideEddyRMW, bench.SideEddy, bench.SideBaseline, bench.SideEddy}
 	for i, s := range runs {
 		if s.Side != wantSides[i] || s.Events != 5000 || s.Outputs != 5000 || s.Pending != 0 || s.EventsPerSec <= 0 ||
 			s.CPUSeconds < 0 || s.RedisCPUSeconds <= 0 || s.PeakRSSBytes <= 0 {
@@ -135,6 +144,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--consumers", "2000"}, "--consumers 2000"},
 		{[]string{"bench", "--steady-runs", "-1"}, "--steady-runs -1"},
 		{[]string{"bench", "--stateful-runs", "-1"}, "--stateful-runs -1"},
+		{[]string{"bench", "--windowed-runs", "-1"}, "--windowed-runs -1"},
 		{[]string{"bench", "--runs", "0"}, "--runs 0"},
 		{[]string{"bench", "--rates", "0"}, "--rates"},
 		{[]string{"bench", "extra"}, "unknown command"},
