@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"time"
 )
 
 // Clickstream event types, in the order of a typical shopping session.
@@ -20,25 +21,34 @@ const (
 //	 "page":"/product/123","ts":1700000000000,"ua":"Mozilla/5.0 (…)"}
 //
 // event_id is unique ("c-<seed>-<n>") except in duplicates; user_id
-// ("u<k>", k < Keys) is the key. Each user browses in sessions of a few to
-// a few dozen events that start with a view; about 60% of events are views,
-// 25% clicks, 10% add_to_cart and 5% purchases, which alone carry amount
-// (a price in currency units, two decimals). ts is unix milliseconds.
+// ("u<k>", k < Keys) is the key. Each user browses in sessions of 2 to 31
+// events (session_id) that start with a view; a session is a journey
+// (Options.Buyers, Options.Carts): a buyer's goes view, ..., add_to_cart,
+// ..., purchase (its last event), a cart-leaver's has one add_to_cart and
+// no purchase, the others only view and click (about 70% views); a
+// purchase alone carries amount (a price in currency units, two decimals).
+// After a session the user may pause (Options.Pauses) before the next.
+// ts is unix milliseconds (some out of order or late: Options.Disorder,
+// Options.Late).
 func NewClickstream(opts Options) Generator {
 	opts = opts.withDefaults()
-	return newGenerator(&clickstream{seed: opts.Seed, users: make([]user, opts.Keys)}, opts, 0xc11c)
+	return newGenerator(&clickstream{seed: opts.Seed, users: make([]user, opts.Keys), opts: opts}, opts, 0xc11c)
 }
 
 type clickstream struct {
 	seed     uint64
 	users    []user
 	sessions uint64 // sessions started so far
+	opts     Options
 }
 
 // user is one shopper's session state.
 type user struct {
 	session uint64 // session number + 1; 0 before the first
-	left    int    // events left in the session
+	length  int    // events in the session
+	next    int    // index of the session's next event; length when it has ended
+	cartAt  int    // index of its add_to_cart; -1 for none
+	buys    bool   // its last event is a purchase
 	product int    // product last looked at
 }
 
@@ -56,29 +66,47 @@ const products = 5000
 
 func (c *clickstream) keys() int { return len(c.users) }
 
+// away implements source: a pause after a session's last event.
+func (c *clickstream) away(r *rand.Rand, k int) time.Duration {
+	if c.opts.Pauses <= 0 || c.users[k].next < c.users[k].length || r.Float64() >= c.opts.Pauses {
+		return 0
+	}
+	return c.opts.Pause + time.Duration(r.Float64()*float64(c.opts.Pause))
+}
+
+// start begins user u's next session: its length and its journey.
+func (c *clickstream) start(r *rand.Rand, u *user) {
+	c.sessions++
+	u.session = c.sessions
+	u.length, u.next = 2+r.IntN(30), 0
+	u.product = 1 + r.IntN(products)
+	u.cartAt, u.buys = -1, false
+	switch p := r.Float64(); {
+	case p < c.opts.Buyers:
+		u.length = max(u.length, 3)
+		u.cartAt, u.buys = 1+r.IntN(u.length-2), true
+	case p < c.opts.Buyers+c.opts.Carts:
+		u.cartAt = 1 + r.IntN(u.length-1)
+	}
+}
+
 func (c *clickstream) fresh(r *rand.Rand, n uint64, k int, ts int64, keyless bool) ([]byte, string) {
 	u := &c.users[k]
-	first := u.left == 0
-	if first {
-		c.sessions++
-		u.session = c.sessions
-		u.left = 2 + r.IntN(30)
-		u.product = 1 + r.IntN(products)
+	if u.next >= u.length {
+		c.start(r, u)
 	}
-	u.left--
+	i := u.next
+	u.next++
 
 	typ, page := TypeView, ""
-	if !first {
-		switch p := r.IntN(100); {
-		case p < 60:
-			typ = TypeView
-		case p < 85:
-			typ = TypeClick
-		case p < 95:
-			typ = TypeAddToCart
-		default:
-			typ = TypePurchase
-		}
+	switch {
+	case i == 0:
+	case i == u.cartAt:
+		typ = TypeAddToCart
+	case u.buys && i == u.length-1:
+		typ = TypePurchase
+	case r.IntN(100) >= 70:
+		typ = TypeClick
 	}
 	switch typ {
 	case TypeView:

@@ -1,8 +1,12 @@
 // Package simulate generates load for Eddy: a clickstream (users browsing a
 // shop) and IoT sensor readings, as compact JSON objects, with a chosen share
 // of duplicates and malformed events, keys that send in bursts or go quiet
-// for a while, sensor readings that drift, and a Feeder that hands them to a
-// Sink at a target rate.
+// for a while, sensor readings that drift, what the analytics steps need
+// (users who pause between sessions, shopping journeys that buy or leave a
+// cart, temperatures that rise over a threshold and back, devices that go
+// silent, events out of order and late: on by default, at the sizes of
+// configs/demo.yaml), and a Feeder that hands them to a Sink at a target
+// rate.
 //
 // It owns the event shapes, their randomness (deterministic for a seed), the
 // pacing, and two Sinks that deliver over the network as outside clients

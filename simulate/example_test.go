@@ -19,10 +19,10 @@ func ExampleNewClickstream() {
 		fmt.Println(key, string(event))
 	}
 	// Output:
-	// u0 {"event_id":"c-1-0","user_id":"u0","session_id":"s-1-0","type":"view","page":"/product/4679","ts":1700000000000,"ua":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
-	// u1 {"event_id":"c-1-1","user_id":"u1","session_id":"s-1-1","type":"view","page":"/product/229","ts":1700000000000,"ua":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"}
-	// u0 {"event_id":"c-1-2","user_id":"u0","session_id":"s-1-0","type":"view","page":"/product/503","ts":1700000000000,"ua":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
-	// u0 {"event_id":"c-1-3","user_id":"u0","session_id":"s-1-0","type":"add_to_cart","page":"/cart","ts":1700000000000,"ua":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
+	// u0 {"event_id":"c-1-0","user_id":"u0","session_id":"s-1-0","type":"view","page":"/","ts":1700000000000,"ua":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
+	// u1 {"event_id":"c-1-1","user_id":"u1","session_id":"s-1-1","type":"view","page":"/product/1527","ts":1700000000000,"ua":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"}
+	// u1 {"event_id":"c-1-2","user_id":"u1","session_id":"s-1-1","type":"view","page":"/","ts":1700000000000,"ua":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"}
+	// u1 {"event_id":"c-1-3","user_id":"u1","session_id":"s-1-1","type":"view","page":"/category/electronics","ts":1700000000000,"ua":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"}
 }
 
 func ExampleNewIoT() {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"time"
 )
 
 // IoT sensor kinds.
@@ -49,6 +50,12 @@ var sensors = []sensorModel{
 // one and a half times that, up or down as its draw says), and turns back
 // when it reaches driftSpan times the sensor's spread from the typical
 // reading or the sensor's range. Consecutive readings stay close.
+//
+// With the analytics options (on by default): a temperature device now
+// and then heats up (Options.Heat: its readings rise by HeatRise, hold,
+// and fall back, by the readings' ts), a device goes quiet for a while
+// (Options.Outages), and some readings come out of order or late
+// (Options.Disorder, Options.Late).
 func NewIoT(opts Options) Generator {
 	opts = opts.withDefaults()
 	r := rand.New(rand.NewPCG(opts.Seed, 0x107d))
@@ -74,7 +81,8 @@ func NewIoT(opts Options) Generator {
 			}
 		}
 	}
-	return newGenerator(&iot{seed: opts.Seed, devices: devs}, opts, 0x1071)
+	s := &iot{seed: opts.Seed, devices: devs, opts: opts, heat: rand.New(rand.NewPCG(opts.Seed, 0x4ea7))}
+	return newGenerator(s, opts, 0x1071)
 }
 
 // driftSpan bounds a drifting device's centre: within driftSpan times its
@@ -89,6 +97,8 @@ func (m *sensorModel) driftBounds() (lo, hi float64) {
 type iot struct {
 	seed    uint64
 	devices []device
+	opts    Options
+	heat    *rand.Rand // draws of heat episodes
 }
 
 type device struct {
@@ -98,6 +108,56 @@ type device struct {
 	// centre is what the value drifts back towards: the sensor's typical
 	// reading, moved by trend at every reading (0 without Options.Drift).
 	centre, trend float64
+	// A heat episode (Options.Heat), unix ms: it starts at heatFrom,
+	// rises until heatFrom + ramp, holds until heatHold, falls until
+	// heatHold + ramp. heatFrom 0: none.
+	heatFrom, heatHold int64
+}
+
+// heatOffset is what the heat episode adds to a temperature read at ts,
+// from 0 up to rise; done once the episode is over.
+func (d *device) heatOffset(ts, ramp int64, rise float64) (off float64, done bool) {
+	switch {
+	case ts <= d.heatFrom:
+		return 0, false
+	case ts < d.heatFrom+ramp:
+		return rise * float64(ts-d.heatFrom) / float64(ramp), false
+	case ts <= d.heatHold:
+		return rise, false
+	case ts < d.heatHold+ramp:
+		return rise * float64(d.heatHold+ramp-ts) / float64(ramp), false
+	}
+	return 0, true
+}
+
+// heated returns the reading v of device d at ts, with its heat episode if
+// it has one, and may start one.
+func (s *iot) heated(d *device, v float64, ts int64) float64 {
+	if s.opts.Heat <= 0 || d.sensor.name != SensorTemperature {
+		return v
+	}
+	ramp := max(1, (s.opts.HeatFor / 5).Milliseconds())
+	if d.heatFrom != 0 {
+		off, done := d.heatOffset(ts, ramp, s.opts.HeatRise)
+		if !done {
+			return math.Min(d.sensor.max, v+off)
+		}
+		d.heatFrom, d.heatHold = 0, 0
+	}
+	if s.heat.Float64() < s.opts.Heat {
+		hold := s.opts.HeatFor + time.Duration(s.heat.Float64()*float64(s.opts.HeatFor))
+		d.heatFrom = ts
+		d.heatHold = ts + ramp + hold.Milliseconds()
+	}
+	return v
+}
+
+// away implements source: an outage after a reading.
+func (s *iot) away(r *rand.Rand, _ int) time.Duration {
+	if s.opts.Outages <= 0 || r.Float64() >= s.opts.Outages {
+		return 0
+	}
+	return s.opts.Outage + time.Duration(r.Float64()*float64(s.opts.Outage))
 }
 
 func (s *iot) keys() int { return len(s.devices) }
@@ -127,7 +187,7 @@ func (s *iot) fresh(r *rand.Rand, n uint64, k int, ts int64, keyless bool) ([]by
 		b = appendStringField(b, "device_id", key)
 	}
 	b = appendStringField(b, "sensor", m.name)
-	b = appendFixedField(b, "value", d.value)
+	b = appendFixedField(b, "value", s.heated(d, d.value, ts))
 	b = appendStringField(b, "unit", m.unit)
 	b = appendIntField(b, "ts", ts)
 	b = appendIntField(b, "battery", int64(math.Ceil(d.battery)))

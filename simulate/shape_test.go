@@ -39,8 +39,8 @@ func TestBursts(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			t.Parallel()
 			const n, keys, size = 40_000, 50, 25
-			plain := take(t, k.new(Options{Seed: 4, Keys: keys, Now: fixedClock(epoch)}), n)
-			bursty := take(t, k.new(Options{Seed: 4, Keys: keys, Bursts: 0.005, BurstSize: size, Now: fixedClock(epoch)}), n)
+			steady := take(t, k.new(plain(Options{Seed: 4, Keys: keys, Now: fixedClock(epoch)})), n)
+			bursty := take(t, k.new(plain(Options{Seed: 4, Keys: keys, Bursts: 0.005, BurstSize: size, Now: fixedClock(epoch)})), n)
 
 			longest := func(rs []int) int {
 				m := 0
@@ -49,7 +49,7 @@ func TestBursts(t *testing.T) {
 				}
 				return m
 			}
-			if m := longest(runs(plain)); m >= 6 {
+			if m := longest(runs(steady)); m >= 6 {
 				t.Fatalf("without bursts the longest run of one key is %d events, want under 6 (draws are uniform over %d keys)", m, keys)
 			}
 			bursts, inBursts := 0, 0
@@ -107,8 +107,8 @@ func TestSilences(t *testing.T) {
 				}
 				return out
 			}
-			plain := take(t, k.new(Options{Seed: 9, Keys: keys, Now: steppingClock(step)}), n)
-			for key, gs := range gaps(plain) {
+			still := take(t, k.new(plain(Options{Seed: 9, Keys: keys, Now: steppingClock(step)})), n)
+			for key, gs := range gaps(still) {
 				for _, g := range gs {
 					if g >= silence/2 {
 						t.Fatalf("without silences key %s went %v without an event, want under %v", key, g, silence/2)
@@ -116,7 +116,7 @@ func TestSilences(t *testing.T) {
 				}
 			}
 
-			opts := Options{Seed: 9, Keys: keys, Silences: 0.002, Silence: silence, Now: steppingClock(step)}
+			opts := plain(Options{Seed: 9, Keys: keys, Silences: 0.002, Silence: silence, Now: steppingClock(step)})
 			quiet := take(t, k.new(opts), n)
 			silences := 0
 			for key, gs := range gaps(quiet) {
@@ -139,7 +139,7 @@ func TestSilences(t *testing.T) {
 
 			// Silences are deterministic too: the same seed and clock give
 			// the same events.
-			again := take(t, k.new(Options{Seed: 9, Keys: keys, Silences: 0.002, Silence: silence, Now: steppingClock(step)}), n)
+			again := take(t, k.new(plain(Options{Seed: 9, Keys: keys, Silences: 0.002, Silence: silence, Now: steppingClock(step)})), n)
 			for i := range quiet {
 				if !bytes.Equal(quiet[i].event, again[i].event) {
 					t.Fatalf("event %d differs between two runs of seed 9: %s, %s", i, quiet[i].event, again[i].event)
@@ -154,7 +154,7 @@ func TestSilences(t *testing.T) {
 func TestSilenceKeepsOneKey(t *testing.T) {
 	t.Parallel()
 	const keys = 5
-	g := NewIoT(Options{Seed: 1, Keys: keys, Silences: 1, Silence: time.Second, Now: steppingClock(100 * time.Millisecond)}).(*generator)
+	g := NewIoT(plain(Options{Seed: 1, Keys: keys, Silences: 1, Silence: time.Second, Now: steppingClock(100 * time.Millisecond)})).(*generator)
 	seen := map[string]int{}
 	for i := range 2000 {
 		_, key := g.Next()
@@ -181,7 +181,7 @@ func TestDrift(t *testing.T) {
 	// apart its lowest and highest readings were, in steps of its sensor's
 	// walk.
 	spans := func(drift float64) (lo, hi float64) {
-		g := NewIoT(Options{Seed: 2, Keys: keys, Drift: drift, Now: fixedClock(epoch)})
+		g := NewIoT(plain(Options{Seed: 2, Keys: keys, Drift: drift, Now: fixedClock(epoch)}))
 		type span struct{ min, max, step float64 }
 		devs := map[string]*span{}
 		last := map[string]float64{}
