@@ -8,8 +8,9 @@
 // the generated events and the pre-fill
 // (events.go), the two sides run as child processes of the same eddy binary
 // (side.go, child.go, procfs_*.go), the throughput, dedupe steady state,
-// stateful, memory and latency scenarios (throughput.go, steady.go,
-// latency.go), the statistics (stats.go) and the report, as a table or as
+// stateful, windowed, memory and latency scenarios (throughput.go,
+// steady.go, windowed.go, latency.go), the CPU profiles of the windowed
+// side (profile.go), the statistics (stats.go) and the report, as a table or as
 // JSON (report.go).
 //
 // It owns `eddy bench-ingest` too: its options and the run (ingest.go), the
@@ -30,5 +31,6 @@
 // Import direction: cmd/eddy -> bench -> processor (the producer and its
 // routing, partition stream, dedupe and state key names), dedupe (the
 // bucket sets of a window), internal/redisserver, and for bench-ingest
-// ingest, pipelines, metrics and simulate.
+// ingest, pipelines, metrics and simulate (pipelines also in the tests,
+// which load the windowed side's config).
 package bench

@@ -82,6 +82,9 @@ func (p *profiler) loop(ctx context.Context) {
 			case <-ctx.Done():
 				t.Stop()
 				return
+			case <-p.stopping:
+				t.Stop()
+				return
 			case <-t.C:
 			}
 			continue
