@@ -93,6 +93,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.AddCommand(schemaCommand(g))
 	root.AddCommand(benchIngestCommand(g))
 	root.AddCommand(testCommand(g))
+	root.AddCommand(consoleCommand(g))
 
 	err := root.ExecuteContext(ctx)
 	var ee exitError
