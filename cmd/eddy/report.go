@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,9 +49,13 @@ func (os observers) LeaseLost(pipeline string, partition int) {
 	}
 }
 
-// tally counts what every pipeline of this process did, for the summary line.
+// tally counts what every pipeline of this process did, for the summary
+// line: entries, and the analytics steps' results by kind (window results
+// closed, sessions, funnel results, alerts raised) from the commits' step
+// counts ("<step>/emitted/<kind>", pipelines.CountName).
 type tally struct {
 	processed, duplicates, deadLetters, retries atomic.Int64
+	windows, sessions, funnels, alerts          atomic.Int64
 }
 
 func (t *tally) Committed(c processor.Commit) {
@@ -61,6 +66,43 @@ func (t *tally) Committed(c processor.Commit) {
 		n += d
 	}
 	t.deadLetters.Add(int64(n))
+	for name, n := range c.Counts {
+		if c := t.resultCounter(name); c != nil {
+			c.Add(int64(n))
+		}
+	}
+}
+
+// resultCounter is the counter of a step count named
+// "<step>/emitted/<kind>", nil for any other count or kind.
+func (t *tally) resultCounter(name string) *atomic.Int64 {
+	rest, kind, ok := cutLast(name)
+	if !ok {
+		return nil
+	}
+	if _, what, ok := cutLast(rest); !ok || what != "emitted" {
+		return nil
+	}
+	switch kind {
+	case "window":
+		return &t.windows
+	case "session":
+		return &t.sessions
+	case "funnel":
+		return &t.funnels
+	case "alert":
+		return &t.alerts
+	}
+	return nil
+}
+
+// cutLast cuts s around its last "/".
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
 }
 
 func (t *tally) Retried(string, int, error)    { t.retries.Add(1) }
@@ -78,6 +120,7 @@ type reporter struct {
 	lastAt        time.Time
 	lastProcessed int64
 	lag, pending  int64
+	open          int64 // the analytics steps' open windows, sessions, funnels and alerts
 }
 
 func (r *reporter) Run(ctx context.Context) error {
@@ -99,7 +142,7 @@ func (r *reporter) Run(ctx context.Context) error {
 }
 
 func (r *reporter) sample(ctx context.Context) {
-	var lag, pending int64
+	var lag, pending, open int64
 	for _, p := range r.procs {
 		stats, err := p.Stats(ctx)
 		if err != nil {
@@ -109,6 +152,7 @@ func (r *reporter) sample(ctx context.Context) {
 		if gauges, err := p.Gauges(ctx); err == nil {
 			for part, g := range gauges {
 				r.m.SetStepGauges(name, part, g)
+				open += openGauges(g)
 			}
 		}
 		for _, s := range stats {
@@ -117,7 +161,18 @@ func (r *reporter) sample(ctx context.Context) {
 			pending += s.Pending
 		}
 	}
-	r.lag, r.pending = lag, pending
+	r.lag, r.pending, r.open = lag, pending, open
+}
+
+// openGauges sums a partition's "<step>/open" gauges (pipelines.GaugeOpen).
+func openGauges(g map[string]int64) int64 {
+	var n int64
+	for name, v := range g {
+		if strings.HasSuffix(name, "/open") {
+			n += v
+		}
+	}
+	return n
 }
 
 func (r *reporter) summary(ctx context.Context, msg string) {
@@ -134,6 +189,11 @@ func (r *reporter) summary(ctx context.Context, msg string) {
 		zap.Int64("retries", r.t.retries.Load()),
 		zap.Int64("lag", r.lag),
 		zap.Int64("pending", r.pending),
+		zap.Int64("windows", r.t.windows.Load()),
+		zap.Int64("sessions", r.t.sessions.Load()),
+		zap.Int64("funnels", r.t.funnels.Load()),
+		zap.Int64("alerts", r.t.alerts.Load()),
+		zap.Int64("open", r.open),
 	}
 	if r.inMemory {
 		fields = append(fields, zap.Bool("in_memory_only", true))
