@@ -45,7 +45,7 @@
 //	eddy_step_late_events_total{pipeline,step}
 //	eddy_step_open{pipeline,partition,step}                 gauge, sampled
 //	eddy_redis_up                                          gauge, 1 if the last sample read Redis
-//	eddy_redis_round_trip_seconds                          gauge, the last sample's first read
+//	eddy_redis_probe_seconds                               gauge, how long the last sample's probe took
 //	eddy_ingest_produced_total{pipeline}
 //	eddy_ingest_accepted_total{source,pipeline}              events a source appended
 //	eddy_ingest_rejected_total{source,pipeline,reason}       refused (HTTP) or forwarded to be dead-lettered (MQTT)

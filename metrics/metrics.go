@@ -55,8 +55,8 @@ type Metrics struct {
 	rebalances   *prometheus.CounterVec // pipeline
 	membersAlive *prometheus.GaugeVec   // pipeline
 
-	redisUp        prometheus.Gauge
-	redisRoundTrip prometheus.Gauge
+	redisUp    prometheus.Gauge
+	redisProbe prometheus.Gauge
 
 	timersFired    *prometheus.CounterVec   // pipeline, partition
 	timerLateness  *prometheus.HistogramVec // pipeline
@@ -153,9 +153,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Subsystem: "redis", Name: "up",
 			Help: "1 if the last sample read Redis, 0 if every read of it failed.",
 		})),
-		redisRoundTrip: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "redis", Name: "round_trip_seconds",
-			Help: "Time the last sample's first read of Redis took (one pipelined round trip); kept when it failed.",
+		redisProbe: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "redis", Name: "probe_seconds",
+			Help: "How long the last sample's probe of Redis took (reading a pipeline's members: two round trips); kept when it failed.",
 		})),
 		timersFired: counter(proc, "timers_fired_total",
 			"Timer firings committed (each timer fires once).",
@@ -193,7 +193,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.lag, m.pending, m.oldestPendingAge,
 		m.timersFired, m.timerLateness, m.wrongPartition,
 		m.owned, m.leasesLost, m.acquisitions, m.rebalances, m.membersAlive,
-		m.redisUp, m.redisRoundTrip,
+		m.redisUp, m.redisProbe,
 		m.produced, m.buildInfo,
 		m.steps.results, m.steps.late, m.steps.open,
 	}

@@ -101,7 +101,7 @@ func TestNames(t *testing.T) {
 		"eddy_processor_rebalances_total":           dto.MetricType_COUNTER,
 		"eddy_processor_members_alive":              dto.MetricType_GAUGE,
 		"eddy_redis_up":                             dto.MetricType_GAUGE,
-		"eddy_redis_round_trip_seconds":             dto.MetricType_GAUGE,
+		"eddy_redis_probe_seconds":                  dto.MetricType_GAUGE,
 		"eddy_processor_timers_fired_total":         dto.MetricType_COUNTER,
 		"eddy_processor_timer_lateness_seconds":     dto.MetricType_HISTOGRAM,
 		"eddy_processor_wrong_partition_total":      dto.MetricType_COUNTER,

@@ -104,13 +104,12 @@ func (m *Metrics) SetMembers(pipeline string, n int) {
 }
 
 // SetRedis sets eddy_redis_up from whether a sample could read Redis, and,
-// when it could, eddy_redis_round_trip_seconds from how long its first
-// read took.
-func (m *Metrics) SetRedis(up bool, roundTrip time.Duration) {
+// when it could, eddy_redis_probe_seconds from how long its probe took.
+func (m *Metrics) SetRedis(up bool, probe time.Duration) {
 	if !up {
 		m.redisUp.Set(0)
 		return
 	}
 	m.redisUp.Set(1)
-	m.redisRoundTrip.Set(seconds(roundTrip))
+	m.redisProbe.Set(seconds(probe))
 }

@@ -144,7 +144,7 @@ func TestSetRedis(t *testing.T) {
 		{true, 500 * time.Microsecond, 1, 0.0005},
 	} {
 		m.SetRedis(c.up, c.rtt)
-		if up, rt := testutil.ToFloat64(m.redisUp), testutil.ToFloat64(m.redisRoundTrip); up != c.wantUp || rt != c.wantRound {
+		if up, rt := testutil.ToFloat64(m.redisUp), testutil.ToFloat64(m.redisProbe); up != c.wantUp || rt != c.wantRound {
 			t.Errorf("SetRedis(%v, %v): up %v round trip %v, want %v and %v", c.up, c.rtt, up, rt, c.wantUp, c.wantRound)
 		}
 	}
