@@ -102,7 +102,12 @@ type sgH struct {
 
 func sgHarness(t testing.TB, eventTime, correlate bool, opts pipetest.Options) *sgH {
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(sgConfig(eventTime, correlate)), sgRegistry(t))
+	return sgHarnessOf(t, sgConfig(eventTime, correlate), eventTime, opts)
+}
+
+func sgHarnessOf(t testing.TB, config string, eventTime bool, opts pipetest.Options) *sgH {
+	t.Helper()
+	f, err := pipelines.Parse("test.yaml", []byte(config), sgRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,6 +485,23 @@ func TestSagaEventTime(t *testing.T) {
 	if r := es[len(es)-1].Data; r["ended"] != float64(alMS(30*time.Second)) || r["reason"] != "timeout" {
 		t.Errorf("result = %v, want a timeout ended at the watermark 30s", r)
 	}
+}
+
+// A reply handled after its step's deadline, before the timer fired (the
+// owner looks for due timers once an hour here), finds the step timed out:
+// the same rule as the timer's, so the outcome does not depend on which of
+// the two is handled first.
+func TestSagaReplyAfterDeadline(t *testing.T) {
+	config := strings.Replace(sgConfig(false, false), "tick: 1ms", "tick: 1h", 1)
+	h := sgHarnessOf(t, config, false, pipetest.Options{})
+	h.send("o1", "order.placed", 0)
+	h.Clock().Advance(30 * time.Second) // the deadline, past the harness's timer handling
+	h.send("o1", sgDone[0], 0)
+	es := h.check("o1 do reserve_inventory", "o1 failed")
+	if r := es[1].Data; r["reason"] != "timeout" || r["ended"] != float64(alMS(30*time.Second)) {
+		t.Errorf("result = %v, want reason timeout, ended at 30s", r)
+	}
+	h.checkEnded("o1", "order:o1:e1", "failed")
 }
 
 // Every broken saga config is reported, with its path and line.

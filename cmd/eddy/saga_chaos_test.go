@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -60,7 +61,7 @@ type streamCommands struct {
 
 func (s *streamCommands) Read(ctx context.Context) ([][]byte, error) {
 	res, err := s.c.XRead(ctx, &redis.XReadArgs{Streams: []string{"orders:commands", s.last}, Count: 500, Block: 200 * time.Millisecond}).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
