@@ -52,7 +52,7 @@ import (
 // start while the key's saga runs ("busy") or of the saga that ran last
 // ("duplicate": a redelivered start event does not start it twice); a
 // reply matching another step's done or failed than the current one's, or,
-// with correlate, answering another command than the current one
+// with correlate, answering another command than the current one or none
 // ("stale"); a reply matching any step's done or failed while the key has
 // no saga running: it came after the end ("ended"). Every event, a reply or
 // not, goes on to the next step.
