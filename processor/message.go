@@ -77,6 +77,10 @@ type Message struct {
 	ks       keyspace
 	states   *stateCache
 	pt       *partition // the partition it came from; nil in tests
+	// wmAt is the watermark as of the entry's place in the stream (unix
+	// ms), set (wmSet) when it was dispatched; see Watermark.
+	wmAt  int64
+	wmSet bool
 }
 
 // Field returns the value of the named field and whether it is present.
@@ -151,18 +155,28 @@ func (m *Message) Now() time.Time {
 	return m.pt.p.o.Clock.Now()
 }
 
-// Watermark is the partition's event-time watermark as it stands now (the
-// highest event time read, less Options.AllowedLateness, or the clock's
-// time less AllowedLateness once the partition has been idle for
-// Options.IdleWatermark); zero when no event time is known yet. It never
-// goes back while the partition has one owner; a new owner starts from the
-// watermark last committed. An event-time timer due at or before it has
-// fired or is about to.
+// Watermark is the partition's event-time watermark (the highest event
+// time read, less Options.AllowedLateness, or the clock's time less
+// AllowedLateness once the partition has been idle for
+// Options.IdleWatermark); zero when no event time is known yet.
+//
+// For an entry it is the watermark as of the entry's place in the stream:
+// that of the reads before it, raised by the event times of the entries
+// before it in its own read, not by its own or by later ones. So it does
+// not depend on how the entries were split into reads, and an event-time
+// timer due after it has not fired before the entry is handled (a firing
+// is queued behind the entries of its key read before it). For a timer
+// firing it is the watermark as the firing runs. A new owner starts from
+// the watermark last committed, which may be ahead of that of the pending
+// entries it takes over.
 func (m *Message) Watermark() time.Time {
 	if m.pt == nil {
 		return time.Time{}
 	}
 	w := m.pt.watermark.Load()
+	if m.wmSet && m.Timer == nil {
+		w = m.wmAt
+	}
 	if w <= 0 {
 		return time.Time{}
 	}
@@ -174,5 +188,5 @@ func (m *Message) Watermark() time.Time {
 func (m *Message) retryCopy() *Message {
 	return &Message{ID: m.ID, Stream: m.Stream, Partition: m.Partition, Fields: m.Fields, Key: m.Key,
 		DedupeID: m.DedupeID, Data: m.Data, Attempt: m.Attempt, Deliveries: m.Deliveries,
-		EventTime: m.EventTime, Timer: m.Timer, received: m.received, ks: m.ks, states: m.states, pt: m.pt}
+		EventTime: m.EventTime, Timer: m.Timer, received: m.received, ks: m.ks, states: m.states, pt: m.pt, wmAt: m.wmAt, wmSet: m.wmSet}
 }

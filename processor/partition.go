@@ -558,6 +558,12 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 		pt.inflight[e.id] = now
 	}
 	pt.mu.Unlock()
+	// Each entry gets the watermark as of its place in the stream: that of
+	// the reads before, raised by the event times of the entries before it
+	// in this read (not by its own or later ones), so that whether an
+	// entry is late does not depend on where a read ends.
+	running := pt.watermark.Load()
+	lateness := o.AllowedLateness.Milliseconds()
 	for _, e := range entries {
 		m := &Message{ID: e.id, Stream: pt.stream, Partition: pt.n, Fields: e.fields,
 			Deliveries: e.deliveries, Attempt: int(max(e.deliveries, 1)), received: now, ks: pt.ks, pt: pt}
@@ -592,8 +598,10 @@ func (pt *partition) dispatch(rctx, hard context.Context, lanes []*lane, entries
 				continue
 			}
 		}
+		m.wmAt, m.wmSet = running, true
 		if !m.EventTime.IsZero() {
 			latest = max(latest, m.EventTime.UnixMilli())
+			running = max(running, m.EventTime.UnixMilli()-lateness)
 		}
 		if m.DedupeID != "" && pt.p.dd.Enabled() {
 			pt.mu.Lock()
