@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -70,6 +72,24 @@ func newConsole(f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.Universal
 		o.Pipelines = append(o.Pipelines, cp)
 	}
 	return console.New(o)
+}
+
+// withConsole returns routes (the http.addr listener's extra routes, nil
+// for none) with the web console of ps mounted at "/", unless the file's
+// console.off is set. It is what eddy run calls to serve the console next
+// to /metrics.
+func withConsole(routes map[string]http.Handler, f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.UniversalClient, log *zap.Logger) (map[string]http.Handler, error) {
+	if f.Console.Off {
+		return routes, nil
+	}
+	c, err := newConsole(f, ps, rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]http.Handler, len(routes)+1)
+	maps.Copy(out, routes)
+	maps.Copy(out, c.Routes())
+	return out, nil
 }
 
 func consoleCommand(g *globals) *cobra.Command {

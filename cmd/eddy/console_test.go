@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,6 +63,38 @@ func TestConsoleCommandRefuses(t *testing.T) {
 		code, _, errOut := eddy(t, "", "--redis", "redis://127.0.0.1:1", "console", "-c", cfg)
 		if code != 2 || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%s: eddy console = %d %q, want 2 and %q", tt.name, code, errOut, tt.want)
+		}
+	}
+}
+
+func TestWithConsole(t *testing.T) {
+	base := `pipelines:
+  - name: pay
+    input: {stream: pay}
+    key: account
+    steps: [{output: {stream: "pay:out"}}]
+`
+	ingest := http.NotFoundHandler()
+	tests := []struct {
+		name, config string
+		console      bool
+	}{
+		{"on by default", base, true},
+		{"off", "console: {off: true}\n" + base, false},
+	}
+	for _, tt := range tests {
+		f, err := pipelines.Parse("c.yaml", []byte(tt.config), pipelines.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+		routes, err := withConsole(map[string]http.Handler{"POST /ingest": ingest}, f, f.Pipelines, c, nil)
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("%s: withConsole = %v", tt.name, err)
+		}
+		if _, ok := routes["/"]; ok != tt.console || routes["POST /ingest"] == nil {
+			t.Errorf("%s: routes %v: console mounted = %v, want %v, with the ingest route kept", tt.name, slices.Collect(maps.Keys(routes)), ok, tt.console)
 		}
 	}
 }
