@@ -76,6 +76,9 @@
 //     resolved with hysteresis.
 //   - absence: {name, output, after, group_by, values} — an alert when a
 //     key sends nothing for a while, resolved when it sends again.
+//   - saga: {name, output, start, correlate, fields, timeout, steps} — a
+//     multi-service transaction per key: commands emitted in order, replies
+//     as events, a timeout per step, compensations in reverse order.
 //
 // Custom steps are registered on a Registry with Register before Load; a
 // factory decodes its config with StepConfig.Decode, which is as strict as

@@ -92,5 +92,5 @@ pipelines:
 	// bad.yaml:4: pipelines[0].input.partitions: must be between 1 and 1024
 	// bad.yaml:6: pipelines[0].retry.backoff: invalid duration "soon": want a Go duration such as 500ms, 10s or 24h
 	// bad.yaml:6: pipelines[0].retry.max_attempts: must be at least 1
-	// bad.yaml:8: pipelines[0].steps[0]: unknown step type "frobnicate" (registered: absence, fault, filter, funnel, map, output, require, schema, session, state, threshold, validate, window)
+	// bad.yaml:8: pipelines[0].steps[0]: unknown step type "frobnicate" (registered: absence, fault, filter, funnel, map, output, require, saga, schema, session, state, threshold, validate, window)
 }

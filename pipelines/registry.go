@@ -141,7 +141,8 @@ var stepNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // NewRegistry returns a registry with the built-in steps: require,
 // validate, filter, map, output, state, fault and schema, and the
-// analytics steps window, session, funnel, threshold and absence.
+// analytics steps window, session, funnel, threshold and absence, and the
+// saga step.
 func NewRegistry() *Registry {
 	return &Registry{factories: map[string]StepFactory{
 		"require":  newRequire,
@@ -158,6 +159,7 @@ func NewRegistry() *Registry {
 		"funnel":    newFunnel,
 		"threshold": newThreshold,
 		"absence":   newAbsence,
+		"saga":      newSaga,
 	}}
 }
 

@@ -36,7 +36,7 @@ func TestRegister(t *testing.T) {
 	if err := r.Register("map", step); !errors.Is(err, ErrDuplicateStep) {
 		t.Errorf("Register(map) = %v, want ErrDuplicateStep", err)
 	}
-	if got := strings.Join(r.Names(), ","); got != "absence,enrich,fault,filter,funnel,geo_ip2,map,output,require,schema,session,state,threshold,validate,window" {
+	if got := strings.Join(r.Names(), ","); got != "absence,enrich,fault,filter,funnel,geo_ip2,map,output,require,saga,schema,session,state,threshold,validate,window" {
 		t.Errorf("Names() = %s", got)
 	}
 }
