@@ -8,13 +8,16 @@ cd "$(dirname "$0")/.."
 # What the tests run besides Go: redis-server (and redis-cli), mosquitto
 # for the MQTT source's tests, prometheus (and promtool) for the dashboard
 # and alert rules (deploy/), and docker-compose to validate
-# docker-compose.yml (config only: no Docker engine needed). Installed when
+# docker-compose.yml (config only: no Docker engine needed), chromium for
+# the console's browser test. Installed when
 # missing.
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# chromium for the web console's browser test (cmd/eddy TestConsoleInBrowser).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   sudo=""

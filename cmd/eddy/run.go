@@ -112,6 +112,12 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	m.SetBuildInfo(eddyVersion())
+	prepareMetrics(m, ps)
+	tracer, stopTracing, err := newTracer(ctx, f.Tracing, os.LookupEnv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracer(ctx, stopTracing, log)
 	t := &tally{}
 	srcs := &sources{log: log}
 	if !o.noSources {
@@ -124,7 +130,7 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	gate := &failGate{} // /readyz unready once a pipeline fails
 	for _, p := range ps {
 		po := p.Options()
-		po.Consumer, po.Logger, po.Observer = o.consumer, log, observers{m, t, gate}
+		po.Consumer, po.Logger, po.Observer, po.Tracer = o.consumer, log, observers{m, t, gate}, tracer
 		proc, err := processor.New(conn.client, po)
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.Name, err)
@@ -139,7 +145,11 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	var httpAddr string // the http.addr listener's address, once bound
 	wait := redisWait{limit: o.redisWait, log: log}
 	if addr := f.HTTP.Addr; addr != "" && addr != "off" {
-		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: srcs.shared, grace: shutdownTimeout(ps)}
+		routes, err := withConsole(srcs.shared, f, ps, conn.client, log)
+		if err != nil {
+			return err
+		}
+		srv = &httpServer{addr: addr, reg: reg, rdb: conn.client, pprof: o.pprof, routes: routes, grace: shutdownTimeout(ps)}
 		ln, err := srv.listen(ctx)
 		if err != nil {
 			return err
