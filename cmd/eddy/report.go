@@ -142,6 +142,7 @@ func (r *reporter) Run(ctx context.Context) error {
 }
 
 func (r *reporter) sample(ctx context.Context) {
+	r.sampleHealth(ctx)
 	var lag, pending, open int64
 	for _, p := range r.procs {
 		stats, err := p.Stats(ctx)
