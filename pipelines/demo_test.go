@@ -15,6 +15,7 @@ func TestDemoPipelines(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range f.Pipelines {
+		withoutAnalytics(p)
 		for _, s := range p.steps {
 			if fs, ok := s.step.(*faultStep); ok {
 				fs.random = func() float64 { return 0.999 } // no faults here

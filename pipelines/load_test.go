@@ -258,6 +258,7 @@ func TestOptions(t *testing.T) {
 		DeadLetterStream: "clicks:dlq", DeadLetterMaxLen: 1000000,
 		DedupeWindow: 24 * time.Hour, DedupeBucket: time.Hour, DedupeAtCommit: true,
 		ShutdownTimeout: 15 * time.Second,
+		StateNames:      []string{"sessions", "checkout"}, WrongPartition: processor.WrongPartitionDeadLetter,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Options() =\n%+v\nwant\n%+v", got, want)

@@ -375,6 +375,7 @@ func TestIoTConfigSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.Pipeline("iot")
+	withoutAnalytics(p)
 	if got := p.SchemaTypes(); len(got) != 1 || got[0] != "reading" {
 		t.Fatalf("iot SchemaTypes() = %v, want [reading]", got)
 	}
