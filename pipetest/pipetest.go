@@ -61,7 +61,7 @@ type Entry struct {
 type Harness struct {
 	file    *pipelines.File
 	opts    Options
-	clock   *ManualClock
+	clock   *processor.ManualClock
 	mr      *miniredis.Miniredis
 	ownMR   bool
 	rdb     *redis.Client
@@ -86,7 +86,7 @@ func Start(f *pipelines.File, opts Options) (*Harness, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	h := &Harness{file: f, opts: opts, clock: NewManualClock(opts.Start), mr: opts.Redis,
+	h := &Harness{file: f, opts: opts, clock: processor.NewManualClock(opts.Start), mr: opts.Redis,
 		procs: map[string]*processor.Processor{}, ins: map[string]*processor.Inspector{}}
 	if h.mr == nil {
 		h.mr = miniredis.NewMiniRedis()
@@ -164,7 +164,7 @@ func (h *Harness) Close() error {
 func (h *Harness) Now() time.Time { return h.clock.Now() }
 
 // Clock is the harness's clock.
-func (h *Harness) Clock() *ManualClock { return h.clock }
+func (h *Harness) Clock() *processor.ManualClock { return h.clock }
 
 // Client is a client of the embedded Redis.
 func (h *Harness) Client() redis.UniversalClient { return h.rdb }

@@ -3,7 +3,6 @@ package processor
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,75 +10,13 @@ import (
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
-// fakeClock is a Clock that moves only when a test advances it.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c       chan time.Time
-	at      time.Time
-	clk     *fakeClock
-	stopped bool
-}
-
-func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) NewTimer(d time.Duration) ClockTimer {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t := &fakeTimer{c: make(chan time.Time, 1), at: f.now.Add(d), clk: f}
-	if d <= 0 {
-		t.c <- f.now
-		return t
-	}
-	f.timers = append(f.timers, t)
-	return t
-}
-
-// Advance moves the clock by d and fires every timer due by then.
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-	kept := f.timers[:0]
-	for _, t := range f.timers {
-		switch {
-		case t.stopped:
-		case !t.at.After(f.now):
-			t.c <- f.now
-		default:
-			kept = append(kept, t)
-		}
-	}
-	f.timers = kept
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-
-func (t *fakeTimer) Stop() bool {
-	t.clk.mu.Lock()
-	defer t.clk.mu.Unlock()
-	was := !t.stopped && len(t.c) == 0
-	t.stopped = true
-	return was
-}
-
 // The engine waits on its Clock: a retry an hour of backoff away, and a
 // timer due in an hour, happen as soon as the test moves the clock, and
 // not before. Nothing here waits for wall time to pass.
 func TestClockDrivesBackoffAndTimers(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
-	clk := newFakeClock(time.Now())
+	clk := NewManualClock(time.Now())
 	var failed, fired atomic.Int32
 	h := HandlerFunc(func(_ context.Context, m *Message) error {
 		if m.Timer != nil {

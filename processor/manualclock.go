@@ -1,20 +1,20 @@
-package pipetest
+package processor
 
 import (
 	"sync"
 	"time"
-
-	"github.com/eddy-streams/eddy/processor"
 )
 
-// ManualClock is a processor.Clock that moves only when Advance moves it.
+// ManualClock is a Clock that moves only when Advance moves it: for tests
+// of code that runs the engine (package pipetest, eddy test), which drive
+// time instead of waiting for it.
 type ManualClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*manualTimer
 }
 
-var _ processor.Clock = (*ManualClock)(nil)
+var _ Clock = (*ManualClock)(nil)
 
 type manualTimer struct {
 	c       chan time.Time
@@ -34,7 +34,7 @@ func (c *ManualClock) Now() time.Time {
 }
 
 // NewTimer returns a timer that fires once the clock has moved d forward.
-func (c *ManualClock) NewTimer(d time.Duration) processor.ClockTimer {
+func (c *ManualClock) NewTimer(d time.Duration) ClockTimer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &manualTimer{c: make(chan time.Time, 1), at: c.now.Add(d), clk: c}
