@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,6 +106,22 @@ type analytic struct {
 	grace time.Duration
 }
 
+// analyticsConfigurer is an analytics step's YAML: it picks out the part
+// every analytics step has.
+type analyticsConfigurer interface {
+	analytics() analyticsConfig
+}
+
+// decodeAnalytic decodes the step's config into c and checks the fields
+// every analytics step has. It returns every problem, the decoding's among
+// them: the step checks on even if decoding failed, to report everything
+// at once.
+func decodeAnalytic(cfg StepConfig, c analyticsConfigurer) (analytic, []error) {
+	errs := []error{cfg.Decode(c)}
+	a, problems := newAnalytic(cfg, c.analytics())
+	return a, append(errs, problems...)
+}
+
 // newAnalytic checks the shared fields and returns them, or the problems.
 func newAnalytic(cfg StepConfig, c analyticsConfig) (analytic, []error) {
 	var errs []error
@@ -181,6 +198,37 @@ func (a *analytic) eventTimeOf(ev *Event) (t time.Time, ok bool) {
 		return m.Now(), true
 	}
 	return m.EventTime, !m.EventTime.IsZero()
+}
+
+// stepTimeMS is the time of ev in the step's time (eventTimeOf), unix ms.
+// An event-time step given an event without a time dead-letters it
+// (invalid).
+func (a *analytic) stepTimeMS(ev *Event) (int64, error) {
+	at, ok := a.eventTimeOf(ev)
+	if !ok {
+		return 0, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", a.name, errNoEventTime))
+	}
+	return at.UnixMilli(), nil
+}
+
+// eventGraceMS is the grace of a step whose grace is for event time only
+// (session, funnel): none in processing time.
+func (a *analytic) eventGraceMS() int64 {
+	if !a.eventTime {
+		return 0
+	}
+	return a.grace.Milliseconds()
+}
+
+// behindWatermark reports whether an event at t (unix ms) is more than
+// eventGraceMS behind the watermark (t + grace < watermark), in event time
+// only: what it would join may have closed, so it is late.
+func (a *analytic) behindWatermark(m *processor.Message, t int64) bool {
+	if !a.eventTime {
+		return false
+	}
+	w := m.Watermark()
+	return !w.IsZero() && t+a.eventGraceMS() < w.UnixMilli()
 }
 
 // now is the step's current time: the watermark for an event-time step
@@ -357,6 +405,90 @@ func (a *analytic) late(ev *Event, policy LatePolicy, what string) (keep bool, e
 	}
 	m.Count(CountName(a.name, "late", ""), 1)
 	return false, nil
+}
+
+// nonNegativeMS checks a duration that may be 0 and is kept in whole
+// milliseconds, and returns it in ms.
+func nonNegativeMS(cfg StepConfig, errs *[]error, field string, d time.Duration) int64 {
+	switch {
+	case d < 0:
+		*errs = append(*errs, cfg.Errorf(field, "must be at least 0, got %s", d))
+	case d%time.Millisecond != 0:
+		*errs = append(*errs, cfg.Errorf(field, "%s is not a whole number of milliseconds", d))
+	}
+	return d.Milliseconds()
+}
+
+// evalGroup evaluates group_by on ev: the group's values as a JSON array,
+// "" without group_by.
+func evalGroup(groupBy exprFields, ev *Event) (string, error) {
+	if len(groupBy) == 0 {
+		return "", nil
+	}
+	vals := make([]any, len(groupBy))
+	for i, g := range groupBy {
+		v, err := g.expr.Eval(ev)
+		if err != nil {
+			return "", fmt.Errorf("group_by.%s: %w", g.name, err)
+		}
+		vals[i] = v
+	}
+	b, err := json.Marshal(vals)
+	if err != nil {
+		return "", processor.Permanentf(processor.ReasonInvalid, "group_by: %v", err)
+	}
+	return string(b), nil
+}
+
+// groupParts decodes a group's JSON array (evalGroup) into its values as
+// result id parts and as the results' "group" object (nil without
+// group_by). The state holds what evalGroup wrote, so it decodes.
+func groupParts(groupBy exprFields, g json.RawMessage) ([]string, map[string]any) {
+	if len(groupBy) == 0 {
+		return nil, nil
+	}
+	vals, _ := groupValues(g) // a short or broken array leaves values nil below
+	parts := make([]string, len(groupBy))
+	group := make(map[string]any, len(groupBy))
+	for i, gb := range groupBy {
+		var v any
+		if i < len(vals) {
+			v = vals[i]
+		}
+		parts[i], group[gb.name] = formatValue(v), v
+	}
+	return parts, group
+}
+
+// groupValues decodes a group's JSON array (evalGroup), numbers kept as
+// they were written.
+func groupValues(g json.RawMessage) ([]any, error) {
+	d := json.NewDecoder(bytes.NewReader(g))
+	d.UseNumber()
+	var vals []any
+	err := d.Decode(&vals)
+	return vals, err
+}
+
+// evalValues evaluates values on ev as one JSON object; nil without
+// values.
+func evalValues(values exprFields, ev *Event) (json.RawMessage, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]any, len(values))
+	for _, v := range values {
+		x, err := v.expr.Eval(ev)
+		if err != nil {
+			return nil, fmt.Errorf("values.%s: %w", v.name, err)
+		}
+		out[v.name] = x
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, processor.Permanentf(processor.ReasonInvalid, "values: %v", err)
+	}
+	return b, nil
 }
 
 // CountName is the name of a step's count (processor.Message.Count) as the

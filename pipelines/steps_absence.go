@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -88,11 +87,13 @@ type absenceConfig struct {
 	Values exprFields `yaml:"values"`
 }
 
+func (c *absenceConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 func newAbsence(cfg StepConfig) (Step, error) {
 	var c absenceConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	s := &absenceStep{analytic: a, groupBy: c.GroupBy, values: c.Values}
 	switch {
 	case !cfg.Has("after"):
@@ -127,11 +128,10 @@ func (s *absenceStep) readsPayload() bool { return true }
 // timer.
 func (s *absenceStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
-	at, ok := s.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", s.name, errNoEventTime))
+	t, err := s.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
-	t := at.UnixMilli()
 	gkey, err := evalGroup(s.groupBy, ev)
 	if err != nil {
 		return false, err

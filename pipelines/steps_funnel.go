@@ -107,6 +107,10 @@ type funnelConfig struct {
 	Late string `yaml:"late"`
 }
 
+func (c *funnelConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 // funnelStepConfig is one of a funnel's steps.
 type funnelStepConfig struct {
 	// Name names the step in results. Required, unique in the funnel.
@@ -132,9 +136,7 @@ const funnelTimer = "deadline"
 
 func newFunnel(cfg StepConfig) (Step, error) {
 	var c funnelConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	s := &funnelStep{analytic: a, within: c.Within, emits: map[string]bool{}}
 	s.grace = c.Grace
 	if len(c.Steps) < 2 {
@@ -201,33 +203,22 @@ type activeFunnel struct {
 func (f *activeFunnel) started() int64 { return f.Times[0] }
 func (f *activeFunnel) last() int64    { return f.Times[len(f.Times)-1] }
 
-// graceMS is the grace the step uses: none in processing time.
-func (s *funnelStep) graceMS() int64 {
-	if !s.eventTime {
-		return 0
-	}
-	return s.grace.Milliseconds()
-}
-
 func (s *funnelStep) deadline(f *activeFunnel) int64 { return f.started() + s.within.Milliseconds() }
 
 // closeAt is when a funnel not completed drops.
 func (s *funnelStep) closeAt(f *activeFunnel) time.Time {
-	return time.UnixMilli(s.deadline(f) + s.graceMS())
+	return time.UnixMilli(s.deadline(f) + s.eventGraceMS())
 }
 
 // Process moves the key's funnel on, starts one, or drops it.
 func (s *funnelStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
-	at, ok := s.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", s.name, errNoEventTime))
+	t, err := s.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
-	t := at.UnixMilli()
-	if s.eventTime {
-		if w := m.Watermark(); !w.IsZero() && t+s.graceMS() < w.UnixMilli() {
-			return s.late(ev, s.latePolicy, "its funnel")
-		}
+	if s.behindWatermark(m, t) {
+		return s.late(ev, s.latePolicy, "its funnel")
 	}
 	var f activeFunnel
 	had, err := s.load(m, funnelField, &f)
@@ -271,7 +262,7 @@ func (s *funnelStep) Process(_ context.Context, ev *Event) (bool, error) {
 			return false, err
 		}
 	}
-	ok, err = s.steps[0].when.Test(ev)
+	ok, err := s.steps[0].when.Test(ev)
 	if err != nil {
 		return false, fmt.Errorf("steps[0].when: %w", err)
 	}

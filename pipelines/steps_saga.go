@@ -123,6 +123,10 @@ type sagaConfig struct {
 	Steps []sagaStepConfig `yaml:"steps"`
 }
 
+func (c *sagaConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 // sagaStepConfig is one item of a saga's steps.
 type sagaStepConfig struct {
 	// Name names the step in commands and results: [a-z0-9_]+, unique in
@@ -177,9 +181,7 @@ var sagaStepNameRE = stepNameRE
 
 func newSaga(cfg StepConfig) (Step, error) {
 	var c sagaConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	s := &sagaStep{analytic: a, start: c.Start, correlate: c.Correlate, fields: c.Fields}
 	if !cfg.Has("start") {
 		errs = append(errs, cfg.Errorf("start", "required: the condition of the event that starts a saga, such as 'type == \"order.placed\"'"))
@@ -285,9 +287,9 @@ func (s *sagaStep) readsPayload() bool { return true }
 // Process starts a saga, moves it on by a reply, or ignores the event.
 func (s *sagaStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
-	at, ok := s.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", s.name, errNoEventTime))
+	t, err := s.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
 	st := &sagaState{}
 	found, err := s.load(m, sagaStateField, st)
@@ -314,7 +316,7 @@ func (s *sagaStep) Process(_ context.Context, ev *Event) (bool, error) {
 		case running:
 			m.Count(CountName(s.name, "ignored", "busy"), 1)
 		default:
-			return true, s.begin(m, ev, id, at.UnixMilli())
+			return true, s.begin(m, ev, id, t)
 		}
 		return true, nil
 	}
@@ -337,9 +339,9 @@ func (s *sagaStep) Process(_ context.Context, ev *Event) (bool, error) {
 			break
 		}
 		if done {
-			return true, s.advance(m, st, at.UnixMilli())
+			return true, s.advance(m, st, t)
 		}
-		return true, s.compensate(m, st, SagaReasonFailed, at.UnixMilli())
+		return true, s.compensate(m, st, SagaReasonFailed, t)
 	}
 	return true, nil
 }

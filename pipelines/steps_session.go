@@ -96,6 +96,10 @@ type sessionConfig struct {
 	Late string `yaml:"late"`
 }
 
+func (c *sessionConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 // Defaults of the session step.
 const (
 	DefaultSessionGap       = 30 * time.Minute
@@ -112,9 +116,7 @@ const sessionTimer = "close"
 
 func newSession(cfg StepConfig) (Step, error) {
 	var c sessionConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	s := &sessionStep{analytic: a, gap: c.Gap, maxLength: c.MaxLength, converted: c.Converted, maxPages: c.MaxPages}
 	s.grace = c.Grace
 	positive := func(field string, d *time.Duration, def time.Duration) {
@@ -173,17 +175,9 @@ func (s *sessionStep) reach(o *openSession) int64 {
 	return min(o.Last+s.gap.Milliseconds(), o.Start+s.maxLength.Milliseconds())
 }
 
-// graceMS is the grace the step uses: none in processing time.
-func (s *sessionStep) graceMS() int64 {
-	if !s.eventTime {
-		return 0
-	}
-	return s.grace.Milliseconds()
-}
-
 // closeAt is when the session closes, in the step's time.
 func (s *sessionStep) closeAt(o *openSession) time.Time {
-	return time.UnixMilli(s.reach(o) + s.graceMS())
+	return time.UnixMilli(s.reach(o) + s.eventGraceMS())
 }
 
 // accepts reports whether an event at t joins o.
@@ -197,21 +191,18 @@ func (s *sessionStep) accepts(o *openSession, t int64) bool {
 // Process adds the event to the key's sessions.
 func (s *sessionStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
-	at, ok := s.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", s.name, errNoEventTime))
+	t, err := s.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
-	t := at.UnixMilli()
-	if s.eventTime {
-		if w := m.Watermark(); !w.IsZero() && t+s.graceMS() < w.UnixMilli() {
-			return s.late(ev, s.latePolicy, "its session")
-		}
+	if s.behindWatermark(m, t) {
+		return s.late(ev, s.latePolicy, "its session")
 	}
 	var open []openSession
 	if _, err := s.load(m, sessionField, &open); err != nil {
 		return false, err
 	}
-	open, err := s.closeDue(m, open)
+	open, err = s.closeDue(m, open)
 	if err != nil {
 		return false, err
 	}

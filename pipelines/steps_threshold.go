@@ -1,7 +1,6 @@
 package pipelines
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,6 +122,10 @@ type thresholdConfig struct {
 	Values exprFields `yaml:"values"`
 }
 
+func (c *thresholdConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 // Phases of a threshold alert as its state keeps them.
 const (
 	phasePending  = "pending"
@@ -132,9 +135,7 @@ const (
 
 func newThreshold(cfg StepConfig) (Step, error) {
 	var c thresholdConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	s := &thresholdStep{analytic: a, when: c.When, clear: c.Clear, groupBy: c.GroupBy, values: c.Values}
 	if !cfg.Has("when") {
 		errs = append(errs, cfg.Errorf("when", "required: the condition that raises the alert"))
@@ -148,18 +149,6 @@ func newThreshold(cfg StepConfig) (Step, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// nonNegativeMS checks a duration that may be 0 and is kept in whole
-// milliseconds, and returns it in ms.
-func nonNegativeMS(cfg StepConfig, errs *[]error, field string, d time.Duration) int64 {
-	switch {
-	case d < 0:
-		*errs = append(*errs, cfg.Errorf(field, "must be at least 0, got %s", d))
-	case d%time.Millisecond != 0:
-		*errs = append(*errs, cfg.Errorf(field, "%s is not a whole number of milliseconds", d))
-	}
-	return d.Milliseconds()
 }
 
 // thresholdState is a pending or raised alert as the state keeps it.
@@ -189,11 +178,10 @@ func (s *thresholdStep) readsPayload() bool { return true }
 // Process applies the event to its key and group's alert.
 func (s *thresholdStep) Process(_ context.Context, ev *Event) (bool, error) {
 	m := ev.Message()
-	at, ok := s.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", s.name, errNoEventTime))
+	t, err := s.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
-	t := at.UnixMilli()
 	gkey, err := evalGroup(s.groupBy, ev)
 	if err != nil {
 		return false, err
@@ -385,71 +373,6 @@ func (s *thresholdStep) Fire(_ context.Context, ev *Event) error {
 		return err
 	}
 	return s.store(m, field, st, found, -1)
-}
-
-// evalGroup evaluates group_by on ev: the group's values as a JSON array,
-// "" without group_by.
-func evalGroup(groupBy exprFields, ev *Event) (string, error) {
-	if len(groupBy) == 0 {
-		return "", nil
-	}
-	vals := make([]any, len(groupBy))
-	for i, g := range groupBy {
-		v, err := g.expr.Eval(ev)
-		if err != nil {
-			return "", fmt.Errorf("group_by.%s: %w", g.name, err)
-		}
-		vals[i] = v
-	}
-	b, err := json.Marshal(vals)
-	if err != nil {
-		return "", processor.Permanentf(processor.ReasonInvalid, "group_by: %v", err)
-	}
-	return string(b), nil
-}
-
-// groupParts decodes a group's JSON array (evalGroup) into its values as
-// result id parts and as the results' "group" object (nil without
-// group_by). The state holds what evalGroup wrote, so it decodes.
-func groupParts(groupBy exprFields, g json.RawMessage) ([]string, map[string]any) {
-	if len(groupBy) == 0 {
-		return nil, nil
-	}
-	d := json.NewDecoder(bytes.NewReader(g))
-	d.UseNumber()
-	var vals []any
-	_ = d.Decode(&vals) // a short or broken array leaves values nil below
-	parts := make([]string, len(groupBy))
-	group := make(map[string]any, len(groupBy))
-	for i, gb := range groupBy {
-		var v any
-		if i < len(vals) {
-			v = vals[i]
-		}
-		parts[i], group[gb.name] = formatValue(v), v
-	}
-	return parts, group
-}
-
-// evalValues evaluates values on ev as one JSON object; nil without
-// values.
-func evalValues(values exprFields, ev *Event) (json.RawMessage, error) {
-	if len(values) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]any, len(values))
-	for _, v := range values {
-		x, err := v.expr.Eval(ev)
-		if err != nil {
-			return nil, fmt.Errorf("values.%s: %w", v.name, err)
-		}
-		out[v.name] = x
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, processor.Permanentf(processor.ReasonInvalid, "values: %v", err)
-	}
-	return b, nil
 }
 
 var (

@@ -1,7 +1,6 @@
 package pipelines
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,15 +131,17 @@ type windowConfig struct {
 	Late string `yaml:"late"`
 }
 
+func (c *windowConfig) analytics() analyticsConfig {
+	return analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output}
+}
+
 // windowReserved are the names of a window result's own data fields,
 // which an aggregate cannot take.
 var windowReserved = []string{"start", "end", "group", "count", "key"}
 
 func newWindow(cfg StepConfig) (Step, error) {
 	var c windowConfig
-	errs := []error{cfg.Decode(&c)} // checked on below even if it failed, to report everything
-	a, problems := newAnalytic(cfg, analyticsConfig{Name: c.Name, Time: c.Time, Output: c.Output})
-	errs = append(errs, problems...)
+	a, errs := decodeAnalytic(cfg, &c)
 	w := &windowStep{analytic: a, kind: c.Kind, groupBy: c.GroupBy, aggs: c.Aggregates}
 	if w.kind == "" {
 		w.kind = WindowTumbling
@@ -239,12 +240,11 @@ func (w *windowStep) readsPayload() bool { return true }
 // Process adds the event to its windows, opening those it is the first
 // of; an event for none but closed windows is late.
 func (w *windowStep) Process(_ context.Context, ev *Event) (bool, error) {
-	at, ok := w.eventTimeOf(ev)
-	if !ok {
-		return false, processor.Permanent(processor.ReasonInvalid, fmt.Errorf("%s: %w", w.name, errNoEventTime))
+	t, err := w.stepTimeMS(ev)
+	if err != nil {
+		return false, err
 	}
-	t := at.UnixMilli()
-	gkey, err := w.group(ev)
+	gkey, err := evalGroup(w.groupBy, ev)
 	if err != nil {
 		return false, err
 	}
@@ -264,27 +264,6 @@ func (w *windowStep) Process(_ context.Context, ev *Event) (bool, error) {
 type aggInput struct {
 	v       any
 	present bool
-}
-
-// group evaluates group_by: the group's values as a JSON array, "" without
-// group_by.
-func (w *windowStep) group(ev *Event) (string, error) {
-	if len(w.groupBy) == 0 {
-		return "", nil
-	}
-	vals := make([]any, len(w.groupBy))
-	for i, g := range w.groupBy {
-		v, err := g.expr.Eval(ev)
-		if err != nil {
-			return "", fmt.Errorf("group_by.%s: %w", g.name, err)
-		}
-		vals[i] = v
-	}
-	b, err := json.Marshal(vals)
-	if err != nil {
-		return "", processor.Permanentf(processor.ReasonInvalid, "group_by: %v", err)
-	}
-	return string(b), nil
 }
 
 // fixed adds the event at t to its tumbling or hopping windows.
@@ -554,10 +533,8 @@ func (w *windowStep) result(m *processor.Message, st *windowState) (map[string]a
 	data["start"], data["end"], data["count"], data["key"] = st.S, st.E, st.N, m.Key
 	parts := make([]string, 0, len(w.groupBy)+2)
 	if len(w.groupBy) > 0 {
-		d := json.NewDecoder(bytes.NewReader(st.G))
-		d.UseNumber()
-		var vals []any
-		if err := d.Decode(&vals); err != nil || len(vals) != len(w.groupBy) {
+		vals, err := groupValues(st.G)
+		if err != nil || len(vals) != len(w.groupBy) {
 			return nil, "", processor.Permanentf(processor.ReasonInvalid, "%s: window group %s does not match group_by", w.name, st.G)
 		}
 		group := make(map[string]any, len(vals))
