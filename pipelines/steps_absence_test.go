@@ -24,7 +24,7 @@ type abAlert struct {
 }
 
 func (a abAlert) data() map[string]any {
-	d := map[string]any{"last_seen": alMS(a.lastSeen), "last_seen_iso": alISO(a.lastSeen), "raised_at": alMS(a.raised), "raised_at_iso": alISO(a.raised)}
+	d := map[string]any{"last_seen": ms(a.lastSeen), "last_seen_iso": iso(a.lastSeen), "raised_at": ms(a.raised), "raised_at_iso": iso(a.raised)}
 	if a.group != nil {
 		d["group"] = map[string]any{"sensor": a.group[0]}
 	}
@@ -35,21 +35,21 @@ func (a abAlert) data() map[string]any {
 }
 
 func (a abAlert) id(kind string) string {
-	return "silent:" + a.key + ":" + strings.Join(append(a.group, strconv.FormatInt(alMS(a.lastSeen), 10), kind), ":")
+	return "silent:" + a.key + ":" + strings.Join(append(a.group, strconv.FormatInt(ms(a.lastSeen), 10), kind), ":")
 }
 
-func (a abAlert) alert() alResult {
-	return alResult{Key: a.key, ID: a.id("alert"), Kind: pipelines.KindAlert, Data: a.data()}
+func (a abAlert) alert() result {
+	return result{Key: a.key, ID: a.id("alert"), Kind: pipelines.KindAlert, Data: a.data()}
 }
 
-func (a abAlert) resolve() alResult {
+func (a abAlert) resolve() result {
 	d := a.data()
-	d["returned_at"], d["returned_at_iso"] = alMS(a.returned), alISO(a.returned)
+	d["returned_at"], d["returned_at_iso"] = ms(a.returned), iso(a.returned)
 	d["duration_ms"] = (a.returned - a.lastSeen).Milliseconds()
 	if a.last != nil {
 		d["returned"] = map[string]any{"battery": a.returnedValues}
 	}
-	return alResult{Key: a.key, ID: a.id("resolve"), Kind: pipelines.KindResolve, Data: d}
+	return result{Key: a.key, ID: a.id("resolve"), Kind: pipelines.KindResolve, Data: d}
 }
 
 const abValues = "values: {battery: battery}"
@@ -68,14 +68,14 @@ func TestAbsenceEventTime(t *testing.T) {
 	first := abAlert{key: "d1", lastSeen: 10 * time.Second, raised: 40 * time.Second, last: 80}
 	alCheck(t, h, first.alert())
 	alCheckGauge(t, h, "silent", 1)
-	if got, want := alState(t, h, "silent", "d1")["g"], `{"l":`+strconv.FormatInt(alMS(10*time.Second), 10)+`,"r":`+strconv.FormatInt(alMS(40*time.Second), 10)+`,"v":{"battery":80}}`; got != want {
+	if got, want := alState(t, h, "silent", "d1")["g"], `{"l":`+strconv.FormatInt(ms(10*time.Second), 10)+`,"r":`+strconv.FormatInt(ms(40*time.Second), 10)+`,"v":{"battery":80}}`; got != want {
 		t.Errorf("state g = %s, want %s", got, want)
 	}
 	alSend(t, h, "d1", 50*time.Second, "battery", 70)
 	first.returned, first.returnedValues = 50*time.Second, 70
 	alCheck(t, h, first.alert(), first.resolve())
 	alCheckGauge(t, h, "silent", 0)
-	if got, want := alState(t, h, "silent", "d1")["g"], `{"l":`+strconv.FormatInt(alMS(50*time.Second), 10)+`,"v":{"battery":70}}`; got != want {
+	if got, want := alState(t, h, "silent", "d1")["g"], `{"l":`+strconv.FormatInt(ms(50*time.Second), 10)+`,"v":{"battery":70}}`; got != want {
 		t.Errorf("state g after the resolve = %s, want %s (no raised mark)", got, want)
 	}
 	alAdvance(t, h, 39*time.Second) // the clock at 79s

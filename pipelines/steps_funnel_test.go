@@ -299,7 +299,7 @@ pipelines:
 		{"unknown key", two + "\n          within: 30m\n          timeout: 5m", []string{"test.yaml:15: pipelines[0].steps[0].funnel.timeout: unknown key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := pipelines.Parse("test.yaml", []byte(head+strings.TrimPrefix(tc.rest, "\n")+"\n"), analyticsRegistry(t))
+			_, err := pipelines.Parse("test.yaml", []byte(head+strings.TrimPrefix(tc.rest, "\n")+"\n"), pipelines.NewRegistry())
 			for _, want := range tc.want {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("Parse = %v, want an error containing %q", err, want)

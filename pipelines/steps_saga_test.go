@@ -3,7 +3,6 @@ package pipelines_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -19,16 +18,6 @@ import (
 )
 
 // The helpers of the saga tests (prefixed "sg").
-
-// sgRegistry is a registry with the saga step.
-func sgRegistry(t testing.TB) *pipelines.Registry {
-	t.Helper()
-	reg := pipelines.NewRegistry()
-	if err := reg.Register("saga", pipelines.NewSagaForTest); err != nil && !errors.Is(err, pipelines.ErrDuplicateStep) {
-		t.Fatal(err)
-	}
-	return reg
-}
 
 // sgSteps are the order saga's steps: reserve (30s, the saga's timeout),
 // charge (10s), ship (30s), confirm (no compensation).
@@ -107,44 +96,25 @@ func sgHarness(t testing.TB, eventTime, correlate bool, opts pipetest.Options) *
 
 func sgHarnessOf(t testing.TB, config string, eventTime bool, opts pipetest.Options) *sgH {
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(config), sgRegistry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if eventTime {
 		opts.SettleTimeout = alEventSettle
 	}
-	h, err := pipetest.Start(f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	h := startHarness(t, config, opts)
 	return &sgH{Harness: h, t: t, eventTime: eventTime}
 }
 
 // settle waits until everything sent is handled.
 func (h *sgH) settle() {
 	h.t.Helper()
-	err := h.Settle()
-	for i := 0; err != nil && h.eventTime && i < 10; i++ {
-		h.Clock().Advance(time.Millisecond)
-		err = h.Settle()
-	}
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	settleTicking(h.t, h.Harness, time.Millisecond, alTicks(h.eventTime))
 }
 
 // send sends the event of order with type typ (and fields kv) with a
-// fresh id, at ts alT0 + at, and waits until it is handled.
+// fresh id, at ts t0 + at, and waits until it is handled.
 func (h *sgH) send(order, typ string, at time.Duration, kv ...any) {
 	h.t.Helper()
 	h.n++
-	ev := map[string]any{"id": fmt.Sprintf("e%d", h.n), "order_id": order, "type": typ, "ts": alMS(at)}
+	ev := map[string]any{"id": fmt.Sprintf("e%d", h.n), "order_id": order, "type": typ, "ts": ms(at)}
 	for i := 0; i+1 < len(kv); i += 2 {
 		ev[kv[i].(string)] = kv[i+1]
 	}
@@ -165,36 +135,18 @@ func (h *sgH) sendRaw(ev map[string]any) {
 
 func (h *sgH) advance(d time.Duration) {
 	h.t.Helper()
-	if err := h.Advance(d); err != nil {
-		h.t.Fatal(err)
-	}
+	advance(h.t, h.Harness, d)
 }
 
-// sgEntry is an entry of "orders:commands", its data decoded.
-type sgEntry struct {
-	Key, ID, Kind string
-	Data          map[string]any
-}
-
-func (h *sgH) entries() []sgEntry {
+// entries reads the entries of "orders:commands", their data decoded.
+func (h *sgH) entries() []result {
 	h.t.Helper()
-	es, err := h.Entries("orders:commands")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	out := make([]sgEntry, len(es))
-	for i, e := range es {
-		out[i] = sgEntry{Key: e.Fields["key"], ID: e.Fields["id"], Kind: e.Fields["kind"]}
-		if err := json.Unmarshal([]byte(e.Fields["data"]), &out[i].Data); err != nil {
-			h.t.Fatalf("entry %s: data %q: %v", e.ID, e.Fields["data"], err)
-		}
-	}
-	return out
+	return results(h.t, h.Harness, "orders:commands")
 }
 
 // summary is each entry in short: "<key> do <step>", "<key> undo <step>"
 // or "<key> <outcome>".
-func sgSummary(es []sgEntry) []string {
+func sgSummary(es []result) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
 		switch {
@@ -210,7 +162,7 @@ func sgSummary(es []sgEntry) []string {
 }
 
 // check compares the summary of the entries with want.
-func (h *sgH) check(want ...string) []sgEntry {
+func (h *sgH) check(want ...string) []result {
 	h.t.Helper()
 	es := h.entries()
 	if got := sgSummary(es); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
@@ -286,13 +238,13 @@ func TestSagaCompletes(t *testing.T) {
 	h.send("o1", "order.placed", 0, "amount", 12.5, "items", []string{"a", "b"})
 	es := h.check("o1 do reserve_inventory")
 	sagaID := "order:o1:e1"
-	want := sgEntry{Key: "o1", ID: sagaID + ":reserve_inventory:do", Kind: "command", Data: map[string]any{
+	want := result{Key: "o1", ID: sagaID + ":reserve_inventory:do", Kind: "command", Data: map[string]any{
 		"type": "inventory.reserve", "saga": "order", "saga_id": sagaID, "step": "reserve_inventory",
 		"command_id": sagaID + ":reserve_inventory:do", "compensation": false,
 		"order_id": "o1", "amount": 12.5, "items": []any{"a", "b"},
 	}}
 	if !reflect.DeepEqual(es[0], want) {
-		t.Fatalf("command:\n got %s\nwant %s", alDump(es[0]), alDump(want))
+		t.Fatalf("command:\n got %s\nwant %s", dump(es[0]), dump(want))
 	}
 	h.checkGauge(1)
 	for i, d := range sgDone {
@@ -304,12 +256,12 @@ func TestSagaCompletes(t *testing.T) {
 		t.Errorf("charge command data = %v, want payment.charge with the saga's fields and not reserve's items", d)
 	}
 	res := es[len(es)-1]
-	wantRes := sgEntry{Key: "o1", ID: sagaID + ":completed", Kind: "saga", Data: map[string]any{
+	wantRes := result{Key: "o1", ID: sagaID + ":completed", Kind: "saga", Data: map[string]any{
 		"saga_id": sagaID, "outcome": "completed", "done": []any{sgNames[0], sgNames[1], sgNames[2], sgNames[3]},
-		"started": float64(alMS(0)), "started_iso": alISO(0), "ended": float64(alMS(4 * time.Second)), "ended_iso": alISO(4 * time.Second),
+		"started": float64(ms(0)), "started_iso": iso(0), "ended": float64(ms(4 * time.Second)), "ended_iso": iso(4 * time.Second),
 	}}
 	if !reflect.DeepEqual(res, wantRes) {
-		t.Fatalf("result:\n got %s\nwant %s", alDump(res), alDump(wantRes))
+		t.Fatalf("result:\n got %s\nwant %s", dump(res), dump(wantRes))
 	}
 	h.checkEnded("o1", sagaID, "completed")
 	// Nothing is due any more: a long wait emits nothing.
@@ -392,8 +344,8 @@ func TestSagaTimeoutAtEachStep(t *testing.T) {
 			es := h.check(want...)
 			res := es[len(es)-1].Data
 			end := time.Duration(at)*time.Second + sgTimeouts[at]
-			if res["reason"] != "timeout" || res["failed_step"] != sgNames[at] || res["ended"] != float64(alMS(end)) {
-				t.Errorf("result = %v, want reason timeout at step %s, ended %d", res, sgNames[at], alMS(end))
+			if res["reason"] != "timeout" || res["failed_step"] != sgNames[at] || res["ended"] != float64(ms(end)) {
+				t.Errorf("result = %v, want reason timeout at step %s, ended %d", res, sgNames[at], ms(end))
 			}
 			// The reply coming after the end changes nothing.
 			h.send("o1", sgDone[at], 0)
@@ -482,7 +434,7 @@ func TestSagaEventTime(t *testing.T) {
 	h.check("o1 do reserve_inventory", "o1 do charge_payment", "o2 do reserve_inventory",
 		"o1 undo reserve_inventory", "o1 compensated")
 	es := h.entries()
-	if r := es[len(es)-1].Data; r["ended"] != float64(alMS(30*time.Second)) || r["reason"] != "timeout" {
+	if r := es[len(es)-1].Data; r["ended"] != float64(ms(30*time.Second)) || r["reason"] != "timeout" {
 		t.Errorf("result = %v, want a timeout ended at the watermark 30s", r)
 	}
 }
@@ -498,7 +450,7 @@ func TestSagaReplyAfterDeadline(t *testing.T) {
 	h.Clock().Advance(30 * time.Second) // the deadline, past the harness's timer handling
 	h.send("o1", sgDone[0], 0)
 	es := h.check("o1 do reserve_inventory", "o1 failed")
-	if r := es[1].Data; r["reason"] != "timeout" || r["ended"] != float64(alMS(30*time.Second)) {
+	if r := es[1].Data; r["reason"] != "timeout" || r["ended"] != float64(ms(30*time.Second)) {
 		t.Errorf("result = %v, want reason timeout, ended at 30s", r)
 	}
 	h.checkEnded("o1", "order:o1:e1", "failed")
@@ -541,7 +493,7 @@ pipelines:
           ` + tc.saga + `
           output: {stream: "orders:commands"}
 `
-			_, err := pipelines.Parse("test.yaml", []byte(config), sgRegistry(t))
+			_, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse = %v, want an error containing %q", err, tc.want)
 			}

@@ -3,8 +3,6 @@ package pipelines_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,48 +15,14 @@ import (
 	"github.com/eddy-streams/eddy/processor"
 )
 
-// t0 is where the harness clock starts; event times are offsets from it.
-var t0 = pipetest.DefaultStart
-
-// ms is the unix ms of t0 + d.
-func ms(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
-
-// iso is the RFC 3339 form of t0 + d, as results write it.
-func iso(d time.Duration) string { return t0.Add(d).UTC().Format(time.RFC3339Nano) }
-
-// analyticsRegistry is a registry with the session and funnel steps.
-func analyticsRegistry(t testing.TB) *pipelines.Registry {
-	t.Helper()
-	reg := pipelines.NewRegistry()
-	for name, f := range map[string]pipelines.StepFactory{"session": pipelines.NewSessionForTest, "funnel": pipelines.NewFunnelForTest} {
-		if err := reg.Register(name, f); err != nil && !errors.Is(err, pipelines.ErrDuplicateStep) {
-			t.Fatal(err)
-		}
-	}
-	return reg
-}
-
 // harness parses config and starts a harness on it at t0 (on mr's data
 // if given), closed at the end of the test.
 func harness(t testing.TB, config string, opts pipetest.Options) *pipetest.Harness {
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(config), analyticsRegistry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if opts.Start.IsZero() {
 		opts.Start = t0
 	}
-	h, err := pipetest.Start(f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return h
+	return startHarness(t, config, opts)
 }
 
 // send sends an event of user at t0 + at (its "ts", unix ms) with the
@@ -88,79 +52,11 @@ func send(t testing.TB, h *pipetest.Harness, user string, at time.Duration, kv .
 	}
 }
 
-// advance moves the harness clock by d.
-func advance(t testing.TB, h *pipetest.Harness, d time.Duration) {
-	t.Helper()
-	if err := h.Advance(d); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// result is one result entry, its data decoded.
-type result struct {
-	Key, ID, Kind string
-	Data          map[string]any
-}
-
-// results reads the result entries of stream.
-func results(t testing.TB, h *pipetest.Harness, stream string) []result {
-	t.Helper()
-	es, err := h.Entries(stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]result, len(es))
-	for i, e := range es {
-		out[i] = result{Key: e.Fields["key"], ID: e.Fields["id"], Kind: e.Fields["kind"]}
-		if err := json.Unmarshal([]byte(e.Fields["data"]), &out[i].Data); err != nil {
-			t.Fatalf("%s entry %s: data %q: %v", stream, e.ID, e.Fields["data"], err)
-		}
-	}
-	return out
-}
-
-// normal is r with its data as JSON decodes it (numbers float64), for
-// comparison with what the stream holds.
-func normal(t testing.TB, r result) result {
-	t.Helper()
-	b, err := json.Marshal(r.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Data = nil
-	if err := json.Unmarshal(b, &r.Data); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// checkResults compares stream's results with want, in order.
-func checkResults(t testing.TB, h *pipetest.Harness, stream string, want ...result) {
-	t.Helper()
-	got := results(t, h, stream)
-	for i := range want {
-		want[i] = normal(t, want[i])
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s has %d results, want %d:\n got %s\nwant %s", stream, len(got), len(want), dump(got), dump(want))
-	}
-	for i := range want {
-		if !reflect.DeepEqual(got[i], want[i]) {
-			t.Errorf("%s result %d:\n got %s\nwant %s", stream, i, dump(got[i]), dump(want[i]))
-		}
-	}
-}
-
-func dump(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 // open is the partition gauge of the step's open sessions or funnels
 // (pipeline "clicks" of config, one partition).
 func open(t testing.TB, h *pipetest.Harness, config, step string) int64 {
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(config), analyticsRegistry(t))
+	f, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +332,7 @@ pipelines:
           ` + tc.step + `
           output: {stream: sessions}
 `
-			_, err := pipelines.Parse("test.yaml", []byte(config), analyticsRegistry(t))
+			_, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse = %v, want an error containing %q", err, tc.want)
 			}
@@ -450,7 +346,7 @@ pipelines:
     key: user
     steps:
       - session: {gap: 10m}
-`), analyticsRegistry(t))
+`), pipelines.NewRegistry())
 	for _, want := range []string{
 		"test.yaml:7: pipelines[0].steps[0].session.name: required",
 		"test.yaml:7: pipelines[0].steps[0].session.output.stream: required",

@@ -3,8 +3,6 @@ package pipelines_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,27 +16,6 @@ import (
 )
 
 // The helpers of the threshold and absence tests (prefixed "al").
-
-// alT0 is where the harness clock starts; event times are offsets from it.
-var alT0 = pipetest.DefaultStart
-
-// alMS is the unix ms of alT0 + d.
-func alMS(d time.Duration) int64 { return alT0.Add(d).UnixMilli() }
-
-// alISO is the RFC 3339 form of alT0 + d, as results write it.
-func alISO(d time.Duration) string { return alT0.Add(d).UTC().Format(time.RFC3339Nano) }
-
-// alRegistry is a registry with the threshold and absence steps.
-func alRegistry(t testing.TB) *pipelines.Registry {
-	t.Helper()
-	reg := pipelines.NewRegistry()
-	for name, f := range map[string]pipelines.StepFactory{"threshold": pipelines.NewThresholdForTest, "absence": pipelines.NewAbsenceForTest} {
-		if err := reg.Register(name, f); err != nil && !errors.Is(err, pipelines.ErrDuplicateStep) {
-			t.Fatal(err)
-		}
-	}
-	return reg
-}
 
 // alConfig is a pipeline "iot" keyed by device, one partition, with one
 // step of type typ named name writing to the stream "alerts", with the
@@ -69,30 +46,18 @@ type alH struct {
 	eventTime bool
 }
 
-// alHarness parses config and starts a harness on it at alT0 (or
+// alHarness parses config and starts a harness on it at t0 (or
 // opts.Start), closed at the end of the test.
 func alHarness(t testing.TB, config string, opts pipetest.Options) *alH {
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(config), alRegistry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if opts.Start.IsZero() {
-		opts.Start = alT0
+		opts.Start = t0
 	}
 	eventTime := strings.Contains(config, "event_time:")
 	if eventTime {
 		opts.SettleTimeout = alEventSettle
 	}
-	h, err := pipetest.Start(f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	h := startHarness(t, config, opts)
 	return &alH{Harness: h, eventTime: eventTime}
 }
 
@@ -106,22 +71,24 @@ const alEventSettle = 2 * time.Second
 // alSettle waits until h has handled everything sent.
 func alSettle(t testing.TB, h *alH) {
 	t.Helper()
-	err := h.Settle()
-	for i := 0; err != nil && h.eventTime && i < 10; i++ {
-		h.Clock().Advance(time.Millisecond) // the pipeline's timers.tick
-		err = h.Settle()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	settleTicking(t, h.Harness, time.Millisecond, alTicks(h.eventTime))
 }
 
-// alSend sends an event of device at alT0 + at (its "ts", unix ms) with the
+// alTicks is how many ticks (timers.tick: 1ms) a settle may move the
+// clock on: 10 in event time, none in processing time.
+func alTicks(eventTime bool) int {
+	if eventTime {
+		return 10
+	}
+	return 0
+}
+
+// alSend sends an event of device at t0 + at (its "ts", unix ms) with the
 // fields kv (name, value, …) to pipeline "iot" and waits until it is
 // handled. (One at a time: the watermark moves with each event read.)
 func alSend(t testing.TB, h *alH, device string, at time.Duration, kv ...any) {
 	t.Helper()
-	ev := map[string]any{"device": device, "ts": alMS(at)}
+	ev := map[string]any{"device": device, "ts": ms(at)}
 	for i := 0; i+1 < len(kv); i += 2 {
 		ev[kv[i].(string)] = kv[i+1]
 	}
@@ -138,54 +105,13 @@ func alSend(t testing.TB, h *alH, device string, at time.Duration, kv ...any) {
 // alAdvance moves the harness clock by d.
 func alAdvance(t testing.TB, h *alH, d time.Duration) {
 	t.Helper()
-	if err := h.Advance(d); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// alResult is one result entry, its data decoded.
-type alResult struct {
-	Key, ID, Kind string
-	Data          map[string]any
+	advance(t, h.Harness, d)
 }
 
 // alCheck compares the results in the stream "alerts" with want, in order.
-func alCheck(t testing.TB, h *alH, want ...alResult) {
+func alCheck(t testing.TB, h *alH, want ...result) {
 	t.Helper()
-	es, err := h.Entries("alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make([]alResult, len(es))
-	for i, e := range es {
-		got[i] = alResult{Key: e.Fields["key"], ID: e.Fields["id"], Kind: e.Fields["kind"]}
-		if err := json.Unmarshal([]byte(e.Fields["data"]), &got[i].Data); err != nil {
-			t.Fatalf("alerts entry %s: data %q: %v", e.ID, e.Fields["data"], err)
-		}
-	}
-	for i := range want { // as JSON decodes it: numbers float64
-		b, err := json.Marshal(want[i].Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[i].Data = nil
-		if err := json.Unmarshal(b, &want[i].Data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("alerts has %d results, want %d:\n got %s\nwant %s", len(got), len(want), alDump(got), alDump(want))
-	}
-	for i := range want {
-		if !reflect.DeepEqual(got[i], want[i]) {
-			t.Errorf("alerts result %d:\n got %s\nwant %s", i, alDump(got[i]), alDump(want[i]))
-		}
-	}
-}
-
-func alDump(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
+	checkResults(t, h.Harness, "alerts", want...)
 }
 
 // alState reads the keyed state name of key in pipeline "iot".
@@ -242,7 +168,7 @@ type thAlert struct {
 }
 
 func (a thAlert) data() map[string]any {
-	d := map[string]any{"since": alMS(a.since), "since_iso": alISO(a.since), "raised_at": alMS(a.raised), "raised_at_iso": alISO(a.raised)}
+	d := map[string]any{"since": ms(a.since), "since_iso": iso(a.since), "raised_at": ms(a.raised), "raised_at_iso": iso(a.raised)}
 	if a.group != nil {
 		d["group"] = map[string]any{"sensor": a.group[0]}
 	}
@@ -253,25 +179,25 @@ func (a thAlert) data() map[string]any {
 }
 
 func (a thAlert) id(kind string) string {
-	return "hot:" + a.key + ":" + strings.Join(append(a.group, strconv.FormatInt(alMS(a.since), 10), kind), ":")
+	return "hot:" + a.key + ":" + strings.Join(append(a.group, strconv.FormatInt(ms(a.since), 10), kind), ":")
 }
 
-func (a thAlert) alert() alResult {
-	return alResult{Key: a.key, ID: a.id("alert"), Kind: pipelines.KindAlert, Data: a.data()}
+func (a thAlert) alert() result {
+	return result{Key: a.key, ID: a.id("alert"), Kind: pipelines.KindAlert, Data: a.data()}
 }
 
-func (a thAlert) resolve() alResult {
+func (a thAlert) resolve() result {
 	d := a.data()
 	if a.final != nil {
 		d["last"] = map[string]any{"value": a.final}
 	}
-	d["cleared_at"], d["cleared_at_iso"] = alMS(a.cleared), alISO(a.cleared)
-	d["resolved_at"], d["resolved_at_iso"] = alMS(a.resolved), alISO(a.resolved)
+	d["cleared_at"], d["cleared_at_iso"] = ms(a.cleared), iso(a.cleared)
+	d["resolved_at"], d["resolved_at_iso"] = ms(a.resolved), iso(a.resolved)
 	d["duration_ms"] = (a.resolved - a.raised).Milliseconds()
 	if a.first != nil {
 		d["clear"] = map[string]any{"value": a.clear}
 	}
-	return alResult{Key: a.key, ID: a.id("resolve"), Kind: pipelines.KindResolve, Data: d}
+	return result{Key: a.key, ID: a.id("resolve"), Kind: pipelines.KindResolve, Data: d}
 }
 
 const thValues = "values: {value: value}"
@@ -294,7 +220,7 @@ func TestThresholdRaiseByEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if model["kind"] != "alert" || model["id"] != a.id("alert") || model["since"] != strconv.FormatInt(alMS(0), 10) || model["first"] != `{"value":31}` {
+	if model["kind"] != "alert" || model["id"] != a.id("alert") || model["since"] != strconv.FormatInt(ms(0), 10) || model["first"] != `{"value":31}` {
 		t.Errorf("read model alerts:d1 = %v, want the alert", model)
 	}
 	alSend(t, h, "d1", 90*time.Second, "value", 20)
@@ -488,7 +414,7 @@ pipelines:
           ` + tc.step + `
           output: {stream: alerts}
 `
-			_, err := pipelines.Parse("test.yaml", []byte(config), alRegistry(t))
+			_, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse = %v, want an error containing %q", err, tc.want)
 			}
@@ -531,7 +457,7 @@ pipelines:
           output: {stream: alerts}
           after: 30s
       - absence: {after: 1m}
-`), alRegistry(t))
+`), pipelines.NewRegistry())
 	for _, want := range []string{
 		`test.yaml:9: pipelines[0].steps[1].absence.name: "hot" is the state name of steps[0] too`,
 		"test.yaml:12: pipelines[0].steps[2].absence.name: required",

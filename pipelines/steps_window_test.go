@@ -2,7 +2,6 @@ package pipelines_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,23 +18,6 @@ import (
 	"github.com/eddy-streams/eddy/pipetest"
 	"github.com/eddy-streams/eddy/processor"
 )
-
-// winT0 is the start of the windows' event times: a whole hour, so that
-// minutes since it are window bounds.
-var winT0 = pipetest.DefaultStart
-
-// winMS is the unix ms of winT0 + d.
-func winMS(d time.Duration) int64 { return winT0.Add(d).UnixMilli() }
-
-// winRegistry is a registry with the window step.
-func winRegistry(t testing.TB) *pipelines.Registry {
-	t.Helper()
-	reg := pipelines.NewRegistry()
-	if err := reg.Register("window", pipelines.NewWindowForTest); err != nil && !errors.Is(err, pipelines.ErrDuplicateStep) {
-		t.Fatal(err)
-	}
-	return reg
-}
 
 // winConfig is a file with one pipeline "p" keyed by "site", reading
 // events as JSON from "in" (input extra, such as ", event_time: ts"),
@@ -59,33 +41,20 @@ func winHarness(t testing.TB, config string, start time.Time, opts pipetest.Opti
 		opts.Logger = zaptest.NewLogger(t)
 	}
 	t.Helper()
-	f, err := pipelines.Parse("test.yaml", []byte(config), winRegistry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts.Start = start
 	if opts.SettleTimeout == 0 {
 		opts.SettleTimeout = time.Second // see winSettle
 	}
-	h, err := pipetest.Start(f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return h
+	return startHarness(t, config, opts)
 }
 
-// winSend sends an event of site "s1" at winT0 + at (its "ts") with the
+// winSend sends an event of site "s1" at t0 + at (its "ts") with the
 // fields of the JSON object fields (may be ""), and waits until it is
 // handled. One at a time: the watermark moves with each read, so events
 // read in one batch could see each other's times.
 func winSend(t testing.TB, h *pipetest.Harness, at time.Duration, fields string) {
 	t.Helper()
-	ev := `{"site":"s1","ts":` + strconv.FormatInt(winMS(at), 10)
+	ev := `{"site":"s1","ts":` + strconv.FormatInt(ms(at), 10)
 	if fields != "" {
 		ev += "," + fields
 	}
@@ -102,14 +71,7 @@ func winSend(t testing.TB, h *pipetest.Harness, at time.Duration, fields string)
 // watermark's 5s, so the watermark is still the events').
 func winSettle(t testing.TB, h *pipetest.Harness) {
 	t.Helper()
-	var err error
-	for range 3 {
-		if err = h.Settle(); err == nil {
-			return
-		}
-		h.Clock().Advance(time.Second)
-	}
-	t.Fatal(err)
+	settleTicking(t, h, time.Second, 2)
 }
 
 // winResult is a result entry: "kind id data" with data as canonical
@@ -191,7 +153,7 @@ func TestWindowTumblingAggregates(t *testing.T) {
             entry: {first: page}
             exit: {last: page}
             users: {count_distinct: user}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, 5*time.Second, `"page":"a","amount":10,"user":"u1"`)
 	winSend(t, h, 20*time.Second, `"page":"b","amount":"2.5","user":"u2"`)
 	winSend(t, h, 65*time.Second, `"page":"c","amount":4,"user":"u1"`)
@@ -201,27 +163,27 @@ func TestWindowTumblingAggregates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, second := fmt.Sprintf("w%d|", winMS(0)), fmt.Sprintf("w%d|", winMS(time.Minute))
+	first, second := fmt.Sprintf("w%d|", ms(0)), fmt.Sprintf("w%d|", ms(time.Minute))
 	if len(st) != 2 || st[first] == "" || st[second] == "" {
 		t.Errorf("state with two open windows = %v, want fields %s and %s", st, first, second)
 	}
 	winSend(t, h, 75*time.Second, `"page":"e","amount":1,"user":"u3"`) // closes [0, 1m)
 	winSend(t, h, 30*time.Second, `"page":"late","amount":100,"user":"u9"`)
-	w1 := winWant(t, "window", fmt.Sprintf("%d:%d", winMS(0), winMS(time.Minute)), fmt.Sprintf(
+	w1 := winWant(t, "window", fmt.Sprintf("%d:%d", ms(0), ms(time.Minute)), fmt.Sprintf(
 		`"start":%d,"end":%d,"count":3,"views":3,"priced":2,"revenue":12.5,"lo":2.5,"hi":10,"mean":6.25,"entry":"a","exit":"d","users":2`,
-		winMS(0), winMS(time.Minute)))
+		ms(0), ms(time.Minute)))
 	winCheck(t, winResults(t, h, "out"), []string{w1})
 
 	// No more input: the idle watermark (5s of the clock) closes the rest.
 	if err := h.Advance(6 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	w2 := winWant(t, "window", fmt.Sprintf("%d:%d", winMS(time.Minute), winMS(2*time.Minute)), fmt.Sprintf(
+	w2 := winWant(t, "window", fmt.Sprintf("%d:%d", ms(time.Minute), ms(2*time.Minute)), fmt.Sprintf(
 		`"start":%d,"end":%d,"count":2,"views":2,"priced":2,"revenue":5,"lo":1,"hi":4,"mean":2.5,"entry":"c","exit":"e","users":2`,
-		winMS(time.Minute), winMS(2*time.Minute)))
+		ms(time.Minute), ms(2*time.Minute)))
 	winCheck(t, winResults(t, h, "out"), []string{w1, w2})
 	// Closed windows leave only the closed mark, and no open window.
-	winState(t, h, map[string]string{"c": strconv.FormatInt(winMS(2*time.Minute), 10)})
+	winState(t, h, map[string]string{"c": strconv.FormatInt(ms(2*time.Minute), 10)})
 	gauges, err := h.Client().HGetAll(t.Context(), processor.GaugesKey("in", 0, 1, "p")).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +202,7 @@ func TestWindowHoppingGroups(t *testing.T) {
           hop: 30s
           group_by: {page: page}
           aggregates: {views: count}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, 10*time.Second, `"page":"a"`)
 	winSend(t, h, 40*time.Second, `"page":"a"`)
 	winSend(t, h, 45*time.Second, `"page":"b"`)
@@ -249,7 +211,7 @@ func TestWindowHoppingGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	win := func(page string, from, n int) string {
-		s, e := winMS(time.Duration(from)*time.Second), winMS(time.Duration(from)*time.Second+time.Minute)
+		s, e := ms(time.Duration(from)*time.Second), ms(time.Duration(from)*time.Second+time.Minute)
 		return winWant(t, "window", fmt.Sprintf("%s:%d:%d", page, s, e),
 			fmt.Sprintf(`"start":%d,"end":%d,"group":{"page":%q},"count":%d,"views":%d`, s, e, page, n, n))
 	}
@@ -268,7 +230,7 @@ func TestWindowHoppingGroups(t *testing.T) {
 		}
 	}
 	winCheck(t, got, want)
-	winState(t, h, map[string]string{"c": strconv.FormatInt(winMS(2*time.Minute), 10)})
+	winState(t, h, map[string]string{"c": strconv.FormatInt(ms(2*time.Minute), 10)})
 }
 
 // Sessions: an out-of-order event that bridges two open sessions merges
@@ -289,7 +251,7 @@ func TestWindowSessionMerge(t *testing.T) {
             entry: {first: page}
             exit: {last: page}
             users: {count_distinct: user}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, 0, `"page":"a","amount":1,"user":"u1"`)
 	winSend(t, h, 50*time.Second, `"page":"b","amount":5,"user":"u2"`) // 50s after: a second session
 	st, err := h.State("p", "w", "s1")
@@ -312,10 +274,10 @@ func TestWindowSessionMerge(t *testing.T) {
 	if err := h.Advance(6 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	s1 := winWant(t, "window", fmt.Sprintf("%d:%d", winMS(0), winMS(50*time.Second)), fmt.Sprintf(
+	s1 := winWant(t, "window", fmt.Sprintf("%d:%d", ms(0), ms(50*time.Second)), fmt.Sprintf(
 		`"start":%d,"end":%d,"count":3,"views":3,"revenue":9,"lo":1,"hi":5,"entry":"a","exit":"b","users":2`,
-		winMS(0), winMS(50*time.Second)))
-	at := winMS(200 * time.Second)
+		ms(0), ms(50*time.Second)))
+	at := ms(200 * time.Second)
 	s2 := winWant(t, "window", fmt.Sprintf("%d:%d", at, at), fmt.Sprintf(
 		`"start":%d,"end":%d,"count":1,"views":1,"revenue":2,"lo":2,"hi":2,"entry":"d","exit":"d","users":1`, at, at))
 	winCheck(t, winResults(t, h, "out"), []string{s1, s2})
@@ -326,7 +288,7 @@ func TestWindowSessionMerge(t *testing.T) {
 	if len(dl) != 1 || dl[0].Fields["eddy.reason"] != pipelines.ReasonLate || !strings.Contains(dl[0].Fields["data"], `"late"`) {
 		t.Errorf("dead letters = %v, want the late event with reason %s", dl, pipelines.ReasonLate)
 	}
-	winState(t, h, map[string]string{"c": strconv.FormatInt(winMS(230*time.Second), 10)})
+	winState(t, h, map[string]string{"c": strconv.FormatInt(ms(230*time.Second), 10)})
 }
 
 // emit both: an update after each event (ids ":u<n>"), then the window;
@@ -338,12 +300,12 @@ func TestWindowEmitBothLateStream(t *testing.T) {
           emit: both
           late: stream:late
           aggregates: {views: count}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, 5*time.Second, "")
 	winSend(t, h, 20*time.Second, "")
 	winSend(t, h, 60*time.Second, "") // closes [0, 1m): grace 0
 	winSend(t, h, 30*time.Second, `"n":1`)
-	s, e, e2 := winMS(0), winMS(time.Minute), winMS(2*time.Minute)
+	s, e, e2 := ms(0), ms(time.Minute), ms(2*time.Minute)
 	id := fmt.Sprintf("%d:%d", s, e)
 	data := func(start, end int64, n int) string {
 		return fmt.Sprintf(`"start":%d,"end":%d,"count":%d,"views":%d`, start, end, n, n)
@@ -377,7 +339,7 @@ func TestWindowProcessingTime(t *testing.T) {
           output: {stream: out}
           size: 1m
           aggregates: {views: count, total: {sum: n}}
-`), winT0, pipetest.Options{})
+`), t0, pipetest.Options{})
 	send := func(n int) {
 		t.Helper()
 		if err := h.Send("p", fmt.Sprintf(`{"site":"s1","n":%d}`, n)); err != nil {
@@ -399,7 +361,7 @@ func TestWindowProcessingTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(8) // in the next window
-	s, e := winMS(0), winMS(time.Minute)
+	s, e := ms(0), ms(time.Minute)
 	winCheck(t, winResults(t, h, "out"), []string{
 		winWant(t, "window", fmt.Sprintf("%d:%d", s, e), fmt.Sprintf(`"start":%d,"end":%d,"count":3,"views":3,"total":7`, s, e)),
 	})
@@ -409,7 +371,7 @@ func TestWindowProcessingTime(t *testing.T) {
 	if got := winResults(t, h, "out"); len(got) != 2 || !strings.Contains(got[1], `"total":8`) {
 		t.Errorf("results = %v, want a second window with total 8", got)
 	}
-	winState(t, h, map[string]string{"c": strconv.FormatInt(winMS(2*time.Minute), 10)})
+	winState(t, h, map[string]string{"c": strconv.FormatInt(ms(2*time.Minute), 10)})
 }
 
 // A numeric aggregate of a value that is not a number dead-letters the
@@ -419,7 +381,7 @@ func TestWindowNotANumber(t *testing.T) {
           output: {stream: out}
           size: 1m
           aggregates: {views: count, total: {sum: order.amount}}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, time.Second, `"order":{"amount":"ten"}`)
 	winSend(t, h, 2*time.Second, `"order":{"amount":3}`)
 	dl, err := h.DeadLetters("p")
@@ -445,7 +407,7 @@ func TestWindowRestartNoTwice(t *testing.T) {
           size: 1m
           aggregates: {views: count}
 `)
-	start := winT0.Add(time.Hour)
+	start := t0.Add(time.Hour)
 	mr := miniredis.RunT(t) // outlives the first harness
 	h1 := winHarness(t, config, start, pipetest.Options{Redis: mr})
 	winSend(t, h1, 5*time.Second, "")
@@ -460,10 +422,10 @@ func TestWindowRestartNoTwice(t *testing.T) {
 	// a crash before a commit stored the newer one): only the closed mark
 	// in the key's state tells it that [0, 1m) has closed.
 	meta := strings.Replace(processor.GaugesKey("in", 0, 1, "p"), ":gauges:", ":meta:", 1)
-	if w := mr.HGet(meta, "watermark"); w != strconv.FormatInt(winMS(70*time.Second), 10) {
+	if w := mr.HGet(meta, "watermark"); w != strconv.FormatInt(ms(70*time.Second), 10) {
 		t.Fatalf("watermark in %s = %q, want the first harness's", meta, w)
 	}
-	mr.HSet(meta, "watermark", strconv.FormatInt(winMS(5*time.Second), 10))
+	mr.HSet(meta, "watermark", strconv.FormatInt(ms(5*time.Second), 10))
 	// A second harness on the same data is the partition's next owner.
 	h2 := winHarness(t, config, start, pipetest.Options{Redis: mr})
 	winSend(t, h2, 10*time.Second, "") // late for the closed window
@@ -471,7 +433,7 @@ func TestWindowRestartNoTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := winResults(t, h2, "out")
-	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf(`"start":%d`, winMS(time.Minute))) {
+	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf(`"start":%d`, ms(time.Minute))) {
 		t.Errorf("results after the restart = %v, want [0,1m) once and [1m,2m)", got)
 	}
 }
@@ -524,7 +486,7 @@ func TestWindowValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			config := winConfig(tt.input, tt.step) // a dedupe section in input moves the step down a line
-			_, err := pipelines.Parse("test.yaml", []byte(config), winRegistry(t))
+			_, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 			if err == nil {
 				t.Fatalf("Parse(%s) = nil error, want %q", tt.name, tt.want)
 			}
@@ -541,7 +503,7 @@ func TestWindowValidation(t *testing.T) {
 	}
 	// Two analytics steps of one name.
 	config := winConfig(", event_time: ts", base+"          size: 1m\n"+aggs) + "      - window:\n" + base + "          size: 1m\n" + aggs
-	_, err := pipelines.Parse("test.yaml", []byte(config), winRegistry(t))
+	_, err := pipelines.Parse("test.yaml", []byte(config), pipelines.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), `pipelines[0].steps[1].window.name: "w" is the state name of steps[0] too`) {
 		t.Errorf("Parse(two windows named w) = %v, want the name clash", err)
 	}
@@ -584,7 +546,7 @@ pipelines:
 	}
 	// The check runs as the file loads: the window step is bound to the
 	// steps before it.
-	_, err := pipelines.Load(path, winRegistry(t))
+	_, err := pipelines.Load(path, pipelines.NewRegistry())
 	want := []string{
 		path + `:20: pipelines[0].steps[1].window.aggregates.bad.sum: sum of "page": the schema of type "click" version 1 (steps[0]) does not allow a number there`,
 		path + `:21: pipelines[0].steps[1].window.aggregates.worse.min: min of "order.id": the schema of type "click" version 1 (steps[0]) does not allow a number there`,
@@ -604,7 +566,7 @@ func TestWindowHoppingPartlyLate(t *testing.T) {
           hop: 30s
           late: dead_letter
           aggregates: {views: count}
-`), winT0.Add(time.Hour), pipetest.Options{})
+`), t0.Add(time.Hour), pipetest.Options{})
 	winSend(t, h, 10*time.Second, "")
 	winSend(t, h, 45*time.Second, "") // closes [-30s, 30s)
 	winSend(t, h, 20*time.Second, "") // [-30s, 30s) closed, [0s, 60s) open
@@ -612,7 +574,7 @@ func TestWindowHoppingPartlyLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	win := func(from, n int) string {
-		s, e := winMS(time.Duration(from)*time.Second), winMS(time.Duration(from)*time.Second+time.Minute)
+		s, e := ms(time.Duration(from)*time.Second), ms(time.Duration(from)*time.Second+time.Minute)
 		return winWant(t, "window", fmt.Sprintf("%d:%d", s, e), fmt.Sprintf(`"start":%d,"end":%d,"count":%d,"views":%d`, s, e, n, n))
 	}
 	winCheck(t, winResults(t, h, "out"), []string{win(-30, 1), win(0, 3), win(30, 1)})
