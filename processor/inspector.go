@@ -311,7 +311,8 @@ func (in *Inspector) DeadLetters(ctx context.Context, after string, count int) (
 
 // Replay puts dead letter d back on the partition stream it came from and
 // deletes it from the pipeline's dead-letter stream, as Replay does, and
-// returns the new entry's id.
+// returns the new entry's id. It appends only if it removed the dead
+// letter: one already replayed or deleted gives ErrDeadLetterGone.
 func (in *Inspector) Replay(ctx context.Context, d DeadLetter) (string, error) {
 	return Replay(ctx, in.rdb, in.o.DeadLetterStream, d)
 }

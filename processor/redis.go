@@ -303,24 +303,62 @@ func ReadDeadLetters(ctx context.Context, rdb redis.UniversalClient, dlq, after 
 	return dls, last, foreign, nil
 }
 
+// ErrDeadLetterGone is what Replay returns for a dead letter that is no
+// longer in the dead-letter stream (replayed or deleted since it was read):
+// nothing was appended.
+var ErrDeadLetterGone = errors.New("processor: dead letter no longer in the dead-letter stream")
+
+// replayScript deletes a dead letter and, only if that removed it, appends
+// its original fields to the stream it came from: a dead letter replayed
+// twice (two operators, a double click) is appended once.
+//
+//	KEYS[1]   the dead-letter stream
+//	KEYS[2]   the partition stream to append to
+//	ARGV[1]   the dead letter's id
+//	ARGV[2..] the original entry's fields: name, value, …
+//
+// Reply: the new entry's id, or nil (redis.Nil) when the dead letter was
+// not there, and nothing was written.
+var replayScript = redis.NewScript(`
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
+  return false
+end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+`)
+
 // Replay appends a dead letter's original fields to the partition stream it
-// came from and deletes it from the dead-letter stream, both or neither
-// (MULTI/EXEC). The replayed entry gets a new id, after everything already
-// in the stream: it is processed again, behind later events of its key.
+// came from and deletes it from the dead-letter stream, both or neither, in
+// one script (replayScript) that appends only if the delete removed the dead
+// letter: replays of the same dead letter that race (two operators, the
+// console and eddy dlq replay) append it exactly once, and all but one
+// return ErrDeadLetterGone. The replayed entry gets a new id, after
+// everything already in the stream: it is processed again, behind later
+// events of its key.
+//
+// On Redis Cluster the two keys must hash to the same slot (a hash tag
+// shared by the dead-letter stream and the input stream), as they had to
+// when this was a MULTI/EXEC; otherwise Redis refuses with CROSSSLOT and
+// nothing is written.
 func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLetter) (string, error) {
 	if d.Timer != "" {
 		return "", fmt.Errorf("replay %s from %s: a failed firing of timer %q, not a stream entry: nothing to replay", d.ID, dlq, d.Timer)
 	}
-	var add *redis.StringCmd
-	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		add = p.XAdd(ctx, &redis.XAddArgs{Stream: d.Stream, Values: d.Fields})
-		p.XDel(ctx, dlq, d.ID)
-		return nil
-	})
-	if err != nil {
+	if len(d.Fields) == 0 || len(d.Fields)%2 != 0 {
+		return "", fmt.Errorf("replay %s from %s: %d field names and values: want pairs", d.ID, dlq, len(d.Fields))
+	}
+	args := make([]any, 0, 1+len(d.Fields))
+	args = append(args, d.ID)
+	for _, f := range d.Fields {
+		args = append(args, f)
+	}
+	id, err := replayScript.Run(ctx, rdb, []string{dlq, d.Stream}, args...).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", fmt.Errorf("replay %s from %s to %s: %w", d.ID, dlq, d.Stream, ErrDeadLetterGone)
+	case err != nil:
 		return "", fmt.Errorf("replay %s from %s to %s: %w", d.ID, dlq, d.Stream, err)
 	}
-	return add.Val(), nil
+	return id, nil
 }
 
 // ownedRead is what one read of an owned partition found.

@@ -1,0 +1,120 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eddy-streams/eddy/internal/redistest"
+)
+
+// TestReplayConcurrentOnce replays the same dead letters from several
+// goroutines at once, on a real redis-server, as two operators (or one
+// double click) would: each dead letter is appended to its stream exactly
+// once, and every other replay of it reports ErrDeadLetterGone.
+func TestReplayConcurrentOnce(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t)
+	const dlq, letters, replayers = "s:dlq", 20, 8
+	for i := range letters {
+		stream := fmt.Sprintf("{s:%d}", i%2)
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: []string{
+			"data", fmt.Sprint(i), "eddy.reason", ReasonInvalid, "eddy.stream", stream, "eddy.id", "1-1", "eddy.pipeline", "p",
+		}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dls, _, _, err := ReadDeadLetters(ctx, c, dlq, "", letters)
+	if err != nil || len(dls) != letters {
+		t.Fatalf("ReadDeadLetters = %d dead letters, %v; want %d", len(dls), err, letters)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done = map[string]int{}
+		gone int
+		errs []error
+	)
+	start := make(chan struct{})
+	for range replayers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for _, d := range dls {
+				id, err := Replay(ctx, c, dlq, d)
+				mu.Lock()
+				switch {
+				case errors.Is(err, ErrDeadLetterGone):
+					gone++
+				case err != nil:
+					errs = append(errs, err)
+				case id == "":
+					errs = append(errs, fmt.Errorf("Replay(%s) = \"\", nil; want the new entry's id", d.ID))
+				default:
+					done[d.ID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	for _, d := range dls {
+		if done[d.ID] != 1 {
+			t.Errorf("dead letter %s replayed %d times, want 1", d.ID, done[d.ID])
+		}
+	}
+	if want := letters * (replayers - 1); gone != want {
+		t.Errorf("replays that found the dead letter gone = %d, want %d", gone, want)
+	}
+	seen := map[string]int{}
+	for _, s := range []string{"{s:0}", "{s:1}"} {
+		es, err := c.XRange(ctx, s, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			seen[fmt.Sprint(e.Values["data"])]++
+		}
+	}
+	for i := range letters {
+		if n := seen[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("event %d appended %d times, want 1", i, n)
+		}
+	}
+	if n, err := c.XLen(ctx, dlq).Result(); n != 0 || err != nil {
+		t.Errorf("XLEN %s after the replays = %d, %v; want 0", dlq, n, err)
+	}
+}
+
+// TestReplayGone: a dead letter no longer in the dead-letter stream is not
+// appended (ErrDeadLetterGone), and a timer firing is refused.
+func TestReplayGone(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t)
+	tests := []struct {
+		name    string
+		d       DeadLetter
+		wantErr error
+	}{
+		{"never there", DeadLetter{ID: "1-1", Stream: "{s:0}", Fields: []string{"data", "x"}}, ErrDeadLetterGone},
+		{"timer firing", DeadLetter{ID: "1-2", Stream: "{s:0}", Timer: "t"}, nil},
+	}
+	for _, tt := range tests {
+		id, err := Replay(ctx, c, "s:dlq", tt.d)
+		if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || id != "" {
+			t.Errorf("%s: Replay = %q, %v; want an error (%v)", tt.name, id, err, tt.wantErr)
+		}
+	}
+	if n, err := c.XLen(ctx, "{s:0}").Result(); n != 0 || err != nil {
+		t.Errorf("XLEN {s:0} = %d, %v; want 0", n, err)
+	}
+}
