@@ -29,6 +29,7 @@ var stepResults = map[string]struct {
 	"funnel":    {[]string{pipelines.KindFunnel}, true},
 	"threshold": {[]string{pipelines.KindAlert, pipelines.KindResolve}, true},
 	"absence":   {[]string{pipelines.KindAlert, pipelines.KindResolve}, true},
+	"saga":      {[]string{pipelines.KindCommand, pipelines.KindSaga}, false},
 }
 
 // prepareMetrics creates the series of every pipeline of ps at 0 (see

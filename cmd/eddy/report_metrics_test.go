@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +105,35 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no single series %s", name)
 	return 0
+}
+
+// Every analytics step of the shipped configs gets its result kinds, so
+// that its series exist at 0: a step type missing from stepResults would
+// leave every step of its pipeline without them.
+func TestMetricsPipelineKnowsEveryAnalyticsStep(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, file := range files {
+		if strings.HasSuffix(file, ".test.yaml") {
+			continue
+		}
+		f, err := pipelines.Load(file, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, p := range f.Pipelines {
+			for _, s := range metricsPipeline(p).Steps {
+				steps++
+				if len(s.Kinds) == 0 {
+					t.Errorf("%s: pipeline %s, step %s: no result kinds", file, p.Name, s.Name)
+				}
+			}
+		}
+	}
+	if steps == 0 {
+		t.Fatal("no analytics step in configs/: the test checks nothing")
+	}
 }
