@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -99,16 +101,36 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) {
 			pg.Shown = append(pg.Shown, d)
 		}
 	}
-	pg.Count, pg.IDs, pg.Sig = len(ids), strings.Join(ids, ","), s.sign(action, p.Name, ids)
+	pg.Count, pg.IDs, pg.Sig = len(ids), strings.Join(ids, ","), s.sign(action, p.Name, ids, s.newNonce())
 	s.render(w, r, http.StatusOK, "dryrun", p.Name+": "+action+" (dry run)", pg)
 }
 
 // sign is the signature a dry run gives its id set, which the action
-// checks: the set cannot be changed between the two.
-func (s *Server) sign(action, pipeline string, ids []string) string {
+// checks: the set cannot be changed between the two. It is
+// "<nonce>.<hmac>", the nonce (newNonce) making each form single-use.
+func (s *Server) sign(action, pipeline string, ids []string, nonce string) string {
 	m := hmac.New(sha256.New, s.key)
-	fmt.Fprintf(m, "%s\n%s\n%s", action, pipeline, strings.Join(ids, ","))
-	return hex.EncodeToString(m.Sum(nil))
+	fmt.Fprintf(m, "%s\n%s\n%s\n%s", action, pipeline, strings.Join(ids, ","), nonce)
+	return nonce + "." + hex.EncodeToString(m.Sum(nil))
+}
+
+// checkSig checks a form's signature of its action, pipeline and ids and
+// returns its nonce; "" when the signature does not match or the form is
+// older than FormTTL.
+func (s *Server) checkSig(sig, action, pipeline string, ids []string) string {
+	i := strings.LastIndexByte(sig, '.')
+	if i < 0 {
+		return ""
+	}
+	nonce := sig[:i]
+	if !hmac.Equal([]byte(sig), []byte(s.sign(action, pipeline, ids, nonce))) {
+		return ""
+	}
+	issued, ok := nonceTime(nonce)
+	if age := s.o.Now().Sub(issued); !ok || age > FormTTL || age < -time.Minute {
+		return ""
+	}
+	return nonce
 }
 
 // resultPage is what an action shows once done.
@@ -140,8 +162,9 @@ func (s *Server) act(action string) http.HandlerFunc {
 			s.fail(w, r, http.StatusBadRequest, err.Error())
 			return
 		}
-		if !hmac.Equal([]byte(form.Get("sig")), []byte(s.sign(action, p.Name, ids))) {
-			s.fail(w, r, http.StatusBadRequest, "the ids do not match their dry run: do the dry run again")
+		nonce := s.checkSig(form.Get("sig"), action, p.Name, ids)
+		if nonce == "" {
+			s.fail(w, r, http.StatusBadRequest, "the ids do not match their dry run, or the dry run is over "+FormTTL.String()+" old: do the dry run again")
 			return
 		}
 		if c := strings.TrimSpace(form.Get("confirm")); c != strconv.Itoa(len(ids)) && c != action {
@@ -151,6 +174,10 @@ func (s *Server) act(action string) http.HandlerFunc {
 		if action == actionReplay && len(p.SharedWith) > 0 && form.Get("force") != "on" {
 			s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("pipelines %s also read this input stream without dedupe: tick the box if they should see these events again; nothing was done",
 				strings.Join(p.SharedWith, ", ")))
+			return
+		}
+		if !s.nonces.claim(nonce, s.o.Now()) {
+			s.fail(w, r, http.StatusConflict, "this confirmation was already used (a second click, or another tab): nothing more was done; do the dry run again to see what is left")
 			return
 		}
 		res := resultPage{Action: action, Pipeline: p.Name}
@@ -208,7 +235,12 @@ func (s *Server) apply(r *http.Request, p *Pipeline, action string, found []proc
 		return nil
 	}
 	for _, d := range found {
-		if _, err := p.Inspector.Replay(r.Context(), d); err != nil {
+		_, err := p.Inspector.Replay(r.Context(), d)
+		if errors.Is(err, processor.ErrDeadLetterGone) { // replayed or deleted since reread
+			res.Missing = append(res.Missing, d.ID)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		res.Done = append(res.Done, d.ID)
