@@ -9,9 +9,19 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
+
+// SessionTTL is how long an admin session lasts: a login older than this
+// is refused and the operator logs in again.
+const SessionTTL = 12 * time.Hour
+
+// MinAdminTokenLen is the shortest admin token New accepts, in bytes.
+const MinAdminTokenLen = 16
 
 // The console's cookies. Both are HttpOnly and SameSite=Strict.
 const (
@@ -38,21 +48,36 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	return tok
 }
 
-// adminSession is the admin cookie's value: an HMAC of a fixed text under
-// the admin token. It changes with the token; it does not reveal it.
-func (s *Server) adminSession() string {
+// adminSession is the admin cookie's value for a session opened at
+// issued: "<issued unix seconds>.<HMAC of a fixed text and the time under
+// the admin token>". It changes with the token; it does not reveal it.
+func (s *Server) adminSession(issued time.Time) string {
+	at := strconv.FormatInt(issued.Unix(), 10)
 	m := hmac.New(sha256.New, []byte(s.o.AdminToken))
-	m.Write([]byte("eddy console admin session"))
-	return hex.EncodeToString(m.Sum(nil))
+	m.Write([]byte("eddy console admin session\n" + at))
+	return at + "." + hex.EncodeToString(m.Sum(nil))
 }
 
-// isAdmin reports whether the request comes from a logged-in operator.
+// isAdmin reports whether the request comes from a logged-in operator
+// whose session is at most SessionTTL old.
 func (s *Server) isAdmin(r *http.Request) bool {
 	if s.ReadOnly() {
 		return false
 	}
 	c, err := r.Cookie(adminCookie)
-	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.adminSession())) == 1
+	if err != nil {
+		return false
+	}
+	at, _, ok := strings.Cut(c.Value, ".")
+	sec, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil {
+		return false
+	}
+	issued := time.Unix(sec, 0)
+	if age := s.o.Now().Sub(issued); age > SessionTTL || age < -time.Minute {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.adminSession(issued))) == 1
 }
 
 // sameOrigin reports whether a POST comes from the console's own pages:
@@ -126,12 +151,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, "the console is read-only: no admin token is configured")
 		return
 	}
+	if !s.logins.allow(remoteHost(r), s.o.Now()) {
+		s.log.Warn("console_login_limited", zap.String("remote", r.RemoteAddr))
+		w.Header().Set("Retry-After", strconv.Itoa(int(loginEvery/time.Second)))
+		s.fail(w, r, http.StatusTooManyRequests, "too many login attempts from this address: wait a minute")
+		return
+	}
 	tok := r.PostForm.Get("token")
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.AdminToken)) != 1 {
 		s.refuse(w, r, "wrong admin token")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: s.adminSession(), Path: "/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: s.adminSession(s.o.Now()), Path: "/",
+		MaxAge: int(SessionTTL / time.Second), HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	s.log.Info("console_login", zap.String("remote", r.RemoteAddr))
 	http.Redirect(w, r, "/", http.StatusSeeOther)

@@ -65,7 +65,8 @@ type Options struct {
 	// Pipelines are the pipelines shown, in this order; at least one.
 	Pipelines []Pipeline
 	// AdminToken, when set, enables replay and delete for whoever logs in
-	// with it. Default (""): the console is read-only.
+	// with it; at least MinAdminTokenLen bytes. Default (""): the console
+	// is read-only.
 	AdminToken string
 	// Logger logs every action taken (nil: none).
 	Logger *zap.Logger
@@ -92,6 +93,10 @@ type Server struct {
 	// key signs the id sets that dry runs hand to their confirmations.
 	key []byte
 	log *zap.Logger
+	// nonces are those of the confirmation forms used; logins limits
+	// login attempts per remote address.
+	nonces nonceSet
+	logins loginLimiter
 }
 
 //go:embed templates/*.html
@@ -122,6 +127,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.AdminToken != "" && len(o.AdminToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("console: admin token of %d bytes: want at least %d", len(o.AdminToken), MinAdminTokenLen)
 	}
 	s := &Server{o: o, byNam: map[string]*Pipeline{}, log: o.Logger, key: make([]byte, 32)}
 	if s.log == nil {
