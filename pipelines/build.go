@@ -71,7 +71,14 @@ func (p *Pipeline) Decoder() processor.Decoder {
 		return nil
 	}
 	if p.eventTime != nil {
-		return eventTimeDecoder{inner: p.dec, path: *p.eventTime, field: p.Input.EventTime}
+		maxFuture := p.Input.MaxFuture
+		switch {
+		case maxFuture == 0:
+			maxFuture = DefaultMaxFuture
+		case maxFuture < 0:
+			maxFuture = 0 // no bound
+		}
+		return eventTimeDecoder{inner: p.dec, path: *p.eventTime, field: p.Input.EventTime, maxFuture: maxFuture}
 	}
 	return p.dec
 }

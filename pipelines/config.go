@@ -314,7 +314,17 @@ type Input struct {
 	// RFC 3339 string), which drives the partition's watermark and so its
 	// event-time timers. "" (default): events carry no time.
 	EventTime string `yaml:"event_time"`
+	// MaxFuture is how far ahead of the clock an event time may be: an
+	// event further ahead (a device with a wrong clock, microseconds for
+	// milliseconds) is dead-lettered as invalid before it can move the
+	// watermark, which would close every window of its partition at once
+	// and make every later event late. 0: DefaultMaxFuture; below 0: no
+	// limit. Used with EventTime only.
+	MaxFuture time.Duration `yaml:"max_future"`
 }
+
+// DefaultMaxFuture is input.max_future when the file leaves it out.
+const DefaultMaxFuture = time.Hour
 
 // Timers is a pipeline's "timers" section. A zero field means the engine
 // default.

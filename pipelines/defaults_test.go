@@ -59,6 +59,7 @@ func TestDocumentedDefaults(t *testing.T) {
 		"simulate[].duplicates":               code(0),
 		"simulate[].bad":                      code(0),
 		"simulate[].via":                      code(`""`),
+		"pipelines[].input.max_future":        code(DefaultMaxFuture),
 		"console":                             "on, read-only",
 		"console.off":                         code(false),
 		"tracing":                             "none: no spans",

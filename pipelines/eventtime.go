@@ -11,11 +11,16 @@ import (
 // eventTimeDecoder sets Message.EventTime from input.event_time after the
 // pipeline's decoder: unix milliseconds (a number, or a string of digits)
 // or an RFC 3339 time. An event without a usable time is dead-lettered
-// with reason "invalid": its place in event time is unknown.
+// with reason "invalid": its place in event time is unknown; so is one
+// further ahead of the clock than input.max_future, before it can move the
+// partition's watermark.
 type eventTimeDecoder struct {
 	inner processor.Decoder
 	path  Path
 	field string
+	// maxFuture bounds how far ahead of the clock (Message.Now) an event
+	// time may be; 0: no bound.
+	maxFuture time.Duration
 }
 
 func (d eventTimeDecoder) Decode(m *processor.Message) error {
@@ -29,6 +34,12 @@ func (d eventTimeDecoder) Decode(m *processor.Message) error {
 	at, err := eventTimeOf(v)
 	if err != nil {
 		return processor.Permanentf(processor.ReasonInvalid, "entry %s: event time %q: %v", m.ID, d.field, err)
+	}
+	if d.maxFuture > 0 {
+		if ahead := at.Sub(m.Now()); ahead > d.maxFuture {
+			return processor.Permanentf(processor.ReasonInvalid, "entry %s: event time %q is %s, %s ahead of the clock, over input.max_future %s",
+				m.ID, d.field, at.UTC().Format(time.RFC3339Nano), ahead.Round(time.Second), d.maxFuture)
+		}
 	}
 	m.EventTime = at
 	return nil

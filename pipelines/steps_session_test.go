@@ -87,7 +87,8 @@ func checkNoState(t testing.TB, h *pipetest.Harness, name, key string) {
 // of the given settings (YAML lines at the step's indentation), in event
 // time unless eventTime is false.
 func sessionConfig(eventTime bool, settings ...string) string {
-	et := ", event_time: ts"
+	// Events are sent ahead of the harness's clock: no max_future bound.
+	et := ", event_time: ts, max_future: -1s"
 	if !eventTime {
 		et = ""
 	}
