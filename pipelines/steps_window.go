@@ -21,6 +21,10 @@ const (
 	WindowSession  = "session"  // per key and group, events closer than gap
 )
 
+// MaxWindowHops bounds size/hop of a hopping window: how many windows, each
+// a state field and a timer written with the event, one event opens.
+const MaxWindowHops = 100
+
 // Emit modes of the window step.
 const (
 	EmitClose  = "close"  // one result per window, when it closes
@@ -181,6 +185,8 @@ func newWindow(cfg StepConfig) (Step, error) {
 		errs = append(errs, cfg.Errorf("hop", "%s is longer than size %s", c.Hop, c.Size))
 	case w.kind == WindowHopping && c.Size > 0 && c.Size%c.Hop != 0:
 		errs = append(errs, cfg.Errorf("hop", "%s does not divide size %s: each event must belong to a whole number of windows", c.Hop, c.Size))
+	case w.kind == WindowHopping && c.Size > 0 && c.Size/c.Hop > MaxWindowHops:
+		errs = append(errs, cfg.Errorf("hop", "size %s / hop %s is %d windows for every event, over %d: each is a state field and a timer", c.Size, c.Hop, c.Size/c.Hop, MaxWindowHops))
 	case w.kind == WindowHopping:
 		w.hop = ms("hop", c.Hop)
 	case cfg.Has("hop"):

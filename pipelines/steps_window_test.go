@@ -454,6 +454,7 @@ func TestWindowValidation(t *testing.T) {
 		{"hop on tumbling", et, base + "          size: 1m\n          hop: 10s\n" + aggs, []string{`test.yaml:11: pipelines[0].steps[0].window.hop: only hopping windows have a hop`}},
 		{"hop missing", et, base + "          kind: hopping\n          size: 1m\n" + aggs, []string{`test.yaml:7: pipelines[0].steps[0].window.hop: required for hopping windows`}},
 		{"hop not dividing", et, base + "          kind: hopping\n          size: 1m\n          hop: 25s\n" + aggs, []string{`test.yaml:12: pipelines[0].steps[0].window.hop: 25s does not divide size 1m0s`}},
+		{"hop too small", et, base + "          kind: hopping\n          size: 24h\n          hop: 1ms\n" + aggs, []string{`test.yaml:12: pipelines[0].steps[0].window.hop: size 24h0m0s / hop 1ms is 86400000 windows for every event, over 100`}},
 		{"hop over size", et, base + "          kind: hopping\n          size: 1m\n          hop: 2m\n" + aggs, []string{`test.yaml:12: pipelines[0].steps[0].window.hop: 2m0s is longer than size 1m0s`}},
 		{"hop zero", et, base + "          kind: hopping\n          size: 1m\n          hop: 0s\n" + aggs, []string{`test.yaml:12: pipelines[0].steps[0].window.hop: must be above 0`}},
 		{"gap on tumbling", et, base + "          size: 1m\n          gap: 30s\n" + aggs, []string{`test.yaml:11: pipelines[0].steps[0].window.gap: only session windows have a gap`}},
