@@ -103,3 +103,34 @@ func TestNewRefusesShortAdminToken(t *testing.T) {
 		}
 	}
 }
+
+// With LoginToView every page but the login page needs the admin login:
+// GET redirects to the login page, POST is refused; once logged in, pages
+// show.
+func TestLoginToView(t *testing.T) {
+	f := newFixture(t, testToken, func(o *Options) { o.LoginToView = true })
+	f.addDL("invalid", "a", time.Now(), "data", "personal-data")
+	tests := []struct {
+		path string
+		want int
+	}{
+		{"/", http.StatusSeeOther},
+		{"/pipelines/pay/dead-letters", http.StatusSeeOther},
+		{"/pipelines/pay/pending", http.StatusSeeOther},
+		{"/console/login", http.StatusOK},
+		{"/console/static/console.css", http.StatusOK},
+	}
+	for _, tt := range tests {
+		w := f.get(tt.path)
+		if w.Code != tt.want || strings.Contains(w.Body.String(), "personal-data") {
+			t.Errorf("GET %s before login = %d, want %d and no payload", tt.path, w.Code, tt.want)
+		}
+	}
+	f.login(testToken)
+	if w := f.get("/pipelines/pay/dead-letters"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "personal-data") {
+		t.Errorf("dead letters after login = %d, want 200 with the payload", w.Code)
+	}
+	if _, err := New(Options{LoginToView: true, Pipelines: f.srv.o.Pipelines}); err == nil {
+		t.Error("New with LoginToView and no admin token = nil error, want one")
+	}
+}

@@ -68,6 +68,11 @@ type Options struct {
 	// with it; at least MinAdminTokenLen bytes. Default (""): the console
 	// is read-only.
 	AdminToken string
+	// LoginToView, when set, makes every page but the login page need the
+	// admin login: for a console reachable from other machines, since the
+	// pages show dead letters' payloads. It needs AdminToken. Default
+	// false: anyone who reaches the console may view it.
+	LoginToView bool
 	// Logger logs every action taken (nil: none).
 	Logger *zap.Logger
 	// PageSize is the default number of rows per page. Default
@@ -128,6 +133,9 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.LoginToView && o.AdminToken == "" {
+		return nil, errors.New("console: login to view needs an admin token")
+	}
 	if o.AdminToken != "" && len(o.AdminToken) < MinAdminTokenLen {
 		return nil, fmt.Errorf("console: admin token of %d bytes: want at least %d", len(o.AdminToken), MinAdminTokenLen)
 	}
@@ -183,7 +191,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if s.o.LoginToView && !s.isAdmin(r) && !openPath(r.URL.Path) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+			return
+		}
+		s.refuse(w, r, "log in with the admin token first")
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// openPath reports whether path is served without a login when
+// Options.LoginToView is set: the login page, logout and the static files.
+func openPath(path string) bool {
+	return path == "/console/login" || path == "/console/logout" || strings.HasPrefix(path, "/console/static/")
 }
 
 // Routes are the patterns to mount on a shared http.ServeMux: one that
