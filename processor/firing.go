@@ -132,30 +132,6 @@ func (pt *partition) timerCtx(hard context.Context) (context.Context, context.Ca
 	return tctx, func() { tcancel(); cancel() }
 }
 
-// waitTick waits for the next look for due timers: a TimerTick, or less
-// when a read raises the partition's event time (so that an event-time
-// timer fires as soon as the watermark passes it). false: soft is done.
-func (pt *partition) waitTick(soft context.Context) bool {
-	t := pt.p.o.Clock.NewTimer(pt.p.o.TimerTick)
-	defer t.Stop()
-	select {
-	case <-t.C():
-	case <-pt.eventTimeMoved:
-	case <-soft.Done():
-		return false
-	}
-	return true
-}
-
-// idleWatermark is the watermark the clock gives a partition that has read
-// nothing for IdleWatermark, and whether it has been idle that long.
-func (pt *partition) idleWatermark(now time.Time) (int64, bool) {
-	o := pt.p.o
-	if o.IdleWatermark > 0 && now.Sub(time.Unix(0, pt.lastRead.Load())) >= o.IdleWatermark {
-		return now.UnixMilli() - o.AllowedLateness.Milliseconds(), true
-	}
-	return 0, false
-}
 
 // Quiet reports whether the processor has nothing in hand: no entry or
 // timer firing of its partitions dispatched and not yet committed, and no

@@ -759,34 +759,6 @@ func (pt *partition) pinState(rctx, hard context.Context, tasks []*task) bool {
 	}
 }
 
-// sawEventTime raises the partition's highest event time, and with it the
-// watermark.
-func (pt *partition) sawEventTime(ms int64) {
-	for {
-		cur := pt.maxEventTime.Load()
-		if ms <= cur {
-			return
-		}
-		if pt.maxEventTime.CompareAndSwap(cur, ms) {
-			break
-		}
-	}
-	pt.raiseWatermark(ms - pt.p.o.AllowedLateness.Milliseconds())
-	select {
-	case pt.eventTimeMoved <- struct{}{}:
-	default: // a wake-up is pending already
-	}
-}
-
-// raiseWatermark sets the watermark to w unless it is higher already.
-func (pt *partition) raiseWatermark(w int64) {
-	for {
-		cur := pt.watermark.Load()
-		if w <= cur || pt.watermark.CompareAndSwap(cur, w) {
-			return
-		}
-	}
-}
 
 // acquireRoom takes room in flight for one read: BatchSize entries if
 // free, else whatever is free once at least one entry's room is (entries
