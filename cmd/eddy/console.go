@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -33,20 +35,50 @@ func consoleToken(c pipelines.Console) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("console.admin_token_file: %w", err)
 	}
+	if len(tok) < console.MinAdminTokenLen { // say where it is, never what it is
+		where := "console.admin_token_env: environment variable " + c.AdminTokenEnv
+		if c.AdminTokenEnv == "" {
+			where = "console.admin_token_file: file " + c.AdminTokenFile
+		}
+		return "", fmt.Errorf("%s holds an admin token of %d bytes: want at least %d (e.g. openssl rand -hex 16)",
+			where, len(tok), console.MinAdminTokenLen)
+	}
 	return tok, nil
 }
+
+// loopback reports whether the listen address addr accepts connections
+// from this machine only: its host is a loopback IP or "localhost". An
+// empty host (":9180") listens on every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// errConsoleNotLoopback explains why the console is not served.
+const errConsoleNotLoopback = "the console shows dead letters' payloads: on an address other than loopback it needs an admin token (console.admin_token_env or console.admin_token_file), and then every page needs a login"
 
 // newConsole builds the web console of the pipelines ps of f, reading
 // Redis through rdb (which it does not close) and the admin token the file
 // names. Each pipeline's dead letters are deleted with XDEL on its
 // dead-letter stream; a replay warns of the file's other pipelines that
 // read the same input stream without dedupe, as eddy dlq replay does.
-func newConsole(f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.UniversalClient, log *zap.Logger) (*console.Server, error) {
+//
+// On a listen address addr that is not loopback every page needs a login
+// (console.Options.LoginToView); the caller refuses such an address
+// without a token.
+func newConsole(f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.UniversalClient, addr string, log *zap.Logger) (*console.Server, error) {
 	tok, err := consoleToken(f.Console)
 	if err != nil {
 		return nil, err
 	}
-	o := console.Options{AdminToken: tok, Logger: log}
+	o := console.Options{AdminToken: tok, Logger: log, LoginToView: !loopback(addr)}
 	for _, p := range ps {
 		in, err := processor.NewInspector(rdb, p.Options())
 		if err != nil {
@@ -76,13 +108,24 @@ func newConsole(f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.Universal
 
 // withConsole returns routes (the http.addr listener's extra routes, nil
 // for none) with the web console of ps mounted at "/", unless the file's
-// console.off is set. It is what eddy run calls to serve the console next
-// to /metrics.
+// console.off is set, or http.addr is not a loopback address and no admin
+// token is configured (then it logs console_off_not_loopback and "/" is
+// 404). It is what eddy run calls to serve the console next to /metrics.
 func withConsole(routes map[string]http.Handler, f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.UniversalClient, log *zap.Logger) (map[string]http.Handler, error) {
 	if f.Console.Off {
 		return routes, nil
 	}
-	c, err := newConsole(f, ps, rdb, log)
+	tok, err := consoleToken(f.Console)
+	if err != nil {
+		return nil, err
+	}
+	if tok == "" && !loopback(f.HTTP.Addr) {
+		if log != nil {
+			log.Warn("console_off_not_loopback", zap.String("addr", f.HTTP.Addr), zap.String("why", errConsoleNotLoopback))
+		}
+		return routes, nil
+	}
+	c, err := newConsole(f, ps, rdb, f.HTTP.Addr, log)
 	if err != nil {
 		return nil, err
 	}
@@ -124,13 +167,15 @@ must then be an operator.`,
 				return err
 			} else if tok != "" {
 				role = processor.RoleOperator
+			} else if !loopback(addr) {
+				return usageError{fmt.Errorf("console on %s: %s", addr, errConsoleNotLoopback)}
 			}
 			conn, err := connectAs(ctx, g, f, ps, log, "console", role)
 			if err != nil {
 				return err
 			}
 			defer conn.close()
-			c, err := newConsole(f, ps, conn.client, log)
+			c, err := newConsole(f, ps, conn.client, addr, log)
 			if err != nil {
 				return err
 			}

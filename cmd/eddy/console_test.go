@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/eddy-streams/eddy/internal/redistest"
 	"github.com/eddy-streams/eddy/pipelines"
@@ -23,16 +26,20 @@ import (
 )
 
 func TestConsoleToken(t *testing.T) {
-	file := writeFile(t, "token", "from-file\n")
-	t.Setenv("EDDY_TEST_CONSOLE_TOKEN_SET", "from-env")
+	file := writeFile(t, "token", "from-file-0123456789\n")
+	short := writeFile(t, "short", "short-secret\n")
+	t.Setenv("EDDY_TEST_CONSOLE_TOKEN_SET", "from-env-0123456789")
+	t.Setenv("EDDY_TEST_CONSOLE_TOKEN_SHORT", "short-secret")
 	tests := []struct {
 		c       pipelines.Console
 		want    string
 		wantErr string
 	}{
 		{pipelines.Console{}, "", ""},
-		{pipelines.Console{AdminTokenEnv: "EDDY_TEST_CONSOLE_TOKEN_SET"}, "from-env", ""},
-		{pipelines.Console{AdminTokenFile: file}, "from-file", ""},
+		{pipelines.Console{AdminTokenEnv: "EDDY_TEST_CONSOLE_TOKEN_SET"}, "from-env-0123456789", ""},
+		{pipelines.Console{AdminTokenFile: file}, "from-file-0123456789", ""},
+		{pipelines.Console{AdminTokenEnv: "EDDY_TEST_CONSOLE_TOKEN_SHORT"}, "", "console.admin_token_env: environment variable EDDY_TEST_CONSOLE_TOKEN_SHORT holds an admin token of 12 bytes: want at least 16"},
+		{pipelines.Console{AdminTokenFile: short}, "", "console.admin_token_file: file " + short + " holds an admin token of 12 bytes: want at least 16"},
 		{pipelines.Console{AdminTokenEnv: "EDDY_TEST_CONSOLE_TOKEN_UNSET"}, "", "console.admin_token_env: environment variable EDDY_TEST_CONSOLE_TOKEN_UNSET is unset or empty"},
 		{pipelines.Console{AdminTokenFile: file + ".nope"}, "", "console.admin_token_file: "},
 		{pipelines.Console{AdminTokenEnv: "X", AdminTokenFile: file}, "", "give at most one"},
@@ -41,6 +48,9 @@ func TestConsoleToken(t *testing.T) {
 		got, err := consoleToken(tt.c)
 		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("consoleToken(%+v) = %q, %v, want %q and an error containing %q", tt.c, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && strings.Contains(err.Error(), "short-secret") {
+			t.Errorf("consoleToken(%+v): error %q quotes the token", tt.c, err)
 		}
 	}
 }
@@ -57,6 +67,7 @@ func TestConsoleCommandRefuses(t *testing.T) {
 	}{
 		{"console off", "console: {off: true}\n" + base, "console.off is true"},
 		{"http off", "http: {addr: off}\n" + base, "give --http ADDR"},
+		{"not loopback, no token", "http: {addr: \"0.0.0.0:0\"}\n" + base, "console on 0.0.0.0:0: the console shows dead letters' payloads"},
 	}
 	for _, tt := range tests {
 		cfg := writeFile(t, "c.yaml", tt.config)
@@ -75,27 +86,63 @@ func TestWithConsole(t *testing.T) {
     steps: [{output: {stream: "pay:out"}}]
 `
 	ingest := http.NotFoundHandler()
+	t.Setenv("EDDY_TEST_CONSOLE_TOKEN_WITH", "console-admin-token-0123456789")
+	const withToken = "console: {admin_token_env: EDDY_TEST_CONSOLE_TOKEN_WITH}\n"
 	tests := []struct {
 		name, config string
 		console      bool
+		// get is the status of GET / (without a login) when the console is
+		// mounted; offLog is set when the log must say why it is off.
+		get    int
+		offLog bool
 	}{
-		{"on by default", base, true},
-		{"off", "console: {off: true}\n" + base, false},
+		{name: "on by default", config: base, console: true, get: http.StatusOK},
+		{name: "off", config: "console: {off: true}\n" + base},
+		{name: "not loopback, no token", config: "http: {addr: \"0.0.0.0:9180\"}\n" + base, offLog: true},
+		{name: "all interfaces, no token", config: "http: {addr: \":9180\"}\n" + base, offLog: true},
+		{name: "IPv6 loopback", config: "http: {addr: \"[::1]:9180\"}\n" + base, console: true, get: http.StatusOK},
+		{name: "localhost", config: "http: {addr: \"localhost:9180\"}\n" + base, console: true, get: http.StatusOK},
+		{name: "not loopback, token", config: "http: {addr: \"0.0.0.0:9180\"}\n" + withToken + base, console: true, get: http.StatusSeeOther},
+		{name: "loopback, token", config: withToken + base, console: true, get: http.StatusOK},
 	}
 	for _, tt := range tests {
 		f, err := pipelines.Parse("c.yaml", []byte(tt.config), pipelines.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-		routes, err := withConsole(map[string]http.Handler{"POST /ingest": ingest}, f, f.Pipelines, c, nil)
-		_ = c.Close()
+		core, logs := observer.New(zap.InfoLevel)
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+		routes, err := withConsole(map[string]http.Handler{"POST /ingest": ingest}, f, f.Pipelines, c, zap.New(core))
 		if err != nil {
 			t.Fatalf("%s: withConsole = %v", tt.name, err)
 		}
-		if _, ok := routes["/"]; ok != tt.console || routes["POST /ingest"] == nil {
+		h, ok := routes["/"]
+		if ok != tt.console || routes["POST /ingest"] == nil {
 			t.Errorf("%s: routes %v: console mounted = %v, want %v, with the ingest route kept", tt.name, slices.Collect(maps.Keys(routes)), ok, tt.console)
 		}
+		if ok {
+			// "/" renders the overview, whose Redis reads fail here (502),
+			// or redirects to the login page; /console/login is always 200.
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+			if got := w.Code; (tt.get == http.StatusSeeOther) != (got == http.StatusSeeOther) {
+				t.Errorf("%s: GET / = %d, want %d", tt.name, got, tt.get)
+			}
+		} else {
+			mux := http.NewServeMux()
+			for p, rh := range routes {
+				mux.Handle(p, rh)
+			}
+			w := httptest.NewRecorder()
+			mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+			if w.Code != http.StatusNotFound {
+				t.Errorf("%s: GET / = %d, want 404", tt.name, w.Code)
+			}
+		}
+		if got := logs.FilterMessage("console_off_not_loopback").Len(); (got == 1) != tt.offLog {
+			t.Errorf("%s: console_off_not_loopback logged %d times, want it logged: %v", tt.name, got, tt.offLog)
+		}
+		_ = c.Close()
 	}
 }
 
