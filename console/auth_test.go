@@ -134,3 +134,22 @@ func TestLoginToView(t *testing.T) {
 		t.Error("New with LoginToView and no admin token = nil error, want one")
 	}
 }
+
+// The numbers docs/configuration.md's console rows give.
+func TestConsoleDocumentedLimits(t *testing.T) {
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"SessionTTL", SessionTTL, 12 * time.Hour},
+		{"FormTTL", FormTTL, time.Hour},
+		{"MinAdminTokenLen", MinAdminTokenLen, 16},
+		{"loginBurst", loginBurst, 5},
+		{"loginEvery", loginEvery, 12 * time.Second},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v (as docs/configuration.md says)", tt.name, tt.got, tt.want)
+		}
+	}
+}

@@ -14,14 +14,22 @@
 // per-session CSRF token in a form field that must equal the one in the
 // csrf cookie, and its Origin (or, without one, its Referer) must be the
 // console's own host; anything else is refused with 403. A GET on an
-// action answers 405.
+// action answers 405. The admin token is at least MinAdminTokenLen bytes;
+// login attempts are limited per remote address (429); a session carries
+// its issue time under the HMAC and lasts SessionTTL. With
+// Options.LoginToView (what cmd/eddy sets on a listen address other than
+// loopback) every page needs the login.
 //
 // An action acts on exactly the dead letters the operator saw: a dry run
 // (a GET, which changes nothing) lists the ids that the filter selects at
 // that moment and carries them, signed, into the confirmation form; the
 // operator types the count (or the action's name) to confirm; the action
 // then reads each of those ids and acts on those still there, never on a
-// new query that could take in dead letters added since. Every page and
+// new query that could take in dead letters added since. A form acts
+// once: its signature covers a nonce with its issue time, remembered in
+// memory once used (a second POST is 409) and refused after FormTTL; and
+// processor.Replay appends a dead letter only if it removed it, so that
+// replays from two consoles append it once. Every page and
 // every scan is bounded (Options.PageSize, MaxScan, MaxAction), and
 // html/template escapes everything shown.
 //
