@@ -118,3 +118,43 @@ func TestReplayGone(t *testing.T) {
 		t.Errorf("XLEN {s:0} = %d, %v; want 0", n, err)
 	}
 }
+
+// On Redis Cluster, Replay works when the dead-letter stream and the
+// stream share a slot (a hash tag), as the MULTI/EXEC it replaced needed;
+// across slots it fails and writes nothing.
+func TestReplayCluster(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3).Client(t)
+	tests := []struct {
+		name, dlq, stream string
+		ok                bool
+	}{
+		{"one slot", "{orders}:dlq", "{orders}", true},
+		{"two slots", "orders:dlq", "{orders:0}", false},
+	}
+	for _, tt := range tests {
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: tt.dlq, Values: []string{
+			"data", "1", "eddy.reason", ReasonInvalid, "eddy.stream", tt.stream, "eddy.id", "1-1", "eddy.pipeline", "p",
+		}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		dls, _, _, err := ReadDeadLetters(ctx, c, tt.dlq, "", 10)
+		if err != nil || len(dls) != 1 {
+			t.Fatalf("%s: ReadDeadLetters = %v, %v", tt.name, dls, err)
+		}
+		_, err = Replay(ctx, c, tt.dlq, dls[0])
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Replay = %v, want ok %v", tt.name, err, tt.ok)
+		}
+		var wantLen, wantDLQ int64 = 0, 1
+		if tt.ok {
+			wantLen, wantDLQ = 1, 0
+		}
+		if n := c.XLen(ctx, tt.stream).Val(); n != wantLen {
+			t.Errorf("%s: XLEN %s = %d, want %d", tt.name, tt.stream, n, wantLen)
+		}
+		if n := c.XLen(ctx, tt.dlq).Val(); n != wantDLQ {
+			t.Errorf("%s: XLEN %s = %d, want %d", tt.name, tt.dlq, n, wantDLQ)
+		}
+	}
+}
