@@ -346,6 +346,9 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLe
 	if len(d.Fields) == 0 || len(d.Fields)%2 != 0 {
 		return "", fmt.Errorf("replay %s from %s: %d field names and values: want pairs", d.ID, dlq, len(d.Fields))
 	}
+	if 1+len(d.Fields) > maxEffectStrings { // too many for one Lua call (its stack holds about 8000)
+		return replayWatched(ctx, rdb, dlq, d)
+	}
 	args := make([]any, 0, 1+len(d.Fields))
 	args = append(args, d.ID)
 	for _, f := range d.Fields {
@@ -359,6 +362,44 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLe
 		return "", fmt.Errorf("replay %s from %s to %s: %w", d.ID, dlq, d.Stream, err)
 	}
 	return id, nil
+}
+
+// replayWatchedTries bounds how often replayWatched retries when the
+// dead-letter stream changed while it looked.
+const replayWatchedTries = 20
+
+// replayWatched is Replay for an entry too wide for replayScript: WATCH the
+// dead-letter stream, check that the dead letter is there, then XADD and
+// XDEL in MULTI/EXEC, which Redis refuses if the stream changed meanwhile
+// (then it looks again). It gives the same guarantee: appended only if
+// this call removed the dead letter.
+func replayWatched(ctx context.Context, rdb redis.UniversalClient, dlq string, d DeadLetter) (string, error) {
+	var add *redis.StringCmd
+	watched := func(tx *redis.Tx) error {
+		n, err := tx.XRange(ctx, dlq, d.ID, d.ID).Result()
+		if err != nil {
+			return err
+		}
+		if len(n) == 0 {
+			return ErrDeadLetterGone
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			add = p.XAdd(ctx, &redis.XAddArgs{Stream: d.Stream, Values: d.Fields})
+			p.XDel(ctx, dlq, d.ID)
+			return nil
+		})
+		return err
+	}
+	var err error
+	for range replayWatchedTries {
+		if err = rdb.Watch(ctx, watched, dlq); !errors.Is(err, redis.TxFailedErr) {
+			break
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("replay %s from %s to %s: %w", d.ID, dlq, d.Stream, err)
+	}
+	return add.Val(), nil
 }
 
 // ownedRead is what one read of an owned partition found.

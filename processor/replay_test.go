@@ -158,3 +158,43 @@ func TestReplayCluster(t *testing.T) {
 		}
 	}
 }
+
+// An entry too wide for one Lua call is replayed once too, when replays
+// race.
+func TestReplayWideConcurrentOnce(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t)
+	fields := make([]string, 0, 2*maxEffectStrings)
+	for i := range maxEffectStrings {
+		fields = append(fields, fmt.Sprint("f", i), "v")
+	}
+	d := DeadLetter{Stream: "{s:0}", Fields: fields}
+	var err error
+	if d.ID, err = c.XAdd(ctx, &redis.XAddArgs{Stream: "s:dlq", Values: []string{"eddy.reason", ReasonInvalid}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	const replayers = 4
+	errs := make([]error, replayers)
+	var wg sync.WaitGroup
+	for i := range replayers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Replay(ctx, c, "s:dlq", d)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrDeadLetterGone):
+			t.Errorf("Replay = %v, want nil or ErrDeadLetterGone", err)
+		}
+	}
+	es, err := c.XRange(ctx, "{s:0}", "-", "+").Result()
+	if ok != 1 || err != nil || len(es) != 1 || len(es[0].Values) != maxEffectStrings {
+		t.Errorf("%d replays succeeded, {s:0} holds %d entries (%v); want one, of %d fields", ok, len(es), err, maxEffectStrings)
+	}
+}
