@@ -333,7 +333,9 @@ return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 // console and eddy dlq replay) append it exactly once, and all but one
 // return ErrDeadLetterGone. The replayed entry gets a new id, after
 // everything already in the stream: it is processed again, behind later
-// events of its key.
+// events of its key. An entry too wide for one Lua call (more than
+// maxEffectStrings strings) is replayed by replayWatched, with the same
+// guarantee.
 //
 // On Redis Cluster the two keys must hash to the same slot (a hash tag
 // shared by the dead-letter stream and the input stream), as they had to
