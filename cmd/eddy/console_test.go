@@ -360,7 +360,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("dead-letter page shows %v, want %v (XRANGE pay:dlq)", got, all)
 	}
 	b.shot("3-dead-letters")
-	b.do(chromedp.SendKeys(chromedp.ID("f-reason"), "invalid"), chromedp.Click(chromedp.ID("f-submit")), chromedp.WaitVisible(chromedp.ID("summary")))
+	b.do(chromedp.SendKeys(chromedp.ID("f-reason"), "invalid"), chromedp.Click(chromedp.ID("f-submit")))
+	// The old page has a summary too: wait for the filtered page's address
+	// first, then for its summary.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		loc, err := chromedp.Run(b.ctx, chromedp.Location())
+		if err == nil && strings.Contains(loc, "reason=invalid") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the filter form did not lead to a page filtered by reason: at %s", loc)
+		}
+	}
+	b.do(chromedp.WaitVisible(chromedp.ID("summary")))
 	if got := b.list("article.dead-letter", "id"); !slices.Equal(got, byReason["invalid"]) {
 		t.Errorf("filtered by reason invalid, the page shows %v, want %v", got, byReason["invalid"])
 	}
