@@ -386,7 +386,10 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 		for p := 0; p < n; p++ {
 			add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "xinfo|stream", "xinfo|groups", "xpending")
 			if role == RoleOperator {
-				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "xadd")
+				// Replay appends with a script that first deletes the dead
+				// letter (once only); the script's XADD and XDEL are
+				// checked against the user's rules too.
+				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "evalsha", "eval", "xadd")
 			}
 			add(leaseKey(stream, p, n, group), partitionWhat("lease", p), partPattern, "get", "pttl")
 			add(GaugesKey(stream, p, n, group), partitionWhat("gauges", p), partPattern, "hgetall")
@@ -399,7 +402,7 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 		}
 		add(dlq, "dead-letter stream", GlobEscape(dlq), "xlen", "xrevrange", "xrange")
 		if role == RoleOperator {
-			add(dlq, "dead-letter stream", GlobEscape(dlq), "xdel")
+			add(dlq, "dead-letter stream", GlobEscape(dlq), "evalsha", "eval", "xdel")
 		}
 	case RoleWorker:
 		add("", "", "", connection...)

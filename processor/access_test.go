@@ -265,7 +265,7 @@ func TestAccessRules(t *testing.T) {
 		{one, RoleProducer, `+ping +cluster|info +xadd ~a\*b`},
 		{o, RoleMonitor, "+ping +cluster|info +time +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
 		{one, RoleMonitor, `+ping +cluster|info +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq`},
-		{o, RoleOperator, "+ping +cluster|info +time +multi +exec +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
+		{o, RoleOperator, "+ping +cluster|info +time +multi +exec +evalsha +eval +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
 	} {
 		got, err := AccessRules(tc.o, tc.role)
 		if err != nil {

@@ -111,17 +111,36 @@ func writtenBy(p *pipelines.Pipeline) []processor.Written {
 			if !ok || h == "" {
 				continue // the key's own state: the engine's keys
 			}
-			parts := strings.Split(h, "$key")
-			for i := range parts {
-				parts[i] = processor.GlobEscape(parts[i])
+			out = append(out, readModel(h, processor.EffectHSet, processor.EffectHIncrBy, processor.EffectHIncrByFloat))
+		default:
+			// The analytics steps (and saga): results to output.stream, an
+			// optional read model output.hash, late events to a stream.
+			o, ok := c["output"].(map[string]any)
+			if !ok {
+				continue
 			}
-			out = append(out, processor.Written{
-				Key: strings.ReplaceAll(h, "$key", accessProbeKey), Pattern: strings.Join(parts, "*"),
-				Kinds: []processor.EffectKind{processor.EffectHSet, processor.EffectHIncrBy, processor.EffectHIncrByFloat},
-			})
+			if s, ok := o["stream"].(string); ok && s != "" {
+				out = append(out, processor.Written{Key: s, Kinds: []processor.EffectKind{processor.EffectXAdd}})
+			}
+			if h, ok := o["hash"].(string); ok && h != "" {
+				out = append(out, readModel(h, processor.EffectHSet))
+			}
+			if l, ok := c["late"].(string); ok && strings.HasPrefix(l, "stream:") {
+				out = append(out, processor.Written{Key: strings.TrimSpace(strings.TrimPrefix(l, "stream:")), Kinds: []processor.EffectKind{processor.EffectXAdd}})
+			}
 		}
 	}
 	return out
+}
+
+// readModel is a read-model hash h ("$key" standing for any key) written
+// with kinds.
+func readModel(h string, kinds ...processor.EffectKind) processor.Written {
+	parts := strings.Split(h, "$key")
+	for i := range parts {
+		parts[i] = processor.GlobEscape(parts[i])
+	}
+	return processor.Written{Key: strings.ReplaceAll(h, "$key", accessProbeKey), Pattern: strings.Join(parts, "*"), Kinds: kinds}
 }
 
 // failGate turns /readyz unready for good the moment a pipeline's Run

@@ -113,7 +113,7 @@ func TestRedisACLDocMatchesTheCode(t *testing.T) {
 
 func TestWrittenBy(t *testing.T) {
 	got := fmt.Sprint(writtenBy(clickstream(t)))
-	want := "[{clicks:enriched  [XADD]} {user:eddy-access-check user:* [HSET HINCRBY HINCRBYFLOAT]}]"
+	want := "[{clicks:enriched  [XADD]} {user:eddy-access-check user:* [HSET HINCRBY HINCRBYFLOAT]} {clicks:sessions  [XADD]} {clicks:funnels  [XADD]}]"
 	if got != want {
 		t.Errorf("writtenBy(clickstream) = %s, want %s", got, want)
 	}
@@ -156,7 +156,9 @@ func TestRedisACLDocUsersWork(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	w := startEddy(t, "--redis", userURL(srv, users[processor.RoleWorker]), "run", "-c", aclConfig,
+	// The documented users are the clickstream pipeline's (the file's other
+	// pipelines read and write keys of their own).
+	w := startEddy(t, "--redis", userURL(srv, users[processor.RoleWorker]), "run", "-c", aclConfig, "--pipeline", "clickstream",
 		"--consumer", "w1", "--http", addr, "--redis-wait", "0")
 	waitFor(t, 60*time.Second, "every event processed", func() bool {
 		return admin.XLen(ctx, "clicks:enriched").Val() == n && admin.XLen(ctx, "clicks:dlq").Val() == bad
@@ -167,10 +169,10 @@ func TestRedisACLDocUsersWork(t *testing.T) {
 	waitFor(t, 10*time.Second, "/readyz 200", func() bool { c, _ := get("http://" + addr + "/readyz"); return c == 200 })
 
 	mon := userURL(srv, users[processor.RoleMonitor])
-	if code, out, errOut := eddyBinary(t, "", "--redis", mon, "status", "-c", aclConfig); code != 0 || !strings.Contains(out, "workers: w1") || !strings.Contains(out, "{clicks:7}") {
+	if code, out, errOut := eddyBinary(t, "", "--redis", mon, "status", "-c", aclConfig, "--pipeline", "clickstream"); code != 0 || !strings.Contains(out, "workers: w1") || !strings.Contains(out, "{clicks:7}") {
 		t.Errorf("eddy status as eddy-monitor = %d\n%s%s", code, out, errOut)
 	}
-	if code, out, errOut := eddyBinary(t, "", "--redis", mon, "dlq", "list", "-c", aclConfig); code != 0 || !strings.Contains(out, fmt.Sprintf("clicks:dlq: %d dead letters", bad)) {
+	if code, out, errOut := eddyBinary(t, "", "--redis", mon, "dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"); code != 0 || !strings.Contains(out, fmt.Sprintf("clicks:dlq: %d dead letters", bad)) {
 		t.Errorf("eddy dlq list as eddy-monitor = %d\n%s%s", code, out, errOut)
 	}
 	op := userURL(srv, users[processor.RoleOperator])
@@ -220,7 +222,7 @@ func TestRunRefusesEachMissingPermission(t *testing.T) {
 		t.Run(rule, func(t *testing.T) {
 			args := append(append(append([]string{}, head...), u.rules[:i]...), u.rules[i+1:]...)
 			setUser(t, admin, args)
-			code, _, errOut := eddyBinary(t, "", "--redis", url, "run", "-c", aclConfig, "--http", "off", "--redis-wait", "0", "--consumer", "w1")
+			code, _, errOut := eddyBinary(t, "", "--redis", url, "run", "-c", aclConfig, "--pipeline", "clickstream", "--http", "off", "--redis-wait", "0", "--consumer", "w1")
 			var want string
 			switch {
 			case rule == "+ping":
@@ -261,12 +263,12 @@ func TestCommandsCheckTheirRole(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{users[processor.RoleMonitor], "+time", "", []string{"status", "-c", aclConfig}, "may not run TIME"},
-		{users[processor.RoleMonitor], "+xrange", "", []string{"dlq", "list", "-c", aclConfig}, "may not run XRANGE on clicks:dlq"},
-		{users[processor.RoleMonitor], "~clicks:dlq", "", []string{"dlq", "list", "-c", aclConfig}, "may not use clicks:dlq"},
-		{users[processor.RoleOperator], "+xdel", "", []string{"dlq", "replay", "-c", aclConfig, "--all"}, "may not run XDEL on clicks:dlq"},
-		{users[processor.RoleProducer], "+xadd", clickEvents(1, 0), []string{"produce", "-c", aclConfig}, "may not run XADD on {clicks:0}"},
-		{users[processor.RoleProducer], "~{clicks:*}", clickEvents(1, 0), []string{"produce", "-c", aclConfig}, "may not use {clicks:0}"},
+		{users[processor.RoleMonitor], "+time", "", []string{"status", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run TIME"},
+		{users[processor.RoleMonitor], "+xrange", "", []string{"dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run XRANGE on clicks:dlq"},
+		{users[processor.RoleMonitor], "~clicks:dlq", "", []string{"dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use clicks:dlq"},
+		{users[processor.RoleOperator], "+xdel", "", []string{"dlq", "replay", "-c", aclConfig, "--pipeline", "clickstream", "--all"}, "may not run XDEL on clicks:dlq"},
+		{users[processor.RoleProducer], "+xadd", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run XADD on {clicks:0}"},
+		{users[processor.RoleProducer], "~{clicks:*}", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use {clicks:0}"},
 	} {
 		u := without(tc.u, tc.less)
 		setUser(t, admin, u.args)
@@ -293,11 +295,11 @@ func TestRunStopsWhenAPermissionIsTaken(t *testing.T) {
 	w := users[processor.RoleWorker]
 	setUser(t, admin, w.args)
 	setUser(t, admin, users[processor.RoleProducer].args)
-	if code, out, errOut := eddyBinary(t, clickEvents(50, 0), "--redis", userURL(srv, users[processor.RoleProducer]), "produce", "-c", aclConfig); code != 0 {
+	if code, out, errOut := eddyBinary(t, clickEvents(50, 0), "--redis", userURL(srv, users[processor.RoleProducer]), "produce", "-c", aclConfig, "--pipeline", "clickstream"); code != 0 {
 		t.Fatalf("eddy produce = %d %s %s", code, out, errOut)
 	}
 	addr := freeAddr(t)
-	p := startEddy(t, "--redis", userURL(srv, w), "run", "-c", aclConfig, "--consumer", "w1", "--http", addr, "--redis-wait", "0")
+	p := startEddy(t, "--redis", userURL(srv, w), "run", "-c", aclConfig, "--pipeline", "clickstream", "--consumer", "w1", "--http", addr, "--redis-wait", "0")
 	waitFor(t, 60*time.Second, "the events processed", func() bool { return admin.XLen(ctx, "clicks:enriched").Val() == 50 })
 	waitFor(t, 10*time.Second, "/readyz 200", func() bool { c, _ := get("http://" + addr + "/readyz"); return c == 200 })
 
