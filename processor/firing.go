@@ -132,7 +132,6 @@ func (pt *partition) timerCtx(hard context.Context) (context.Context, context.Ca
 	return tctx, func() { tcancel(); cancel() }
 }
 
-
 // Quiet reports whether the processor has nothing in hand: no entry or
 // timer firing of its partitions dispatched and not yet committed, and no
 // timer due, by the clock or by the watermark as the next look for due

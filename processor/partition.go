@@ -759,7 +759,6 @@ func (pt *partition) pinState(rctx, hard context.Context, tasks []*task) bool {
 	}
 }
 
-
 // acquireRoom takes room in flight for one read: BatchSize entries if
 // free, else whatever is free once at least one entry's room is (entries
 // of keys in backoff hold theirs until they settle, so the partition reads
