@@ -189,7 +189,9 @@ func dlqReplayCommand(g *globals) *cobra.Command {
 		Use:   "replay -c FILE --pipeline NAME (--id ID ... | --all) [--reason R]",
 		Short: "Put dead letters back on the partition streams they came from, to be processed again",
 		Long: `Appends each chosen dead letter's original fields to the partition stream it
-came from and deletes it from the dead-letter stream, both in one MULTI/EXEC.
+came from and deletes it from the dead-letter stream, in one script that
+appends only if it deleted: a dead letter replayed by someone else meanwhile
+(another eddy dlq replay, the console) is counted as gone, not appended twice.
 The replayed entry is new: it is processed again after the events already in
 the stream. Fix the cause first (the pipeline, the data it depends on), or it
 comes back; dead letters added while the replay runs are left for the next.
@@ -219,17 +221,23 @@ config has another pipeline on the same stream without dedupe.`,
 			match := func(d processor.DeadLetter) bool {
 				return reasonFilter(reason)(d) && (all || want[d.ID])
 			}
-			n := 0
+			n, gone := 0, 0
 			err = t.each(ctx, match, func(d processor.DeadLetter) (bool, error) {
 				delete(want, d.ID)
 				if dryRun {
 					fmt.Fprintf(g.stdout, "would replay %s (%s) to %s\n", d.ID, d.Reason, d.Stream)
-				} else if _, err := t.in.Replay(ctx, d); err != nil {
+				} else if _, err := t.in.Replay(ctx, d); errors.Is(err, processor.ErrDeadLetterGone) {
+					gone++
+					return true, nil
+				} else if err != nil {
 					return false, err
 				}
 				n++
 				return true, nil
 			})
+			if gone > 0 {
+				fmt.Fprintf(g.stdout, "%d dead letters were gone when their turn came (replayed or deleted by someone else meanwhile)\n", gone)
+			}
 			verb := "replayed"
 			if dryRun {
 				verb = "would replay"

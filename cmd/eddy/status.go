@@ -184,7 +184,7 @@ func printStatus(g *globals, out statusJSON) {
 			for _, name := range slices.Sorted(maps.Keys(p.Open)) {
 				open = append(open, fmt.Sprintf("%s %d", name, p.Open[name]))
 			}
-			fmt.Fprintf(g.stdout, "open (windows, sessions, funnels, active alerts): %s\n", strings.Join(open, ", "))
+			fmt.Fprintf(g.stdout, "open (windows, sessions, funnels, sagas, active alerts): %s\n", strings.Join(open, ", "))
 		}
 		if p.Unrouted > 0 {
 			n := len(p.Partitions)
