@@ -52,4 +52,11 @@ func TestDemoIngestsOverHTTPAndMQTT(t *testing.T) {
 			t.Errorf("log lacks %s", want)
 		}
 	}
+	// The embedded broker stops after the source that uses it: no lost
+	// connection at shutdown.
+	for _, unwanted := range []string{"mqtt_connection_lost", "mqtt_connect_failed"} {
+		if strings.Contains(log, unwanted) {
+			t.Errorf("log has %s at shutdown", unwanted)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -13,7 +14,9 @@ import (
 // mqttSources are the MQTT sources of a file, ready to run.
 type mqttSources struct {
 	// runs are the embedded brokers' and the sources' Run methods.
-	runs []func(context.Context) error
+	// running counts the sources running: a broker stops after them.
+	running sync.WaitGroup
+	runs    []func(context.Context) error
 	// names name the sources for the log ("mqtt:<name>").
 	names []string
 	// writes are the pipelines the sources append to, each once.
@@ -52,7 +55,7 @@ func newMQTTSources(f *pipelines.File, sink *ingest.Sink, m *metrics.Ingest, log
 					return nil, err
 				}
 				brokers[addr] = b
-				ms.runs = append(ms.runs, b.Run)
+				ms.runs = append(ms.runs, ms.brokerRun(b))
 			}
 			o.Broker = b.URL()
 		}
@@ -60,7 +63,7 @@ func newMQTTSources(f *pipelines.File, sink *ingest.Sink, m *metrics.Ingest, log
 		if mq, err = ingest.NewMQTT(f, src, sink, o); err != nil {
 			return nil, err
 		}
-		sources = append(sources, mq.Run)
+		sources = append(sources, ms.sourceRun(mq.Run))
 		ms.names = append(ms.names, "mqtt:"+src.Name)
 		for _, t := range src.Topics {
 			if p := f.Pipeline(t.Pipeline); p != nil && !written[p] {
@@ -71,4 +74,30 @@ func newMQTTSources(f *pipelines.File, sink *ingest.Sink, m *metrics.Ingest, log
 	}
 	ms.runs = append(ms.runs, sources...)
 	return ms, nil
+}
+
+// sourceRun runs an MQTT source, counted in ms.running so that the
+// embedded brokers outlive it.
+func (ms *mqttSources) sourceRun(run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ms.running.Add(1)
+		defer ms.running.Done()
+		return run(ctx)
+	}
+}
+
+// brokerRun runs an embedded broker until ctx is done and every MQTT
+// source has stopped: a source stopped after its broker would log a lost
+// connection and a failed reconnect at every shutdown.
+func (ms *mqttSources) brokerRun(b *ingest.EmbeddedBroker) func(context.Context) error {
+	return func(ctx context.Context) error {
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			ms.running.Wait()
+			cancel()
+		})
+		defer stop()
+		return b.Run(bctx)
+	}
 }
