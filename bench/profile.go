@@ -26,7 +26,7 @@ const profileRetry = 20 * time.Millisecond
 // freeAddr returns a loopback address with a port free a moment ago, for
 // a side's HTTP listener.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("find a free port for the profiled side: %w", err)
 	}

@@ -226,7 +226,7 @@ func (s *Server) pipeline(w http.ResponseWriter, r *http.Request) *Pipeline {
 func (s *Server) parseTemplates() error {
 	funcs := template.FuncMap{
 		"dur":   fmtDuration,
-		"time":  func(t time.Time) string { return fmtTime(t) },
+		"time":  fmtTime,
 		"join":  strings.Join,
 		"pairs": pairs,
 	}

@@ -143,11 +143,12 @@ func TestDashboardStructure(t *testing.T) {
 			mustf(t, strings.Count(tg.Expr, "(") == strings.Count(tg.Expr, ")"), "panel %q %s: unbalanced parentheses in %s", p.Title, tg.RefID, tg.Expr)
 			// Eddy's own series follow the pipeline variable; up and
 			// eddy_redis_up (a worker's) have no pipeline.
-			if strings.Contains(tg.Expr, "eddy_redis_up{") {
+			switch {
+			case strings.Contains(tg.Expr, "eddy_redis_up{"):
 				mustf(t, strings.Contains(tg.Expr, `instance=~"$worker"`), "panel %q %s: %s ignores $worker", p.Title, tg.RefID, tg.Expr)
-			} else if strings.Contains(tg.Expr, "eddy_") {
+			case strings.Contains(tg.Expr, "eddy_"):
 				mustf(t, strings.Contains(tg.Expr, `pipeline=~"$pipeline`), "panel %q %s: %s ignores $pipeline", p.Title, tg.RefID, tg.Expr)
-			} else {
+			default:
 				mustf(t, strings.Contains(tg.Expr, `up{job="eddy"`), "panel %q %s: %s is neither Eddy's series nor up{job=\"eddy\"}", p.Title, tg.RefID, tg.Expr)
 			}
 			mustf(t, tg.LegendFormat != "", "panel %q %s: no legendFormat", p.Title, tg.RefID)

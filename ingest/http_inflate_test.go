@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -204,7 +205,7 @@ func TestReadLimited(t *testing.T) {
 		}
 	}
 	b := newInflateBudget(100_000)
-	if _, _, err := readLimited(io.LimitReader(zeros{}, 1<<20), 1<<20, &lease{b: b}); err != errOverBudget {
+	if _, _, err := readLimited(io.LimitReader(zeros{}, 1<<20), 1<<20, &lease{b: b}); !errors.Is(err, errOverBudget) {
 		t.Errorf("readLimited over its budget = %v, want errOverBudget", err)
 	}
 	if held, peak, _ := b.stats(); peak > 100_000 || held != peak {

@@ -292,15 +292,6 @@ func (a *analytic) load(m *processor.Message, field string, v any) (bool, error)
 	return true, nil
 }
 
-// fields returns every field of the step's state (field → JSON).
-func (a *analytic) fields(m *processor.Message) (map[string]string, error) {
-	st, err := m.State(a.name)
-	if err != nil {
-		return nil, err
-	}
-	return st.Fields(), nil
-}
-
 // save records field of the step's state set to v as JSON.
 func (a *analytic) save(m *processor.Message, field string, v any) error {
 	b, err := json.Marshal(v)

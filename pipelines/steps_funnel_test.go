@@ -1,6 +1,7 @@
 package pipelines_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,7 +125,7 @@ func TestFunnelCompletesAndDrops(t *testing.T) {
 	}
 	send(t, h, "u1", 20*time.Minute, "type", "view")
 	send(t, h, "u1", 21*time.Minute, "type", "add_to_cart")
-	again := append(done,
+	again := append(slices.Clone(done),
 		funnel{key: "u1", status: progress, times: minutes(20)}.result(),
 		funnel{key: "u1", status: progress, times: minutes(20, 21)}.result())
 	checkResults(t, h, "funnels", again...)

@@ -114,12 +114,12 @@ func Start(f *pipelines.File, opts Options) (*Harness, error) {
 		o.Heartbeat, o.SessionTimeout = 24*time.Hour, 72*time.Hour
 		proc, err := processor.New(h.rdb, o)
 		if err != nil {
-			h.Close()
+			_ = h.Close() // what failed is the error to report
 			return nil, fmt.Errorf("pipetest: pipeline %s: %w", p.Name, err)
 		}
 		in, err := processor.NewInspector(h.rdb, o)
 		if err != nil {
-			h.Close()
+			_ = h.Close()
 			return nil, fmt.Errorf("pipetest: pipeline %s: %w", p.Name, err)
 		}
 		h.procs[p.Name], h.ins[p.Name] = proc, in

@@ -132,9 +132,10 @@ func carryTraces(batch []*task) {
 			}
 			// A copy: the handler's slice may be shared (one payload
 			// emitted to two streams).
-			f := make([]string, len(e.Fields), len(e.Fields)+2)
+			f := make([]string, len(e.Fields)+2)
 			copy(f, e.Fields)
-			e.Fields = append(f, TraceField, tp)
+			f[len(f)-2], f[len(f)-1] = TraceField, tp
+			e.Fields = f
 		}
 	}
 }

@@ -189,7 +189,7 @@ func (s *OrderServices) Run(ctx context.Context, src CommandSource, sink Sink) e
 	for {
 		cmds, err := src.Read(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // stopped: a read cut short by the stop is not a failure
 		}
 		if err != nil {
 			return fmt.Errorf("simulate: reading commands: %w", err)
@@ -209,7 +209,7 @@ func (s *OrderServices) Run(ctx context.Context, src CommandSource, sink Sink) e
 		}
 		if err := sink.Send(ctx, replies); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // stopped: a send cut short by the stop is not a failure
 			}
 			return fmt.Errorf("simulate: sending replies: %w", err)
 		}

@@ -189,7 +189,7 @@ func TestCommitTracerSampling(t *testing.T) {
 	s := spans[0]
 	attrs := map[string]string{}
 	for _, a := range s.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	for k, v := range map[string]string{"eddy.pipeline": "sampled", "eddy.partition": "2", "messaging.destination.name": "in:{2}", "messaging.batch.message_count": "2"} {
 		if attrs[k] != v {
