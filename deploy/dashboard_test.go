@@ -58,7 +58,7 @@ const gridColumns = 24
 var wantPanels = []string{
 	"Throughput", "End-to-end latency p50 / p99", "Lag per partition", "Pending per partition",
 	"Oldest pending age", "Retries", "Dead letters by reason", "Duplicates", "Commit latency p50 / p99",
-	"Entries per commit", "Partitions owned per worker", "Leases lost", "Workers alive", "Redis reachable",
+	"Entries per commit", "Partitions owned per worker", "Leases lost and rebalances", "Workers alive", "Redis reachable",
 	"Ingest accepted / rejected", "Ingest requests by status", "Window results", "Late events",
 	"Active alerts and open windows",
 }
