@@ -68,6 +68,7 @@ type reference struct {
 	seen     map[string]bool    // pipeline/id
 	late     map[string]int     // pipeline → late events dropped
 	dups     int
+	seq      int // arrivals of pages, for ties
 
 	cw, ch, rw map[string]map[int64]*refWin // key → start → window
 	cs         map[string][]*refSession
@@ -386,8 +387,6 @@ func (r *reference) accepts(o *refSession, t int64) bool {
 	return o.start-t < refGap*r.u && o.last-t < refMaxLength*r.u
 }
 
-var refSeq int
-
 // session takes the event into the key's sessions; false when it is late.
 func (r *reference) session(c evCtx) bool {
 	t, key := c.ev.t, c.ev.key
@@ -443,8 +442,8 @@ func (r *reference) session(c evCtx) bool {
 	o.events++
 	o.converted = o.converted || c.ev.typ == "purchase"
 	if c.ev.page != "" {
-		refSeq++
-		pg := &refPage{page: c.ev.page, at: t, seq: refSeq}
+		r.seq++
+		pg := &refPage{page: c.ev.page, at: t, seq: r.seq}
 		if o.entry == nil || t < o.entry.at {
 			o.entry = pg
 		}
