@@ -580,11 +580,11 @@ func TestAnalyticsExactChaos(t *testing.T) {
 	if len(cmp.at) > 0 {
 		near := 0
 		for _, at := range cmp.at {
-			if at >= restartAt && at < restartAt+5000 {
+			if at >= restartAt && at < restartAt+10000 {
 				near++
 			}
 		}
-		t.Logf("of the %d extra, doubled or different results, %d were committed within 5s after the redis-server restart", len(cmp.at), near)
+		t.Logf("of the %d extra, doubled or different results, %d were committed within 10s after the redis-server restart began (it reloads the AOF for a few seconds)", len(cmp.at), near)
 	}
 	if kills < 3 || restarts != 1 || paused == "" {
 		t.Errorf("chaos: %d kills, %d restarts, paused %q; want at least 3 kills, 1 restart and a pause", kills, restarts, paused)
