@@ -5,6 +5,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/eddy-streams/eddy/processor"
 )
 
@@ -27,7 +29,16 @@ func (d eventTimeDecoder) Decode(m *processor.Message) error {
 	if err := d.inner.Decode(m); err != nil {
 		return err
 	}
-	v, ok := NewEvent(m).Get(d.path)
+	var v any
+	var ok bool
+	if raw, isJSON := m.Data.(jsonPayload); isJSON {
+		// Checked by the decoder: read the one member, leaving the payload
+		// undecoded for the steps (most read it later, or not at all).
+		v, ok = lookupJSON(gjson.Parse(string(raw)), d.path)
+		ok = ok && v != nil
+	} else {
+		v, ok = NewEvent(m).Get(d.path)
+	}
 	if !ok {
 		return processor.Permanentf(processor.ReasonInvalid, "entry %s: event time %q is missing", m.ID, d.field)
 	}
