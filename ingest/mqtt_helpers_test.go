@@ -170,9 +170,15 @@ func dialPublisher(ctx context.Context, addr, id string, o pubOptions) (*publish
 }
 
 func (p *publisher) publish(ctx context.Context, topic string, qos byte, payload []byte) error {
+	p.mu.Lock()
+	cli := p.cli // close, from another goroutine, clears it
+	p.mu.Unlock()
+	if cli == nil {
+		return errors.New("publisher closed")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := p.cli.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: payload})
+	resp, err := cli.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: payload})
 	if err != nil {
 		return err
 	}
