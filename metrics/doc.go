@@ -44,6 +44,11 @@
 //	eddy_step_results_total{pipeline,step,kind}
 //	eddy_step_late_events_total{pipeline,step}
 //	eddy_step_open{pipeline,partition,step}                 gauge, sampled
+//	eddy_retention_trimmed_total{stream}                   entries trimmed under retention
+//	eddy_retention_length{stream}                          gauge, after the last trim
+//	eddy_retention_oldest_age_seconds{stream}              gauge, after the last trim
+//	eddy_retention_held_back_entries{stream,group}         gauge, past the policy but not acked by group
+//	eddy_retention_abandoned{stream,group}                 gauge, 1 while the holding group is abandoned
 //	eddy_redis_up                                          gauge, 1 if the last sample read Redis
 //	eddy_redis_probe_seconds                               gauge, how long the last sample's probe took
 //	eddy_ingest_produced_total{pipeline}

@@ -18,6 +18,8 @@ const (
 	labelStep      = "step"
 	labelKind      = "kind"
 	labelVersion   = "version"
+	labelStream    = "stream"
+	labelGroup     = "group"
 )
 
 // durationBuckets (seconds) cover an engine that commits in well under a
@@ -65,7 +67,8 @@ type Metrics struct {
 	produced  *prometheus.CounterVec // pipeline
 	buildInfo *prometheus.GaugeVec   // version
 
-	steps stepSeries
+	steps     stepSeries
+	retention *retentionSeries
 
 	pipelines    cowMap[string, *pipelineSeries]
 	producedByPl cowMap[string, prometheus.Counter]
@@ -175,6 +178,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{labelVersion})),
 	}
 	m.steps = newStepSeries(reg)
+	m.retention = newRetentionSeries(reg)
 	m.SetBuildInfo(moduleVersion())
 	return m
 }
@@ -196,6 +200,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.redisUp, m.redisProbe,
 		m.produced, m.buildInfo,
 		m.steps.results, m.steps.late, m.steps.open,
+		m.retention.trimmed, m.retention.length, m.retention.oldest, m.retention.held, m.retention.abandoned,
 	}
 }
 

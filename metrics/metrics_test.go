@@ -42,6 +42,7 @@ func exercise(m *Metrics) {
 	m.LeaseLost("orders", 2)
 	m.SetMembers("orders", 2)
 	m.SetRedis(true, time.Millisecond)
+	m.Trimmed(processor.TrimReport{Pipeline: "orders", Stream: "{orders:1}", Removed: 5, Length: 10, HeldBy: "slow", Over: 3, Abandoned: true, Oldest: time.Now().Add(-time.Minute)})
 }
 
 func TestLint(t *testing.T) {
@@ -109,6 +110,11 @@ func TestNames(t *testing.T) {
 		"eddy_step_results_total":                   dto.MetricType_COUNTER,
 		"eddy_step_late_events_total":               dto.MetricType_COUNTER,
 		"eddy_step_open":                            dto.MetricType_GAUGE,
+		"eddy_retention_trimmed_total":              dto.MetricType_COUNTER,
+		"eddy_retention_length":                     dto.MetricType_GAUGE,
+		"eddy_retention_oldest_age_seconds":         dto.MetricType_GAUGE,
+		"eddy_retention_held_back_entries":          dto.MetricType_GAUGE,
+		"eddy_retention_abandoned":                  dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
 		if g, ok := got[name]; !ok || g != typ {
@@ -466,5 +472,37 @@ func TestStepSeries(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.steps.open); n != 1 {
 		t.Errorf("open series = %d, want 1 (a gauge not named <step>/open is not a step's)", n)
+	}
+}
+
+// A group that holds a stream's trimming back has its series set; once it
+// catches up (or another group holds it) its series go to 0.
+func TestTrimmed(t *testing.T) {
+	t.Parallel()
+	m, _ := newTest(t)
+	r := m.retention
+	m.Trimmed(processor.TrimReport{Stream: "s", Removed: 7, Length: 100, HeldBy: "slow", Over: 40, Abandoned: true})
+	m.Trimmed(processor.TrimReport{Stream: "s", Removed: 3, Length: 60, HeldBy: "slow", Over: 20})
+	if got := testutil.ToFloat64(r.trimmed.WithLabelValues("s")); got != 10 {
+		t.Errorf("trimmed = %v, want 10", got)
+	}
+	if got := testutil.ToFloat64(r.held.WithLabelValues("s", "slow")); got != 20 {
+		t.Errorf("held back = %v, want 20", got)
+	}
+	if got := testutil.ToFloat64(r.abandoned.WithLabelValues("s", "slow")); got != 0 {
+		t.Errorf("abandoned = %v, want 0 once its consumers read again", got)
+	}
+	m.Trimmed(processor.TrimReport{Stream: "s", Removed: 20, Length: 40, HeldBy: "other", Over: 1, Abandoned: true})
+	m.Trimmed(processor.TrimReport{Stream: "s", Removed: 1, Length: 40})
+	for _, g := range []string{"slow", "other"} {
+		if got := testutil.ToFloat64(r.held.WithLabelValues("s", g)); got != 0 {
+			t.Errorf("held back by %s = %v after release, want 0", g, got)
+		}
+		if got := testutil.ToFloat64(r.abandoned.WithLabelValues("s", g)); got != 0 {
+			t.Errorf("abandoned %s = %v after release, want 0", g, got)
+		}
+	}
+	if got := testutil.ToFloat64(r.length.WithLabelValues("s")); got != 40 {
+		t.Errorf("length = %v, want 40", got)
 	}
 }

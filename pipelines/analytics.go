@@ -48,6 +48,8 @@ type ResultOutput struct {
 	Stream string `yaml:"stream"`
 	// MaxLen caps Stream approximately (MAXLEN ~), >= 0. 0: no cap.
 	MaxLen int64 `yaml:"max_len"`
+	// Retention trims Stream, never past what a group has not acknowledged.
+	Retention *Retention `yaml:"retention"`
 	// Hash, if set, gets each result's fields (HSET), "$key" replaced by
 	// the message key.
 	Hash string `yaml:"hash"`
@@ -142,6 +144,7 @@ func newAnalytic(cfg StepConfig, c analyticsConfig) (analytic, []error) {
 	if c.Output.MaxLen < 0 {
 		errs = append(errs, cfg.Errorf("output.max_len", "must be at least 0 (0 means no cap)"))
 	}
+	errs = append(errs, retentionErrors(cfg, "output.retention", c.Output.Retention)...)
 	if strings.ContainsAny(c.Output.Hash, "{}") {
 		errs = append(errs, cfg.Errorf("output.hash", "must not contain braces (Redis Cluster hash tags); write %s for the key, got %q", keyPlaceholder, c.Output.Hash))
 	}
@@ -150,6 +153,11 @@ func newAnalytic(cfg StepConfig, c analyticsConfig) (analytic, []error) {
 		a.hash = strings.Split(c.Output.Hash, keyPlaceholder)
 	}
 	return a, errs
+}
+
+// retained puts the output stream under its retention.
+func (a *analytic) retained() []processor.Retained {
+	return []processor.Retained{{Stream: a.out.Stream, Retention: a.out.Retention.Engine()}}
 }
 
 // stateName makes the step's state one of the pipeline's keyed states.

@@ -14,35 +14,38 @@ import (
 // documents as its defaults.
 func (p *Pipeline) Options() processor.Options {
 	o := processor.Options{
-		Pipeline:         p.Name,
-		Stream:           p.Input.Stream,
-		Partitions:       p.Input.Partitions,
-		Group:            p.Input.Group,
-		Start:            p.Input.Start,
-		BatchSize:        p.BatchSize,
-		Block:            p.Block,
-		Lanes:            p.Lanes,
-		MaxInflight:      p.MaxInflight,
-		MaxEventBytes:    p.MaxEventBytes,
-		MaxAttempts:      p.Retry.MaxAttempts,
-		Backoff:          p.Retry.Backoff,
-		MaxBackoff:       p.Retry.MaxBackoff,
-		ReclaimAfter:     p.Retry.ReclaimAfter,
-		DeadLetterStream: p.DeadLetter.Stream,
-		DeadLetterMaxLen: p.DeadLetter.MaxLen,
-		ShutdownTimeout:  p.ShutdownTimeout,
-		Ordering:         p.Ordering,
-		Heartbeat:        p.Group.Heartbeat,
-		SessionTimeout:   p.Group.SessionTimeout,
-		Decoder:          p.Decoder(),
-		Handler:          p.Handler(),
-		StateNames:       p.StateNames(),
-		StepTimeout:      p.StepTimeout,
-		StateCacheSize:   p.StateCacheSize,
-		WrongPartition:   p.WrongPartition,
-		TimerTick:        p.Timers.Tick,
-		AllowedLateness:  p.Timers.AllowedLateness,
-		IdleWatermark:    p.Timers.IdleWatermark,
+		Pipeline:            p.Name,
+		Stream:              p.Input.Stream,
+		Partitions:          p.Input.Partitions,
+		Group:               p.Input.Group,
+		Start:               p.Input.Start,
+		BatchSize:           p.BatchSize,
+		Block:               p.Block,
+		Lanes:               p.Lanes,
+		MaxInflight:         p.MaxInflight,
+		MaxEventBytes:       p.MaxEventBytes,
+		MaxAttempts:         p.Retry.MaxAttempts,
+		Backoff:             p.Retry.Backoff,
+		MaxBackoff:          p.Retry.MaxBackoff,
+		ReclaimAfter:        p.Retry.ReclaimAfter,
+		DeadLetterStream:    p.DeadLetter.Stream,
+		DeadLetterMaxLen:    p.DeadLetter.MaxLen,
+		InputRetention:      p.Input.Retention.Engine(),
+		DeadLetterRetention: p.DeadLetter.Retention.Engine(),
+		Retain:              p.retained(),
+		ShutdownTimeout:     p.ShutdownTimeout,
+		Ordering:            p.Ordering,
+		Heartbeat:           p.Group.Heartbeat,
+		SessionTimeout:      p.Group.SessionTimeout,
+		Decoder:             p.Decoder(),
+		Handler:             p.Handler(),
+		StateNames:          p.StateNames(),
+		StepTimeout:         p.StepTimeout,
+		StateCacheSize:      p.StateCacheSize,
+		WrongPartition:      p.WrongPartition,
+		TimerTick:           p.Timers.Tick,
+		AllowedLateness:     p.Timers.AllowedLateness,
+		IdleWatermark:       p.Timers.IdleWatermark,
 	}
 	if p.Dedupe != nil {
 		o.DedupeWindow = p.Dedupe.Window
@@ -130,6 +133,24 @@ func (p *Pipeline) StateNames() []string {
 		}
 	}
 	return names
+}
+
+// retained lists the output streams the steps put under retention, each
+// once (the first policy given wins: validation makes them agree).
+func (p *Pipeline) retained() []processor.Retained {
+	var out []processor.Retained
+	for _, s := range p.steps {
+		st, ok := s.step.(interface{ retained() []processor.Retained })
+		if !ok {
+			continue
+		}
+		for _, r := range st.retained() {
+			if !r.Retention.IsZero() && !slices.ContainsFunc(out, func(o processor.Retained) bool { return o.Stream == r.Stream }) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 type handler struct {

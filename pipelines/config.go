@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/eddy-streams/eddy/processor"
 )
 
 // File is a loaded, validated config file. After Load or Parse every
@@ -321,6 +323,10 @@ type Input struct {
 	// and make every later event late. 0: DefaultMaxFuture; below 0: no
 	// limit. Used with EventTime only.
 	MaxFuture time.Duration `yaml:"max_future"`
+	// Retention trims each partition stream by age and length, never past
+	// an entry some consumer group of it (this pipeline's, or another's)
+	// has not acknowledged. nil: not trimmed.
+	Retention *Retention `yaml:"retention"`
 }
 
 // DefaultMaxFuture is input.max_future when the file leaves it out.
@@ -384,4 +390,65 @@ type DeadLetter struct {
 	Stream string `yaml:"stream"`
 	// MaxLen caps the stream approximately, >= 0; 0 means no cap.
 	MaxLen int64 `yaml:"max_len"`
+	// Retention trims the stream by age and length, never past an entry a
+	// consumer group of it has not acknowledged. nil: not trimmed.
+	Retention *Retention `yaml:"retention"`
+}
+
+// Retention is a "retention" section, of input, dead_letter and the
+// outputs of steps: the stream is trimmed to it every
+// processor.DefaultRetentionEvery by each worker of the pipeline, but
+// never past an entry that some consumer group of the stream has not read
+// and acknowledged; a cap held back so is reported (log line
+// retention_held_back, metrics eddy_retention_*, the console). Unlike
+// max_len, which trims as it appends whatever the readers' progress.
+type Retention struct {
+	// MaxAge trims entries older than this (by their stream id), > 0.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxLen keeps at most this many entries (of each partition stream,
+	// for an input), >= 1.
+	MaxLen int64 `yaml:"max_len"`
+	// AbandonedAfter: a group holding trimming back whose consumers have
+	// all been idle this long, or that has none, is reported as abandoned.
+	// > 0; default processor.DefaultAbandonedAfter.
+	AbandonedAfter time.Duration `yaml:"abandoned_after"`
+}
+
+// retentionErrors checks a step's retention section at field.
+func retentionErrors(cfg StepConfig, field string, r *Retention) []error {
+	var errs []error
+	for _, pr := range r.problems(func(f string) bool { return cfg.Has(joinPath(field, f)) }) {
+		errs = append(errs, cfg.Errorf(joinPath(field, pr[0]), "%s", pr[1]))
+	}
+	return errs
+}
+
+// Engine returns r as the engine takes it (zero for nil).
+func (r *Retention) Engine() processor.Retention {
+	if r == nil {
+		return processor.Retention{}
+	}
+	return processor.Retention{MaxAge: r.MaxAge, MaxLen: r.MaxLen, AbandonedAfter: r.AbandonedAfter}
+}
+
+// problems returns what is wrong with r, each with the field (under the
+// retention section) it is about.
+func (r *Retention) problems(has func(field string) bool) [][2]string {
+	var out [][2]string
+	if r == nil {
+		return nil
+	}
+	if !has("max_age") && !has("max_len") {
+		out = append(out, [2]string{"", "caps nothing: set max_age, max_len or both"})
+	}
+	if has("max_age") && r.MaxAge <= 0 {
+		out = append(out, [2]string{"max_age", "must be greater than 0"})
+	}
+	if has("max_len") && r.MaxLen < 1 {
+		out = append(out, [2]string{"max_len", "must be at least 1"})
+	}
+	if has("abandoned_after") && r.AbandonedAfter <= 0 {
+		out = append(out, [2]string{"abandoned_after", "must be greater than 0"})
+	}
+	return out
 }

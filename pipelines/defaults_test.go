@@ -53,13 +53,15 @@ func code(v any) string {
 // default is a value must be listed here, so a new one cannot go unchecked.
 func TestDocumentedDefaults(t *testing.T) {
 	want := map[string]string{
-		"http.addr":                           code(DefaultHTTPAddr),
-		"simulate[].rate":                     code(DefaultSimulateRate),
-		"simulate[].keys":                     code(DefaultSimulateKeys),
-		"simulate[].duplicates":               code(0),
-		"simulate[].bad":                      code(0),
-		"simulate[].via":                      code(`""`),
-		"pipelines[].input.max_future":        code(DefaultMaxFuture),
+		"http.addr":                    code(DefaultHTTPAddr),
+		"simulate[].rate":              code(DefaultSimulateRate),
+		"simulate[].keys":              code(DefaultSimulateKeys),
+		"simulate[].duplicates":        code(0),
+		"simulate[].bad":               code(0),
+		"simulate[].via":               code(`""`),
+		"pipelines[].input.max_future": code(DefaultMaxFuture),
+		"pipelines[].input.retention.abandoned_after":       code(processor.DefaultAbandonedAfter),
+		"pipelines[].dead_letter.retention.abandoned_after": code(processor.DefaultAbandonedAfter),
 		"console":                             "on, read-only",
 		"console.off":                         code(false),
 		"tracing":                             "none: no spans",

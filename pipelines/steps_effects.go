@@ -18,13 +18,15 @@ import (
 // dedupe) and "data" (the payload as JSON: as it arrived, unless a step
 // changed it).
 type outputStep struct {
-	stream string
-	maxLen int64
+	stream    string
+	maxLen    int64
+	retention *Retention
 }
 
 type outputConfig struct {
-	Stream string `yaml:"stream"`
-	MaxLen int64  `yaml:"max_len"`
+	Stream    string     `yaml:"stream"`
+	MaxLen    int64      `yaml:"max_len"`
+	Retention *Retention `yaml:"retention"`
 }
 
 func newOutput(cfg StepConfig) (Step, error) {
@@ -36,10 +38,16 @@ func newOutput(cfg StepConfig) (Step, error) {
 	if c.MaxLen < 0 {
 		errs = append(errs, cfg.Errorf("max_len", "must be at least 0 (0 means no cap)"))
 	}
+	errs = append(errs, retentionErrors(cfg, "retention", c.Retention)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &outputStep{stream: c.Stream, maxLen: c.MaxLen}, nil
+	return &outputStep{stream: c.Stream, maxLen: c.MaxLen, retention: c.Retention}, nil
+}
+
+// retained puts the output stream under its retention.
+func (s *outputStep) retained() []processor.Retained {
+	return []processor.Retained{{Stream: s.stream, Retention: s.retention.Engine()}}
 }
 
 func (s *outputStep) Process(_ context.Context, ev *Event) (bool, error) {

@@ -264,6 +264,18 @@ func validatePipeline(c *checker, path string, p *Pipeline) {
 	if p.DeadLetter.MaxLen < 0 {
 		c.addf(at("dead_letter.max_len"), "must be at least 0 (0 means no cap)")
 	}
+	validateRetention(c, at("input.retention"), p.Input.Retention)
+	validateRetention(c, at("dead_letter.retention"), p.DeadLetter.Retention)
+}
+
+func validateRetention(c *checker, path string, r *Retention) {
+	for _, pr := range r.problems(func(f string) bool { return c.has(path + "." + f) }) {
+		if pr[0] == "" {
+			c.addf(path, "%s", pr[1])
+		} else {
+			c.addf(path+"."+pr[0], "%s", pr[1])
+		}
+	}
 }
 
 // validateMemory checks input.partitions × max_inflight against

@@ -92,6 +92,17 @@ type Options struct {
 	// DeadLetterMaxLen caps the dead-letter stream (MAXLEN ~); 0 means no cap.
 	DeadLetterMaxLen int64
 
+	// InputRetention trims each partition stream, and DeadLetterRetention
+	// the dead-letter stream, never past an entry a consumer group has not
+	// acknowledged (Retention). Zero: not trimmed.
+	InputRetention      Retention
+	DeadLetterRetention Retention
+	// Retain lists more streams to trim so: the outputs of the steps.
+	Retain []Retained
+	// RetentionEvery is how often the streams under retention are trimmed.
+	// Default DefaultRetentionEvery.
+	RetentionEvery time.Duration
+
 	// DedupeWindow is how long a dedupe id is remembered; 0 disables dedupe.
 	DedupeWindow time.Duration
 	// DedupeBucket is the width of one dedupe set. Default DedupeWindow /
@@ -240,6 +251,13 @@ const (
 	DefaultTimerTick        = 100 * time.Millisecond
 	DefaultIdleWatermark    = 5 * time.Second
 	DefaultDeadLetterSuffix = ":dlq"
+	DefaultRetentionEvery   = 10 * time.Second
+	DefaultAbandonedAfter   = time.Hour
+	// trimChunk bounds the entries one trim call cuts for a length cap
+	// (the cut is found by reading that many ids); maxTrimCalls bounds the
+	// calls of one round.
+	trimChunk    = 10000
+	maxTrimCalls = 100
 )
 
 // Wrong-partition policies (Options.WrongPartition).
@@ -357,6 +375,7 @@ func (o *Options) fillDefaults() {
 		defd(&o.DedupeBucket, o.DedupeWindow/DefaultDedupeBuckets)
 	}
 	defd(&o.ShutdownTimeout, DefaultShutdownTimeout)
+	defd(&o.RetentionEvery, DefaultRetentionEvery)
 	if o.StepTimeout == 0 { // below 0: no bound
 		o.StepTimeout = DefaultStepTimeout
 	}

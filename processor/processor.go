@@ -165,6 +165,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	background.Add(1)
 	go func() { defer background.Done(); p.janitor(soft) }()
+	background.Add(1)
+	go func() { defer background.Done(); p.retention(soft) }()
 	p.log.Info("pipeline_started", zap.String("stream", p.o.Stream), zap.Int("partitions", p.o.Partitions),
 		zap.String("ordering", p.o.Ordering), zap.Int("lanes", p.o.Lanes), zap.Int("batch_size", p.o.BatchSize))
 

@@ -651,3 +651,43 @@ func claimOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, con
 	es[0].deliveries = n
 	return es[0], true, false, nil
 }
+
+// trim runs trimScript on stream (a dry run when dry is set).
+func trim(ctx context.Context, rdb redis.UniversalClient, stream string, r Retention, now time.Time, dry bool) (TrimReport, error) {
+	flag := "0"
+	if dry {
+		flag = "1"
+	}
+	v, err := trimScript.Run(ctx, rdb, []string{stream}, now.UnixMilli(), r.MaxAge.Milliseconds(), r.MaxLen, trimChunk, flag).Slice()
+	if err != nil {
+		return TrimReport{}, fmt.Errorf("trim %s: %w", stream, err)
+	}
+	if len(v) != 8 {
+		return TrimReport{}, fmt.Errorf("trim %s: a reply of %d values, want 8", stream, len(v))
+	}
+	num := func(x any) int64 { n, _ := x.(int64); return n }
+	str := func(x any) string { s, _ := x.(string); return s }
+	rep := TrimReport{
+		Stream:   stream,
+		Removed:  num(v[0]),
+		Length:   num(v[1]),
+		HeldFrom: str(v[3]),
+		HeldBy:   str(v[4]),
+		Over:     num(v[6]),
+	}
+	if first := str(v[7]); first != "" {
+		rep.Oldest = idTime(first)
+	}
+	rep.ConsumerIdle = -1
+	if idle := num(v[5]); idle >= 0 {
+		rep.ConsumerIdle = time.Duration(idle) * time.Millisecond
+	}
+	if rep.HeldBy != "" {
+		after := r.AbandonedAfter
+		if after <= 0 {
+			after = DefaultAbandonedAfter
+		}
+		rep.Abandoned = rep.ConsumerIdle < 0 || rep.ConsumerIdle >= after
+	}
+	return rep, nil
+}

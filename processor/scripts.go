@@ -778,3 +778,95 @@ local r = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3])
 if #r == 0 or not r[1] then return {'deleted'} end
 return {'ok', r, p[1][4] + 1}
 `)
+
+// trimScript trims one stream to its retention, never past an entry that a
+// consumer group of the stream has not read and acknowledged. Redis 7.0
+// has no XTRIM ACKED, so the script computes the cut from each group's
+// oldest pending entry (or, with none pending, the entry after its last
+// delivered one) and trims with MINID below the lowest of them.
+//
+//	KEYS[1]  the stream
+//	ARGV[1]  now, unix ms
+//	ARGV[2]  max age in ms (0: none)
+//	ARGV[3]  max length (0: none)
+//	ARGV[4]  at most this many entries are trimmed for the length cap in
+//	         one call (the cut is found with XRANGE ... COUNT)
+//	ARGV[5]  "1" for a dry run that trims nothing
+//
+// Reply: removed, length after, the first id the policy wants kept ("" for
+// none), the cut held back to ("" when nothing held it), the group holding
+// it back, that group's consumers' least idle time in ms (-1 when it has no
+// consumer), entries over the policy kept (those over a length cap, or at
+// least those older than the max age counted up to ARGV[4]), and the id of
+// the oldest entry left ("" when empty).
+var trimScript = redis.NewScript(`
+local s = KEYS[1]
+local now, maxAge, maxLen, chunk = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local dry = ARGV[5] == '1'
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+local function after(id)
+  local ms, seq = parse(id)
+  return string.format('%d-%d', ms, seq + 1)
+end
+local function field(t, name)
+  for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
+  return nil
+end
+local function first()
+  local r = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
+  if #r == 0 then return '' end
+  return r[1][1]
+end
+if redis.call('EXISTS', s) == 0 then return {0, 0, '', '', '', -1, 0, ''} end
+local len = redis.call('XLEN', s)
+local want = nil
+if maxAge > 0 and now > maxAge then want = string.format('%d-0', now - maxAge) end
+if maxLen > 0 and len > maxLen then
+  local r = redis.call('XRANGE', s, '-', '+', 'COUNT', math.min(len - maxLen, chunk))
+  local cut = after(r[#r][1])
+  if want == nil or less(want, cut) then want = cut end
+end
+if want == nil then return {0, len, '', '', '', -1, 0, first()} end
+local safe, holder = nil, ''
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+  local name = field(g, 'name')
+  local floor
+  if tonumber(field(g, 'pending')) > 0 then
+    floor = redis.call('XPENDING', s, name)[2]
+  else
+    floor = after(field(g, 'last-delivered-id'))
+  end
+  if safe == nil or less(floor, safe) then safe, holder = floor, name end
+end
+local cut, heldAt, idle = want, '', -1
+if safe ~= nil and less(safe, want) then
+  cut, heldAt = safe, safe
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, holder)) do
+    local i = tonumber(field(c, 'idle'))
+    if idle < 0 or i < idle then idle = i end
+  end
+else
+  holder = ''
+end
+local removed = 0
+if not dry then removed = redis.call('XTRIM', s, 'MINID', cut) end
+local left = len - removed
+local over = 0
+if heldAt ~= '' then
+  if maxLen > 0 and left > maxLen then over = left - maxLen end
+  if maxAge > 0 and now > maxAge then
+    local old = #redis.call('XRANGE', s, heldAt, string.format('(%d-0', now - maxAge), 'COUNT', chunk)
+    if old > over then over = old end
+  end
+end
+return {removed, left, want, heldAt, holder, idle, over, first()}
+`)

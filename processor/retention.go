@@ -1,0 +1,148 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Retention bounds a stream by age and length. Trimming never removes an
+// entry that some consumer group of the stream has not read and
+// acknowledged: a cap that would is held back, and reported, until every
+// group has caught up. A stream with no consumer group is trimmed to the
+// policy as it stands.
+type Retention struct {
+	// MaxAge trims entries whose id is older than this; 0: no age cap.
+	MaxAge time.Duration
+	// MaxLen trims the oldest entries past this many; 0: no length cap.
+	MaxLen int64
+	// AbandonedAfter calls a group that holds trimming back abandoned when
+	// none of its consumers has read or acked for this long (or it has no
+	// consumer). Default DefaultAbandonedAfter.
+	AbandonedAfter time.Duration
+}
+
+// IsZero reports whether r caps nothing.
+func (r Retention) IsZero() bool { return r.MaxAge <= 0 && r.MaxLen <= 0 }
+
+// Retained is a stream other than the input partitions that a processor
+// trims to a retention policy: an output its steps write.
+type Retained struct {
+	Stream    string
+	Retention Retention
+}
+
+// TrimReport is what one trim of a stream did, or, from RetentionStatus,
+// what it would do now.
+type TrimReport struct {
+	Pipeline string
+	Stream   string
+	// Removed counts the entries trimmed (0 for a status).
+	Removed int64
+	// Length is the stream's length after.
+	Length int64
+	// HeldBy names the consumer group whose unacknowledged entries held the
+	// cut back ("" when the policy was applied in full); HeldFrom is where
+	// the cut stopped: that group's oldest pending entry, or, with none
+	// pending, the id just after the last entry it read.
+	HeldBy, HeldFrom string
+	// Over counts entries past the policy kept because HeldBy has not
+	// acknowledged them (for an age cap, counted up to trimChunk).
+	Over int64
+	// Abandoned is set when HeldBy's consumers have all been idle for the
+	// policy's AbandonedAfter, or it has none; ConsumerIdle is the least
+	// idle time among them (-1 for none).
+	Abandoned    bool
+	ConsumerIdle time.Duration
+	// Oldest is the time of the oldest entry left (zero when empty).
+	Oldest time.Time
+}
+
+// RetentionObserver, when the Observer also implements it, is told of each
+// trim of a stream under retention. Calls must not block.
+type RetentionObserver interface {
+	Trimmed(r TrimReport)
+}
+
+// RetentionStatus reports what trimming stream to r would do now, without
+// trimming: the console shows it.
+func RetentionStatus(ctx context.Context, rdb redis.UniversalClient, stream string, r Retention, now time.Time) (TrimReport, error) {
+	return trim(ctx, rdb, stream, r, now, true)
+}
+
+// retention trims the processor's streams under a retention policy every
+// RetentionEvery until ctx ends. Every worker of the pipeline does so: the
+// trim of a stream is one script, so that two at once cut no deeper than
+// one.
+func (p *Processor) retention(ctx context.Context) {
+	streams := p.retained()
+	if len(streams) == 0 {
+		return
+	}
+	held := map[string]string{} // stream -> group last logged as holding it back
+	for p.wait(ctx, p.o.RetentionEvery) {
+		for _, s := range streams {
+			p.trimStream(ctx, s, held)
+		}
+	}
+}
+
+// retained lists the streams the processor trims: its input partitions,
+// its dead-letter stream and the outputs in Options.Retain.
+func (p *Processor) retained() []Retained {
+	var out []Retained
+	if !p.o.InputRetention.IsZero() {
+		for _, pt := range p.parts {
+			out = append(out, Retained{Stream: pt.stream, Retention: p.o.InputRetention})
+		}
+	}
+	if !p.o.DeadLetterRetention.IsZero() {
+		out = append(out, Retained{Stream: p.o.DeadLetterStream, Retention: p.o.DeadLetterRetention})
+	}
+	for _, r := range p.o.Retain {
+		if !r.Retention.IsZero() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// trimStream trims one stream, as many times as it takes to reach the
+// policy (a length cap cuts at most trimChunk entries a call), and reports.
+func (p *Processor) trimStream(ctx context.Context, s Retained, held map[string]string) {
+	ctx, cancel := p.bounded(ctx)
+	defer cancel()
+	var total TrimReport
+	for range maxTrimCalls {
+		rep, err := trim(ctx, p.rdb, s.Stream, s.Retention, p.o.Clock.Now(), false)
+		if err != nil {
+			p.log.Warn("retention_failed", zap.String("stream", s.Stream), zap.Error(err))
+			return
+		}
+		removed := total.Removed + rep.Removed
+		total = rep
+		total.Removed = removed
+		if rep.Removed < trimChunk || rep.HeldBy != "" {
+			break
+		}
+	}
+	total.Pipeline = p.o.Pipeline
+	if ob, ok := p.o.Observer.(RetentionObserver); ok {
+		ob.Trimmed(total)
+	}
+	switch {
+	case total.HeldBy != "" && held[s.Stream] != total.HeldBy:
+		p.log.Warn("retention_held_back", zap.String("stream", s.Stream), zap.String("group", total.HeldBy),
+			zap.String("oldest_unacked", total.HeldFrom), zap.Int64("over", total.Over),
+			zap.Bool("abandoned", total.Abandoned), zap.Duration("consumer_idle", total.ConsumerIdle))
+		held[s.Stream] = total.HeldBy
+	case total.HeldBy == "" && held[s.Stream] != "":
+		p.log.Info("retention_released", zap.String("stream", s.Stream), zap.String("group", held[s.Stream]))
+		delete(held, s.Stream)
+	}
+	if total.Removed > 0 {
+		p.log.Debug("retention_trimmed", zap.String("stream", s.Stream), zap.Int64("removed", total.Removed), zap.Int64("length", total.Length))
+	}
+}
