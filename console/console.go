@@ -229,6 +229,7 @@ func (s *Server) parseTemplates() error {
 		"time":  fmtTime,
 		"join":  strings.Join,
 		"pairs": pairs,
+		"ago":   func(t time.Time) string { return fmtDuration(s.o.Now().Sub(t)) + " ago" },
 	}
 	s.pages = map[string]*template.Template{}
 	for _, page := range []string{"overview", "pending", "deadletters", "dryrun", "result", "login", "error"} {

@@ -17,6 +17,7 @@ type pipelineView struct {
 	Open                                            []openView
 	DeadLetters                                     int64
 	Pending                                         int64
+	Retention                                       []processor.TrimReport
 }
 
 type workerView struct {
@@ -72,6 +73,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 				}
 				v.Open = append(v.Open, ov)
 			}
+		}
+		if v.Retention, err = in.Retention(ctx, now); err != nil {
+			s.failRedis(w, r, err)
+			return
 		}
 		if v.DeadLetters, _, err = in.DeadLetterSpan(ctx); err != nil {
 			s.failRedis(w, r, err)

@@ -668,7 +668,8 @@ func trim(ctx context.Context, rdb redis.UniversalClient, stream string, r Reten
 	num := func(x any) int64 { n, _ := x.(int64); return n }
 	str := func(x any) string { s, _ := x.(string); return s }
 	rep := TrimReport{
-		Stream:   stream,
+		Stream:    stream,
+		Retention: r,
 		Removed:  num(v[0]),
 		Length:   num(v[1]),
 		HeldFrom: str(v[3]),

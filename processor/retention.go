@@ -39,6 +39,8 @@ type Retained struct {
 type TrimReport struct {
 	Pipeline string
 	Stream   string
+	// Retention is the policy trimmed to.
+	Retention Retention
 	// Removed counts the entries trimmed (0 for a status).
 	Removed int64
 	// Length is the stream's length after.
@@ -77,7 +79,7 @@ func RetentionStatus(ctx context.Context, rdb redis.UniversalClient, stream stri
 // trim of a stream is one script, so that two at once cut no deeper than
 // one.
 func (p *Processor) retention(ctx context.Context) {
-	streams := p.retained()
+	streams := retained(p.o)
 	if len(streams) == 0 {
 		return
 	}
@@ -89,24 +91,40 @@ func (p *Processor) retention(ctx context.Context) {
 	}
 }
 
-// retained lists the streams the processor trims: its input partitions,
-// its dead-letter stream and the outputs in Options.Retain.
-func (p *Processor) retained() []Retained {
+// retained lists the streams a pipeline of options o trims: its input
+// partitions, its dead-letter stream and the outputs in Options.Retain.
+func retained(o Options) []Retained {
 	var out []Retained
-	if !p.o.InputRetention.IsZero() {
-		for _, pt := range p.parts {
-			out = append(out, Retained{Stream: pt.stream, Retention: p.o.InputRetention})
+	if !o.InputRetention.IsZero() {
+		for n := range o.Partitions {
+			out = append(out, Retained{Stream: PartitionStream(o.Stream, n, o.Partitions), Retention: o.InputRetention})
 		}
 	}
-	if !p.o.DeadLetterRetention.IsZero() {
-		out = append(out, Retained{Stream: p.o.DeadLetterStream, Retention: p.o.DeadLetterRetention})
+	if !o.DeadLetterRetention.IsZero() {
+		out = append(out, Retained{Stream: o.DeadLetterStream, Retention: o.DeadLetterRetention})
 	}
-	for _, r := range p.o.Retain {
+	for _, r := range o.Retain {
 		if !r.Retention.IsZero() {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// Retention reports, for each stream of the pipeline under retention, what
+// a trim would do now (nothing is trimmed): its length, its oldest entry,
+// and the consumer group holding its cap back, if one does.
+func (in *Inspector) Retention(ctx context.Context, now time.Time) ([]TrimReport, error) {
+	var out []TrimReport
+	for _, r := range retained(in.o) {
+		rep, err := RetentionStatus(ctx, in.rdb, r.Stream, r.Retention, now)
+		if err != nil {
+			return nil, err
+		}
+		rep.Pipeline = in.o.Pipeline
+		out = append(out, rep)
+	}
+	return out, nil
 }
 
 // trimStream trims one stream, as many times as it takes to reach the
