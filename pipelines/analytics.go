@@ -155,6 +155,11 @@ func newAnalytic(cfg StepConfig, c analyticsConfig) (analytic, []error) {
 	return a, errs
 }
 
+// capped names the output stream and its MAXLEN ~ cap.
+func (a *analytic) capped() (string, int64, string) {
+	return a.out.Stream, a.out.MaxLen, "output.max_len"
+}
+
 // retained puts the output stream under its retention.
 func (a *analytic) retained() []processor.Retained {
 	return []processor.Retained{{Stream: a.out.Stream, Retention: a.out.Retention.Engine()}}

@@ -32,7 +32,7 @@ func TestDemoPipelines(t *testing.T) {
 			pipeline: "clickstream",
 			event:    `{"event_id":"e1","user_id":"u7","session_id":"s1","type":"purchase","page":"/Checkout","ts":1700000000123,"amount":19.99,"ua":"Mozilla/5.0"}`,
 			effects: []processor.Effect{
-				{Kind: processor.EffectXAdd, Key: "clicks:enriched", MaxLen: 100000, Fields: []string{"key", "u7", "id", "e1", "data",
+				{Kind: processor.EffectXAdd, Key: "clicks:enriched", Fields: []string{"key", "u7", "id", "e1", "data",
 					`{"amount":19.99,"amount_cents":1999,"event_id":"e1","page":"/checkout","session_id":"s1","ts":1700000000123,"type":"purchase","ua":"Mozilla/5.0","user_id":"u7"}`}},
 				{Kind: processor.EffectHSet, Key: "user:u7", Fields: []string{"last_page", "/checkout", "last_type", "purchase", "last_ts", "1700000000123"}},
 			},
@@ -42,7 +42,7 @@ func TestDemoPipelines(t *testing.T) {
 			pipeline: "clickstream",
 			event:    `{"event_id":"e2","user_id":42,"session_id":"s1","type":"view","page":"/","ts":1700000000124,"ua":"Mozilla/5.0"}`,
 			effects: []processor.Effect{
-				{Kind: processor.EffectXAdd, Key: "clicks:enriched", MaxLen: 100000, Fields: []string{"key", "42", "id", "e2", "data",
+				{Kind: processor.EffectXAdd, Key: "clicks:enriched", Fields: []string{"key", "42", "id", "e2", "data",
 					`{"amount_cents":0,"event_id":"e2","page":"/","session_id":"s1","ts":1700000000124,"type":"view","ua":"Mozilla/5.0","user_id":42}`}},
 				{Kind: processor.EffectHSet, Key: "user:42", Fields: []string{"last_page", "/", "last_type", "view", "last_ts", "1700000000124"}},
 			},

@@ -48,6 +48,7 @@ func Parse(name string, data []byte, reg *Registry) (*File, error) {
 	for _, p := range f.Pipelines {
 		reg.build(c, p)
 	}
+	validateCaps(c, f)
 	if err := c.err(); err != nil {
 		return nil, err
 	}

@@ -256,7 +256,9 @@ func TestOptions(t *testing.T) {
 		BatchSize: 256, Block: time.Second, Lanes: 32, MaxInflight: 2048, MaxEventBytes: 65536,
 		MaxAttempts: 5, Backoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, ReclaimAfter: 30 * time.Second,
 		DeadLetterStream: "clicks:dlq", DeadLetterMaxLen: 1000000,
-		DedupeWindow: 24 * time.Hour, DedupeBucket: time.Hour, DedupeAtCommit: true,
+		InputRetention: processor.Retention{MaxAge: 168 * time.Hour, MaxLen: 10000000},
+		Retain:         []processor.Retained{{Stream: "clicks:enriched", Retention: processor.Retention{MaxAge: 168 * time.Hour, MaxLen: 10000000}}},
+		DedupeWindow:   24 * time.Hour, DedupeBucket: time.Hour, DedupeAtCommit: true,
 		ShutdownTimeout: 15 * time.Second,
 		StateNames:      []string{"sessions", "checkout"}, WrongPartition: processor.WrongPartitionDeadLetter,
 	}

@@ -45,6 +45,9 @@ func newOutput(cfg StepConfig) (Step, error) {
 	return &outputStep{stream: c.Stream, maxLen: c.MaxLen, retention: c.Retention}, nil
 }
 
+// capped names the output stream and its MAXLEN ~ cap.
+func (s *outputStep) capped() (string, int64, string) { return s.stream, s.maxLen, "max_len" }
+
 // retained puts the output stream under its retention.
 func (s *outputStep) retained() []processor.Retained {
 	return []processor.Retained{{Stream: s.stream, Retention: s.retention.Engine()}}

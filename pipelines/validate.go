@@ -427,3 +427,29 @@ func validateVia(c *checker, path string, f *File, s Simulate) {
 		c.addf(path, "want %q or %q<source name>, got %q", SimulateViaHTTP, SimulateViaMQTT, s.Via)
 	}
 }
+
+// validateCaps refuses max_len on an output that a pipeline of the file
+// reads: MAXLEN trims as it appends, whatever that pipeline's group has
+// read, and would lose what it had not. retention is the safe cap.
+func validateCaps(c *checker, f *File) {
+	for _, p := range f.Pipelines {
+		for _, b := range p.steps {
+			st, ok := b.step.(interface {
+				capped() (stream string, maxLen int64, field string)
+			})
+			if !ok {
+				continue
+			}
+			stream, maxLen, field := st.capped()
+			if maxLen <= 0 {
+				continue
+			}
+			for i, r := range f.Pipelines {
+				if r.Input.Stream == stream && r.Input.Partitions <= 1 {
+					c.addf(p.Steps[b.index].Path+"."+field, "max_len %d trims %q as it appends, whatever pipelines[%d] (%s) has read: it would lose what that pipeline has not read yet; use retention: {max_len: %d} instead, which trims only what every group has acknowledged", maxLen, stream, i, r.Name, maxLen)
+					break
+				}
+			}
+		}
+	}
+}

@@ -852,7 +852,7 @@ if safe ~= nil and less(safe, want) then
   cut, heldAt = safe, safe
   for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, holder)) do
     local i = tonumber(field(c, 'idle'))
-    if idle < 0 or i < idle then idle = i end
+    if i ~= nil and (idle < 0 or i < idle) then idle = i end
   end
 else
   holder = ''
