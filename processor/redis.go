@@ -670,11 +670,11 @@ func trim(ctx context.Context, rdb redis.UniversalClient, stream string, r Reten
 	rep := TrimReport{
 		Stream:    stream,
 		Retention: r,
-		Removed:  num(v[0]),
-		Length:   num(v[1]),
-		HeldFrom: str(v[3]),
-		HeldBy:   str(v[4]),
-		Over:     num(v[6]),
+		Removed:   num(v[0]),
+		Length:    num(v[1]),
+		HeldFrom:  str(v[3]),
+		HeldBy:    str(v[4]),
+		Over:      num(v[6]),
 	}
 	if first := str(v[7]); first != "" {
 		rep.Oldest = idTime(first)
