@@ -91,7 +91,7 @@ func (p *Pipeline) Decoder() processor.Decoder {
 // last one passes it on. A step's error is returned wrapped with the step's
 // position and type; permanent errors stay permanent.
 func (p *Pipeline) Handler() processor.Handler {
-	h := &handler{steps: p.steps, stateNames: p.StateNames()}
+	h := &handler{steps: p.steps, stateNames: p.StateNames(), readModel: processor.VersionPrefix(p.version)}
 	for _, s := range p.steps {
 		h.decode = h.decode || readsPayloadStep(s)
 	}
@@ -159,6 +159,9 @@ type handler struct {
 	// decode is set when a step reads the payload: every step but output,
 	// which writes a payload no step changed as it arrived.
 	decode bool
+	// readModel prefixes the read-model hashes of state steps: the
+	// pipeline's version's (processor.VersionPrefix).
+	readModel string
 }
 
 func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
@@ -167,6 +170,7 @@ func (h *handler) Handle(ctx context.Context, m *processor.Message) error {
 	}
 	ev := NewEvent(m)
 	ev.stateNames = h.stateNames
+	ev.readModel = h.readModel
 	if h.decode {
 		if err := ev.decode(); err != nil {
 			return processor.Permanentf(processor.ReasonNotJSON, "payload: %w", err)
@@ -197,6 +201,7 @@ type TimerStep interface {
 func (h *handler) fire(ctx context.Context, m *processor.Message) error {
 	ev := NewEvent(m)
 	ev.stateNames = h.stateNames
+	ev.readModel = h.readModel
 	for _, s := range h.steps {
 		if ts, ok := s.step.(TimerStep); ok {
 			if err := ts.Fire(ctx, ev); err != nil {

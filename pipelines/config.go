@@ -295,6 +295,7 @@ type Pipeline struct {
 	steps     []boundStep
 	dec       *decoder
 	eventTime *Path
+	version   int // of the read model (AtVersion); 0 means 1
 }
 
 // Input is a pipeline's "input" section.

@@ -32,6 +32,9 @@ type Event struct {
 	// stateNames are the pipeline's keyed state names, shown to
 	// expressions as state.<name>.
 	stateNames []string
+	// readModel prefixes the hashes state steps write (the read model's
+	// version: processor.VersionPrefix).
+	readModel string
 }
 
 // NewEvent returns the event of m, whose Data is the payload as a

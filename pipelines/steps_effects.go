@@ -167,7 +167,7 @@ func (s *stateStep) Process(_ context.Context, ev *Event) (bool, error) {
 		}
 		pairs = append(pairs, f.name, formatValue(v))
 	}
-	hash := strings.Join(s.hash, m.Key)
+	hash := ev.readModel + strings.Join(s.hash, m.Key)
 	if len(pairs) > 0 {
 		if s.name != "" {
 			m.StateSet(s.name, pairs...)

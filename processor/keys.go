@@ -124,3 +124,33 @@ func GaugesKey(stream string, p, n int, group string) string {
 func metaKey(stream string, p, n int, group string) string {
 	return partitionKey(stream, p, n, "meta", group)
 }
+
+// VersionKey is the string key that names the version of a pipeline's
+// read model that readers read and workers write (`eddy rebuild` sets
+// it); missing means version 1. Readers read it, then the hashes under
+// VersionPrefix of it.
+func VersionKey(pipeline string) string { return "eddy:version:" + pipeline }
+
+// RebuildKey records the version a rebuild of pipeline is building, so
+// that a rebuild that stopped resumes the same one.
+func RebuildKey(pipeline string) string { return "eddy:rebuild:" + pipeline }
+
+// VersionPrefix is what the read-model hashes of version n are prefixed
+// with: "" for version 1 (the hashes as configured), "v<n>:" after.
+func VersionPrefix(n int) string {
+	if n <= 1 {
+		return ""
+	}
+	return "v" + strconv.Itoa(n) + ":"
+}
+
+// VersionGroup is the consumer group of version n of a pipeline whose
+// group is group: group itself for version 1, "<group>:v<n>" after. Every
+// key the engine keeps per group (leases, dedupe, keyed state, timers)
+// follows it, so a version starts from nothing.
+func VersionGroup(group string, n int) string {
+	if n <= 1 {
+		return group
+	}
+	return group + ":v" + strconv.Itoa(n)
+}

@@ -692,3 +692,78 @@ func trim(ctx context.Context, rdb redis.UniversalClient, stream string, r Reten
 	}
 	return rep, nil
 }
+
+// ReadVersion returns the version of pipeline's read model that readers
+// read (processor.VersionKey; 1 when it is not set).
+func ReadVersion(ctx context.Context, rdb redis.UniversalClient, pipeline string) (int, error) {
+	v, err := rdb.Get(ctx, VersionKey(pipeline)).Result()
+	if errors.Is(err, redis.Nil) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the version of %s's read model: %w", pipeline, err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s holds %q, not a version", VersionKey(pipeline), v)
+	}
+	return n, nil
+}
+
+// ErrVersionBehind is returned by SwitchVersion while the new version has
+// not caught up with the old one.
+var ErrVersionBehind = errors.New("processor: the new version has not caught up")
+
+// SwitchVersion switches pipeline's read model (options o: stream,
+// partitions and the version-1 group) from version from to version to,
+// in one step, once version to has caught up with version from on every
+// partition (switchVersionScript); until then it returns an error that
+// wraps ErrVersionBehind and says where. On Redis Cluster, where the
+// partitions are in other slots than the version key, the partitions are
+// checked one by one before the switch: an event the old version commits
+// in between may be missing from the new one for the moment it takes it
+// to commit the same.
+func SwitchVersion(ctx context.Context, rdb redis.UniversalClient, o Options, from, to int) error {
+	group := o.Group
+	if group == "" {
+		group = o.Pipeline
+	}
+	oldGroup, newGroup := VersionGroup(group, from), VersionGroup(group, to)
+	n := max(o.Partitions, 1)
+	streams := make([]string, n)
+	for p := range n {
+		streams[p] = PartitionStream(o.Stream, p, n)
+	}
+	run := func(keys []string, withVersion bool) error {
+		flag := "0"
+		if withVersion {
+			flag = "1"
+		}
+		v, err := switchVersionScript.Run(ctx, rdb, keys, from, to, oldGroup, newGroup, flag).StringSlice()
+		if err != nil {
+			return fmt.Errorf("switch %s to version %d: %w", o.Pipeline, to, err)
+		}
+		switch {
+		case len(v) >= 1 && v[0] == "ok":
+			return nil
+		case len(v) >= 3 && v[0] == "behind":
+			return fmt.Errorf("%w: %s: %s", ErrVersionBehind, v[1], v[2])
+		case len(v) >= 1 && v[0] == "moved":
+			now := "1"
+			if len(v) > 1 && v[1] != "" {
+				now = v[1]
+			}
+			return fmt.Errorf("switch %s to version %d: the version is now %s, not %d: another rebuild switched it", o.Pipeline, to, now, from)
+		}
+		return fmt.Errorf("switch %s to version %d: unexpected reply %q", o.Pipeline, to, v)
+	}
+	if !isCluster(rdb) {
+		return run(append([]string{VersionKey(o.Pipeline)}, streams...), true)
+	}
+	for _, s := range streams {
+		if err := run([]string{s}, false); err != nil {
+			return err
+		}
+	}
+	return run([]string{VersionKey(o.Pipeline)}, true)
+}

@@ -870,3 +870,61 @@ if heldAt ~= '' then
 end
 return {removed, left, want, heldAt, holder, idle, over, first()}
 `)
+
+// switchVersionScript switches a pipeline's read model from version ARGV[1]
+// to ARGV[2] only if the new version's group has caught up with the old
+// one on every partition: nothing pending, and delivered at least as far.
+// The new version then holds every event the old one holds, so that a
+// reader that follows the switch never sees the read model step back.
+//
+//	KEYS     with ARGV[5] "1", KEYS[1] is the version key and the rest
+//	         partition streams; with "0", partition streams only (a check
+//	         that sets nothing, for Redis Cluster, where the streams are in
+//	         other slots than the version key)
+//	ARGV[1]  the version now (a missing key is version 1)
+//	ARGV[2]  the version to switch to
+//	ARGV[3]  the old version's consumer group
+//	ARGV[4]  the new version's consumer group
+//
+// Reply: {"ok"}; {"moved", version} when the version is no longer ARGV[1];
+// or {"behind", stream, why} for the first partition not caught up.
+var switchVersionScript = redis.NewScript(`
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+local function field(t, name)
+  for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
+  return nil
+end
+local first = 1
+if ARGV[5] == '1' then
+  first = 2
+  local cur = redis.call('GET', KEYS[1])
+  if (cur or '1') ~= ARGV[1] then return {'moved', cur} end
+end
+for i = first, #KEYS do
+  local s = KEYS[i]
+  if redis.call('EXISTS', s) == 1 then
+    local old, new = nil, nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local name = field(g, 'name')
+      if name == ARGV[3] then old = g elseif name == ARGV[4] then new = g end
+    end
+    if new == nil then return {'behind', s, 'no group ' .. ARGV[4] .. ' yet'} end
+    local pending = tonumber(field(new, 'pending'))
+    if pending > 0 then return {'behind', s, pending .. ' entries pending'} end
+    if old ~= nil and less(field(new, 'last-delivered-id'), field(old, 'last-delivered-id')) then
+      return {'behind', s, 'read to ' .. field(new, 'last-delivered-id') .. ', the old version to ' .. field(old, 'last-delivered-id')}
+    end
+  end
+end
+if ARGV[5] == '1' then redis.call('SET', KEYS[1], ARGV[2]) end
+return {'ok'}
+`)
