@@ -873,9 +873,11 @@ return {removed, left, want, heldAt, holder, idle, over, first()}
 
 // switchVersionScript switches a pipeline's read model from version ARGV[1]
 // to ARGV[2] only if the new version's group has caught up with the old
-// one on every partition: nothing pending, and delivered at least as far.
-// The new version then holds every event the old one holds, so that a
-// reader that follows the switch never sees the read model step back.
+// one on every partition: it has read at least as far, and acknowledged
+// every entry up to where the old one has read (the old version can hold
+// no entry past that). The new version then holds every event the old one
+// holds, so that a reader that follows the switch never sees the read
+// model step back.
 //
 //	KEYS     with ARGV[5] "1", KEYS[1] is the version key and the rest
 //	         partition streams; with "0", partition streams only (a check
@@ -918,10 +920,17 @@ for i = first, #KEYS do
       if name == ARGV[3] then old = g elseif name == ARGV[4] then new = g end
     end
     if new == nil then return {'behind', s, 'no group ' .. ARGV[4] .. ' yet'} end
-    local pending = tonumber(field(new, 'pending'))
-    if pending > 0 then return {'behind', s, pending .. ' entries pending'} end
-    if old ~= nil and less(field(new, 'last-delivered-id'), field(old, 'last-delivered-id')) then
-      return {'behind', s, 'read to ' .. field(new, 'last-delivered-id') .. ', the old version to ' .. field(old, 'last-delivered-id')}
+    local oldLast = '0-0'
+    if old ~= nil then oldLast = field(old, 'last-delivered-id') end
+    local newLast = field(new, 'last-delivered-id')
+    if less(newLast, oldLast) then
+      return {'behind', s, 'read to ' .. newLast .. ', the old version to ' .. oldLast}
+    end
+    if tonumber(field(new, 'pending')) > 0 then
+      local oldest = redis.call('XPENDING', s, ARGV[4])[2]
+      if not less(oldLast, oldest) then
+        return {'behind', s, oldest .. ' is pending, and the old version has read to ' .. oldLast}
+      end
     end
   end
 end

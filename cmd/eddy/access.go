@@ -111,7 +111,7 @@ func writtenBy(p *pipelines.Pipeline) []processor.Written {
 			if !ok || h == "" {
 				continue // the key's own state: the engine's keys
 			}
-			out = append(out, readModel(h, processor.EffectHSet, processor.EffectHIncrBy, processor.EffectHIncrByFloat))
+			out = append(out, readModel(processor.VersionPrefix(p.Version())+h, processor.EffectHSet, processor.EffectHIncrBy, processor.EffectHIncrByFloat))
 		default:
 			// The analytics steps (and saga): results to output.stream, an
 			// optional read model output.hash, late events to a stream.

@@ -87,7 +87,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		"UNSAFE, for tests only: accept any certificate from Redis, so that anyone on the path can read and change the traffic; logged as a warning; implies TLS (env "+envRedisInsecure+")")
 	pf.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g),
+	root.AddCommand(runCommand(g), validateCommand(g), produceCommand(g), simulateCommand(g), dlqCommand(g), statusCommand(g), versionCommand(g), rebuildCommand(g),
 		benchCommand(g), benchBaselineCommand(g))
 	root.AddCommand(ingestCommand(g))
 	root.AddCommand(schemaCommand(g))

@@ -111,7 +111,7 @@ func (t *tally) Handled(string, time.Duration) {}
 // reporter samples lag and pending into the metrics every 2s and logs a
 // one-line summary every 5s.
 type reporter struct {
-	procs    []*processor.Processor
+	procs    []*liveProc
 	m        *metrics.Metrics
 	t        *tally
 	log      *zap.Logger

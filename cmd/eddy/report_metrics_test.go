@@ -45,7 +45,7 @@ pipelines:
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.procs = append(r.procs, proc)
+		r.procs = append(r.procs, newLiveProc(proc))
 	}
 	// Two live members of keyed's group, one lapsed.
 	now, _ := rdb.Time(t.Context()).Result()

@@ -126,16 +126,23 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 		}
 	}
 
-	procs := make([]*processor.Processor, 0, len(ps))
 	gate := &failGate{} // /readyz unready once a pipeline fails
-	for _, p := range ps {
+	build := func(p *pipelines.Pipeline) (*processor.Processor, error) {
 		po := p.Options()
 		po.Consumer, po.Logger, po.Observer, po.Tracer = o.consumer, log, observers{m, t, gate}, tracer
 		proc, err := processor.New(conn.client, po)
 		if err != nil {
-			return fmt.Errorf("pipeline %s: %w", p.Name, err)
+			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
 		}
-		procs = append(procs, proc)
+		return proc, nil
+	}
+	procs := make([]*liveProc, 0, len(ps))
+	for _, p := range ps {
+		proc, err := build(p)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, newLiveProc(proc))
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -176,8 +183,32 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 		}
 	}
 
-	for _, proc := range procs {
-		grp.Go(func() error { return proc.Run(gctx) })
+	for i, p := range ps {
+		if p.Rebuildable() != nil {
+			proc := procs[i].p.Load()
+			grp.Go(func() error { return proc.Run(gctx) })
+			continue
+		}
+		// A read model eddy rebuild may version: run the version readers
+		// read, and follow a switch.
+		v, err := processor.ReadVersion(gctx, conn.client, p.Name)
+		if err != nil {
+			cancel()
+			_ = grp.Wait()
+			return err
+		}
+		if v > 1 {
+			proc, err := build(p.AtVersion(v))
+			if err != nil {
+				cancel()
+				_ = grp.Wait()
+				return err
+			}
+			procs[i].p.Store(proc)
+			log.Info("read_model_version", zap.String("pipeline", p.Name), zap.Int("version", v), zap.String("group", proc.Options().Group))
+		}
+		fw := &follower{base: p, version: v, live: procs[i], rdb: conn.client, build: build, log: log}
+		grp.Go(func() error { return fw.Run(gctx) })
 	}
 	srcs.start(gctx, grp)
 	for i, s := range f.Simulate {

@@ -25,6 +25,7 @@ type pipelineStatus struct {
 	Stream     string            `json:"stream"`
 	Group      string            `json:"group"`
 	Ordering   string            `json:"ordering"`
+	Version    int               `json:"version"`  // of the read model (eddy rebuild)
 	Unrouted   int64             `json:"unrouted"` // entries on the bare stream name of a partitioned pipeline
 	Workers    []workerStatus    `json:"workers"`
 	Partitions []partitionStatus `json:"partitions"`
@@ -99,12 +100,16 @@ func statusCommand(g *globals) *cobra.Command {
 
 func pipelineStatusOf(cmd *cobra.Command, conn *redisConn, p *pipelines.Pipeline) (pipelineStatus, error) {
 	ctx := cmd.Context()
+	p, version, err := atCurrentVersion(ctx, conn.client, p)
+	if err != nil {
+		return pipelineStatus{}, err
+	}
 	in, err := processor.NewInspector(conn.client, p.Options())
 	if err != nil {
 		return pipelineStatus{}, err
 	}
 	o := in.Options()
-	st := pipelineStatus{Name: o.Pipeline, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering,
+	st := pipelineStatus{Name: o.Pipeline, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering, Version: version,
 		Workers: []workerStatus{}, Partitions: []partitionStatus{}}
 	if o.Ordering == processor.OrderingKey {
 		members, err := in.Members(ctx)
@@ -150,7 +155,11 @@ func printStatus(g *globals, out statusJSON) {
 		if i > 0 {
 			fmt.Fprintln(g.stdout)
 		}
-		fmt.Fprintf(g.stdout, "pipeline %s  stream %s  group %s  ordering %s\n", p.Name, p.Stream, p.Group, p.Ordering)
+		fmt.Fprintf(g.stdout, "pipeline %s  stream %s  group %s  ordering %s", p.Name, p.Stream, p.Group, p.Ordering)
+		if p.Version > 1 {
+			fmt.Fprintf(g.stdout, "  read model version %d", p.Version)
+		}
+		fmt.Fprintln(g.stdout)
 		if p.Ordering == processor.OrderingKey {
 			var ws []string
 			for _, w := range p.Workers {
