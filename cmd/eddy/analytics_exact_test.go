@@ -485,17 +485,13 @@ func TestAnalyticsExactChaos(t *testing.T) {
 	analyticsChaos(t, n, false)
 }
 
-// The same with the redis-server restart: it fails today, and is skipped
-// until the engine is fixed. Around a restart (LOADING replies) a
-// partition whose owner never changed commits window closes that miss an
-// event of theirs and funnel progress twice with different data: a timer
-// firing appears to overtake, or read the state without, older entries
-// whose commit is being retried (processor, commit retry path). Run it
-// with EDDY_TEST_REDIS_RESTART=1 to see the failure and its timeline.
+// The same with the redis-server restart. It failed until the committer
+// learnt that a commit retried after a dropped connection may find its
+// batch already committed by the try whose reply was lost
+// (processor.earlierTry): taking those entries for stale dropped their
+// effects from the key's cached state, so window closes missed an event
+// and funnel progress was emitted twice with different data.
 func TestAnalyticsExactChaosRedisRestart(t *testing.T) {
-	if os.Getenv("EDDY_TEST_REDIS_RESTART") == "" {
-		t.Skip("known engine bug: results around a redis-server restart are wrong (see the comment); EDDY_TEST_REDIS_RESTART=1 runs it")
-	}
 	analyticsChaos(t, 60_000, true)
 }
 
