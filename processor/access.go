@@ -19,11 +19,12 @@ import (
 // Redis checks a command's ACL after its name and arity and before it runs
 // it; a command in a transaction is checked when it is queued. So the check
 // sends each command with its real key names and never runs one that could
-// write: a role that holds MULTI and EXEC (a worker, an operator) queues
-// its probes in a transaction that a command of the wrong arity then
-// aborts (EXECABORT), which answers each probe QUEUED or NOPERM; a role
-// without them (a producer, a monitor) sends only reads, and an XADD whose
-// MAXLEN is not a number, which fails before it writes. Lua scripts call
+// write: a role that holds MULTI and EXEC (a worker, an operator, a
+// rebuild) queues its probes in a transaction that a command of the wrong
+// arity then aborts (EXECABORT), which answers each probe QUEUED or NOPERM;
+// a role without them (a producer, a monitor) sends only reads, an XADD
+// whose MAXLEN is not a number, which fails before it writes, an EVALSHA of
+// a script Redis does not hold and an EVAL of "return 0". Lua scripts call
 // commands with the caller's permissions, so the commands the scripts call
 // are probed like those the engine sends itself.
 
@@ -32,8 +33,9 @@ import (
 type Role string
 
 const (
-	// RoleWorker runs the pipeline (eddy run): the engine, its Lua scripts
-	// and the stats it samples.
+	// RoleWorker runs the pipeline (eddy run): the engine, its Lua scripts,
+	// the stats it samples, the trims of the streams under retention, and
+	// the read-model version it follows (GET VersionKey).
 	RoleWorker Role = "worker"
 	// RoleProducer appends to the partition streams (eddy produce).
 	RoleProducer Role = "producer"
@@ -41,13 +43,22 @@ const (
 	// backpressure (eddy ingest, and eddy run's sources): the partition
 	// streams' and group's info and pending summary, and the leases.
 	RoleIngest Role = "ingest"
-	// RoleMonitor reads: stats, members, dead letters (eddy status, eddy
-	// dlq list). It writes nothing.
+	// RoleMonitor reads: stats, members, dead letters, the read-model
+	// version, and what retention would trim (eddy status, eddy dlq list,
+	// the console). It writes nothing: the trim script it runs is a dry run,
+	// and a script may only call the commands its caller may.
 	RoleMonitor Role = "monitor"
 	// RoleOperator is a monitor that also replays dead letters (eddy dlq
 	// replay): XADD to the partition streams, XDEL from the dead-letter
-	// stream, in MULTI/EXEC.
+	// stream, in a script, or for a dead letter too wide for one in
+	// WATCH/MULTI/EXEC.
 	RoleOperator Role = "operator"
+	// RoleRebuild is eddy rebuild: a worker of the version it builds (give
+	// the options and the written keys of that version, whose group is
+	// VersionGroup and whose read-model hashes carry VersionPrefix), which
+	// also records the rebuild (RebuildKey) and switches the version
+	// (SwitchVersion).
+	RoleRebuild Role = "rebuild"
 )
 
 // Written is a key outside the engine's own that a pipeline's effects
@@ -255,8 +266,8 @@ type need struct {
 // commandOrder is every command any role needs, in the order rules list
 // them. A command missing here is a mistake that accessNeeds reports.
 var commandOrder = []string{
-	"ping", "cluster|info", "time", "multi", "exec", "evalsha", "eval",
-	"xgroup|create", "xgroup|delconsumer", "xreadgroup", "xpending", "xautoclaim", "xclaim", "xack", "xadd", "xdel",
+	"ping", "cluster|info", "time", "multi", "exec", "watch", "unwatch", "evalsha", "eval",
+	"xgroup|create", "xgroup|delconsumer", "xreadgroup", "xpending", "xautoclaim", "xclaim", "xack", "xadd", "xdel", "xtrim",
 	"xinfo|stream", "xinfo|groups", "xinfo|consumers", "xlen", "xrange", "xrevrange",
 	"get", "set", "incr", "del", "pttl", "pexpire", "pexpireat", "exists", "type", "getrange",
 	"sadd", "smismember",
@@ -280,6 +291,8 @@ var probeArgs = map[string]func(key string) []any{
 	"time":               func(string) []any { return []any{"TIME"} },
 	"multi":              func(string) []any { return []any{"MULTI"} }, // probed by probe itself
 	"exec":               func(string) []any { return []any{"EXEC"} },
+	"watch":              func(k string) []any { return []any{"WATCH", k} }, // in a transaction: refused after the ACL check
+	"unwatch":            func(string) []any { return []any{"UNWATCH"} },
 	"evalsha":            func(k string) []any { return []any{"EVALSHA", strings.Repeat("0", 40), 1, k} },
 	"eval":               func(k string) []any { return []any{"EVAL", "return 0", 1, k} },
 	"xgroup|create":      func(k string) []any { return []any{"XGROUP", "CREATE", k, probeMember, "not-an-id", "MKSTREAM"} },
@@ -293,6 +306,7 @@ var probeArgs = map[string]func(key string) []any{
 	"xack":            func(k string) []any { return []any{"XACK", k, probeMember, "not-an-id"} },
 	"xadd":            func(k string) []any { return []any{"XADD", k, "MAXLEN", "not-a-number", "*", probeMember, "1"} },
 	"xdel":            func(k string) []any { return []any{"XDEL", k, "not-an-id"} },
+	"xtrim":           func(k string) []any { return []any{"XTRIM", k, "MINID", "not-an-id"} },
 	"xinfo|stream":    func(k string) []any { return []any{"XINFO", "STREAM", k} },
 	"xinfo|groups":    func(k string) []any { return []any{"XINFO", "GROUPS", k} },
 	"xinfo|consumers": func(k string) []any { return []any{"XINFO", "CONSUMERS", k, probeMember} },
@@ -328,8 +342,11 @@ var probeArgs = map[string]func(key string) []any{
 }
 
 // harmless are the commands whose probes may run outside a transaction:
-// reads, and writes whose probe fails before it writes.
+// reads, writes whose probe fails before it writes, UNWATCH (a probe's
+// connection watches nothing), and the scripting commands, whose probes
+// run no script or one that does nothing.
 var harmless = map[string]bool{
+	"unwatch": true, "evalsha": true, "eval": true,
 	"ping": true, "cluster|info": true, "time": true, "xpending": true, "xinfo|stream": true, "xinfo|groups": true,
 	"xinfo|consumers": true, "xlen": true, "xrange": true, "xrevrange": true, "get": true, "pttl": true,
 	"exists": true, "type": true, "getrange": true, "smismember": true, "zrangebyscore": true,
@@ -355,9 +372,39 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 	if n <= 1 {
 		partPattern, streamPattern = "{"+GlobEscape(stream)+"}:*", GlobEscape(stream)
 	}
+	spat := partPattern // the partition streams'
+	if n <= 1 {
+		spat = streamPattern
+	}
 	members := membersKey(stream, group)
 	membersPattern := "{" + GlobEscape(stream) + "}:*"
 	dlq := o.DeadLetterStream
+	script := []string{"evalsha", "eval"}
+	version := VersionKey(o.Pipeline)
+	versionPattern := GlobEscape(version)
+	// trims are what the trim script (trimScript) sends to each stream
+	// under retention: the worker's trim, or the console's dry run
+	// (RetentionStatus), which sends all but XTRIM. Redis checks a
+	// script's keys as keys it may write, so a read-only pattern (%R~) on
+	// these streams refuses even the dry run.
+	trims := func(dry bool) {
+		cmds := append(append([]string{}, script...), "exists", "xlen", "xrange", "xinfo|groups", "xpending", "xinfo|consumers")
+		if !dry {
+			cmds = append(cmds, "xtrim")
+		}
+		for _, r := range retained(*o) {
+			what, pattern := "output stream", GlobEscape(r.Stream)
+			if r.Stream == dlq {
+				what = "dead-letter stream"
+			}
+			for p := 0; p < n && !o.InputRetention.IsZero(); p++ {
+				if r.Stream == PartitionStream(stream, p, n) {
+					what, pattern = partitionWhat("stream", p), spat
+				}
+			}
+			add(r.Stream, what, pattern, cmds...)
+		}
+	}
 	// Every eddy command pings Redis, and asks whether it is a Cluster
 	// node (CLUSTER INFO; a single server answers that it is not).
 	connection := []string{"ping", "cluster|info"}
@@ -379,10 +426,6 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 		if byKey {
 			add("", "", "", "time")
 		}
-		spat := partPattern
-		if n <= 1 {
-			spat = streamPattern
-		}
 		for p := 0; p < n; p++ {
 			add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "xinfo|stream", "xinfo|groups", "xpending")
 			if role == RoleOperator {
@@ -403,15 +446,16 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 		add(dlq, "dead-letter stream", GlobEscape(dlq), "xlen", "xrevrange", "xrange")
 		if role == RoleOperator {
 			add(dlq, "dead-letter stream", GlobEscape(dlq), "evalsha", "eval", "xdel")
+			// A dead letter too wide for one script is replayed in
+			// WATCH/MULTI/EXEC; UNWATCH when it was gone meanwhile.
+			add(dlq, "dead-letter stream", GlobEscape(dlq), "watch")
+			add("", "", "", "unwatch")
 		}
-	case RoleWorker:
+		trims(true)
+		add(version, "read-model version", versionPattern, "get")
+	case RoleWorker, RoleRebuild:
 		add("", "", "", connection...)
 		add("", "", "", "time", "multi", "exec")
-		spat := partPattern
-		if n <= 1 {
-			spat = streamPattern
-		}
-		script := []string{"evalsha", "eval"}
 		dd := dedupeWindow(*o)
 		for p := 0; p < n; p++ {
 			s := PartitionStream(stream, p, n)
@@ -496,8 +540,22 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 			add(w.Key, what, pat, script...)
 			add(w.Key, what, pat, dedupeStrings(cmds)...)
 		}
+		trims(false)
+		// The worker follows the version its read model is at; a rebuild
+		// reads it, and switches it with a script that reads the partition
+		// streams' groups (switchVersionScript).
+		add(version, "read-model version", versionPattern, "get")
+		if role == RoleRebuild {
+			add(version, "read-model version", versionPattern, script...)
+			add(version, "read-model version", versionPattern, "set")
+			for p := 0; p < n; p++ {
+				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "exists", "xinfo|groups")
+			}
+			rebuild := RebuildKey(o.Pipeline)
+			add(rebuild, "rebuild record", GlobEscape(rebuild), "get", "set", "del")
+		}
 	default:
-		return nil, fmt.Errorf("processor: role %q: want %q, %q, %q, %q or %q", role, RoleWorker, RoleProducer, RoleIngest, RoleMonitor, RoleOperator)
+		return nil, fmt.Errorf("processor: role %q: want %q, %q, %q, %q, %q or %q", role, RoleWorker, RoleProducer, RoleIngest, RoleMonitor, RoleOperator, RoleRebuild)
 	}
 	for _, nd := range out {
 		if probeArgs[nd.cmd] == nil || !slices.Contains(commandOrder, nd.cmd) {

@@ -36,16 +36,24 @@ func accessCases() []accessCase {
 		{Key: "clicks:enriched", Kinds: []EffectKind{EffectXAdd}},
 		{Key: "user:" + probeMember, Pattern: "user:*", Kinds: []EffectKind{EffectHSet, EffectHIncrBy, EffectHIncrByFloat}},
 	}
+	// Retention: everything trimmed, only an output, only the input.
+	retained := base(4, OrderingKey)
+	retained.InputRetention = Retention{MaxLen: 1000, MaxAge: time.Hour}
+	retained.DeadLetterRetention = Retention{MaxAge: time.Hour}
+	retained.Retain = []Retained{{Stream: "clicks:enriched", Retention: Retention{MaxLen: 100}}}
+	outputOnly := base(3, OrderingNone)
+	outputOnly.Retain = retained.Retain
 	noDedupe := base(1, OrderingKey)
 	noDedupe.DedupeWindow = 0
+	noDedupe.InputRetention = Retention{MaxLen: 1000}
 	return []accessCase{
-		{"key, 4 partitions", base(4, OrderingKey), written},
-		{"none, 3 partitions", base(3, OrderingNone), written},
+		{"key, 4 partitions", retained, written},
+		{"none, 3 partitions", outputOnly, written},
 		{"key, 1 partition", noDedupe, nil},
 	}
 }
 
-var allRoles = []Role{RoleWorker, RoleProducer, RoleMonitor, RoleOperator}
+var allRoles = []Role{RoleWorker, RoleProducer, RoleMonitor, RoleOperator, RoleRebuild}
 
 // createUser makes (or remakes) ACL user name with password "pw" and
 // rules, and returns a client that authenticates as it.
@@ -100,6 +108,8 @@ func fillKeyspace(t *testing.T, c *redis.Client, tc accessCase) {
 				err = c.ZAdd(ctx, nd.key, redis.Z{Score: 1, Member: "w1"}).Err()
 			case "dedupe set":
 				err = c.SAdd(ctx, nd.key, "e1").Err()
+			case "read-model version", "rebuild record":
+				err = c.Set(ctx, nd.key, "2", 0).Err()
 			case "distinct count":
 				err = c.PFAdd(ctx, nd.key, "a").Err()
 			default: // hashes
@@ -256,23 +266,48 @@ func TestCheckAccessNamesEachMissingRule(t *testing.T) {
 func TestAccessRules(t *testing.T) {
 	o := Options{Pipeline: "clickstream", Stream: "clicks", Partitions: 8, DeadLetterStream: "clicks:dlq"}
 	one := Options{Pipeline: "p", Stream: "a*b", Ordering: OrderingNone}
+	kept := o // under retention: the input, the dead letters, an output
+	kept.InputRetention = Retention{MaxAge: time.Hour}
+	kept.DeadLetterRetention = Retention{MaxLen: 100}
+	kept.Retain = []Retained{{Stream: "clicks:enriched", Retention: Retention{MaxLen: 100}}}
+	oneKept := one
+	oneKept.InputRetention = Retention{MaxLen: 100}
+	// Version 2 of a pipeline of one partition, ordering none, that writes
+	// a read model, and the same at version 1 (for eddy run).
+	v1 := Options{Pipeline: "users", Stream: "ev", Ordering: OrderingNone}
+	v2 := v1
+	v2.Group = VersionGroup("users", 2)
+	model := func(prefix string) Written {
+		return Written{Key: prefix + "user:x", Pattern: prefix + "user:*", Kinds: []EffectKind{EffectHSet}}
+	}
 	for _, tc := range []struct {
-		o    Options
-		role Role
-		want string
+		o       Options
+		role    Role
+		written []Written
+		want    string
 	}{
-		{o, RoleProducer, "+ping +cluster|info +xadd ~{clicks:*}"},
-		{one, RoleProducer, `+ping +cluster|info +xadd ~a\*b`},
-		{o, RoleMonitor, "+ping +cluster|info +time +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
-		{one, RoleMonitor, `+ping +cluster|info +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq`},
-		{o, RoleOperator, "+ping +cluster|info +time +multi +exec +evalsha +eval +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
+		{o, RoleProducer, nil, "+ping +cluster|info +xadd ~{clicks:*}"},
+		{one, RoleProducer, nil, `+ping +cluster|info +xadd ~a\*b`},
+		{o, RoleMonitor, nil, "+ping +cluster|info +time +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~eddy:version:clickstream"},
+		{one, RoleMonitor, nil, `+ping +cluster|info +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
+		{o, RoleOperator, nil, "+ping +cluster|info +time +multi +exec +watch +unwatch +evalsha +eval +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~eddy:version:clickstream"},
+		// The dry run of the trim script: scripting and its reads on every
+		// stream under retention, no XTRIM.
+		{kept, RoleMonitor, nil, "+ping +cluster|info +time +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~clicks:enriched ~eddy:version:clickstream"},
+		{oneKept, RoleMonitor, nil, `+ping +cluster|info +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
+		{oneKept, RoleWorker, nil, `+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xtrim +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +get +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
+		{v1, RoleWorker, []Written{model("")}, "+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +get +pttl +pexpire +type +zadd +zrem +zremrangebyscore +zrangebyscore +hset ~ev ~{ev}:* ~ev:dlq ~user:* ~eddy:version:users"},
+		// A rebuild: version 2's worker (its group's keys fall under the
+		// same patterns, its read model under v2:), the switch and the
+		// rebuild's record.
+		{v2, RoleRebuild, []Written{model(VersionPrefix(2))}, "+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +get +set +del +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore +hset ~ev ~{ev}:* ~ev:dlq ~v2:user:* ~eddy:version:users ~eddy:rebuild:users"},
 	} {
-		got, err := AccessRules(tc.o, tc.role)
+		got, err := AccessRules(tc.o, tc.role, tc.written...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s := strings.Join(got, " "); s != tc.want {
-			t.Errorf("AccessRules(%s, %s) =\n%s\nwant\n%s", tc.o.Stream, tc.role, s, tc.want)
+			t.Errorf("AccessRules(%s, %s, %v) =\n%s\nwant\n%s", tc.o.Stream, tc.role, tc.written, s, tc.want)
 		}
 	}
 	if _, err := AccessRules(o, "admin"); err == nil {
@@ -389,5 +424,201 @@ func TestCheckAccessOnCluster(t *testing.T) {
 		if (nd.cmd == "evalsha") != got[nd.cmd+" "+nd.key] {
 			t.Errorf("on a cluster without EVALSHA: %s on %s refused %v; err = %v", nd.cmd, nd.key, got[nd.cmd+" "+nd.key], err)
 		}
+	}
+}
+
+// aclTrims records the trim reports of a processor, by stream.
+type aclTrims struct {
+	mu      sync.Mutex
+	removed map[string]int64 // stream -> entries removed, over every report
+	reports map[string]int
+}
+
+func (a *aclTrims) Committed(Commit)              {}
+func (a *aclTrims) Retried(string, int, error)    {}
+func (a *aclTrims) Handled(string, time.Duration) {}
+
+func (a *aclTrims) Trimmed(r TrimReport) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.removed == nil {
+		a.removed, a.reports = map[string]int64{}, map[string]int{}
+	}
+	a.removed[r.Stream] += r.Removed
+	a.reports[r.Stream]++
+}
+
+// trimmed reports whether each stream has been trimmed (reported at all,
+// when removed is false; with entries removed, when it is set).
+func (a *aclTrims) trimmed(streams []string, removed bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range streams {
+		if a.reports[s] == 0 || removed && a.removed[s] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// runAs runs a processor of o through c until the test ends.
+func runAs(t *testing.T, c *redis.Client, o Options) (stop func() error) {
+	t.Helper()
+	p, err := New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var stopped bool
+	var runErr error
+	stop = func() error {
+		if !stopped {
+			cancel()
+			runErr, stopped = <-done, true
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// Each role's rules are enough for what it does with the streams under
+// retention and with the read-model version, each role a user with exactly
+// AccessRules on a real redis-server: a worker trims its input partitions,
+// dead letters and output (XTRIM runs: entries are removed) and reads the
+// version; a monitor and an operator run the trim script's dry run on each
+// and read the version; the operator replays a dead letter too wide for a
+// script (WATCH, and UNWATCH once it is gone); a rebuild runs version 2 in
+// its own group, writes its read model under v2:, records itself, and
+// switches the version.
+func TestAccessRulesSufficeForRetentionAndVersions(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+
+	// One entry in four is dead-lettered; the others emit to "out".
+	handler := HandlerFunc(func(_ context.Context, m *Message) error {
+		seq := int(m.Data.(map[string]any)["seq"].(float64))
+		if seq%4 == 0 {
+			return Permanentf(ReasonInvalid, "seq %d", seq)
+		}
+		m.Emit("out", 0, "seq", fmt.Sprint(seq))
+		return nil
+	})
+	trims := &aclTrims{}
+	o := workerOptions("w1", handler)
+	o.Partitions = 2
+	o.Observer = trims
+	o.InputRetention = Retention{MaxLen: 20}
+	o.DeadLetterRetention = Retention{MaxLen: 5}
+	o.Retain = []Retained{{Stream: "out", Retention: Retention{MaxLen: 10}}}
+	o.RetentionEvery = 50 * time.Millisecond
+	out := Written{Key: "out", Kinds: []EffectKind{EffectXAdd}}
+	retainedStreams := []string{"{in:0}", "{in:1}", "in:dlq", "out"}
+
+	user := func(name string, o Options, role Role, written ...Written) *redis.Client {
+		t.Helper()
+		rules, err := AccessRules(o, role, written...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := createUser(t, srv, name, rules...)
+		if err := CheckAccess(ctx, c, o, role, written...); err != nil {
+			t.Fatalf("CheckAccess(%s) with its own rules = %v", role, err)
+		}
+		return c
+	}
+
+	worker := user("worker", o, RoleWorker, out)
+	stopWorker := runAs(t, worker, o)
+	produce(t, admin, 2, interleaved(5, 40)) // 200 entries, 100 a partition
+	waitFor(t, 20*time.Second, "every stream under retention trimmed by the worker", func() bool {
+		return trims.trimmed(retainedStreams, true)
+	})
+	if v, err := ReadVersion(ctx, worker, o.Pipeline); v != 1 || err != nil {
+		t.Errorf("ReadVersion as the worker = %d, %v; want 1, nil", v, err)
+	}
+	if err := stopWorker(); err != nil {
+		t.Fatalf("the worker's Run = %v", err)
+	}
+	for _, s := range retainedStreams {
+		t.Logf("%s: %d entries left, %d trimmed by the worker", s, xlen(t, admin, s), trims.removed[s])
+	}
+
+	for _, role := range []Role{RoleMonitor, RoleOperator} {
+		c := user(string(role), o, role)
+		in, err := NewInspector(c, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps, err := in.Retention(ctx, time.Now())
+		if err != nil || len(reps) != len(retainedStreams) {
+			t.Errorf("Inspector.Retention as the %s = %d reports, %v; want %d, nil", role, len(reps), err, len(retainedStreams))
+		}
+		if v, err := ReadVersion(ctx, c, o.Pipeline); v != 1 || err != nil {
+			t.Errorf("ReadVersion as the %s = %d, %v; want 1, nil", role, v, err)
+		}
+		if role != RoleOperator {
+			continue
+		}
+		fields := make([]string, 0, 2*maxEffectStrings)
+		for i := range maxEffectStrings {
+			fields = append(fields, fmt.Sprint("f", i), "v")
+		}
+		d := DeadLetter{Stream: PartitionStream("in", 0, 2), Fields: fields}
+		if d.ID, err = admin.XAdd(ctx, &redis.XAddArgs{Stream: "in:dlq", Values: []string{"eddy.reason", ReasonInvalid}}).Result(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Replay(ctx, c, "in:dlq", d); err != nil {
+			t.Errorf("Replay of %d fields as the operator = %v", len(fields), err)
+		}
+		if _, err := Replay(ctx, c, "in:dlq", d); !errors.Is(err, ErrDeadLetterGone) {
+			t.Errorf("Replay again as the operator = %v, want ErrDeadLetterGone", err)
+		}
+	}
+
+	// The rebuild of version 2: its group's keys are under the patterns
+	// of version 1's, its read model under v2:.
+	rebuildTrims := &aclTrims{}
+	ov := o
+	ov.Group, ov.Consumer, ov.Observer = VersionGroup(o.Pipeline, 2), "r1", rebuildTrims
+	ov.Retain = nil
+	ov.Handler = HandlerFunc(func(_ context.Context, m *Message) error {
+		m.SetState(VersionPrefix(2)+"model:"+m.Key, "seq", fmt.Sprint(m.Data.(map[string]any)["seq"]))
+		return nil
+	})
+	model := Written{Key: VersionPrefix(2) + "model:" + probeMember, Pattern: VersionPrefix(2) + "model:*", Kinds: []EffectKind{EffectHSet}}
+	rb := user("rebuild", ov, RoleRebuild, model)
+	if err := rb.Get(ctx, RebuildKey(o.Pipeline)).Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("GET %s as the rebuild = %v, want redis.Nil", RebuildKey(o.Pipeline), err)
+	}
+	if err := rb.Set(ctx, RebuildKey(o.Pipeline), 2, 0).Err(); err != nil {
+		t.Errorf("SET %s as the rebuild = %v", RebuildKey(o.Pipeline), err)
+	}
+	stopRebuild := runAs(t, rb, ov)
+	var switchErr error
+	waitFor(t, 20*time.Second, "the switch to version 2", func() bool {
+		switchErr = SwitchVersion(ctx, rb, o, 1, 2)
+		return !errors.Is(switchErr, ErrVersionBehind)
+	})
+	if switchErr != nil {
+		t.Errorf("SwitchVersion as the rebuild = %v", switchErr)
+	}
+	waitFor(t, 20*time.Second, "the input trimmed by the rebuild", func() bool {
+		return rebuildTrims.trimmed(retainedStreams[:3], false)
+	})
+	if err := stopRebuild(); err != nil {
+		t.Fatalf("the rebuild's Run = %v", err)
+	}
+	if v, err := ReadVersion(ctx, rb, o.Pipeline); v != 2 || err != nil {
+		t.Errorf("ReadVersion as the rebuild after the switch = %d, %v; want 2, nil", v, err)
+	}
+	if err := rb.Del(ctx, RebuildKey(o.Pipeline)).Err(); err != nil {
+		t.Errorf("DEL %s as the rebuild = %v", RebuildKey(o.Pipeline), err)
+	}
+	if n := len(admin.Keys(ctx, VersionPrefix(2)+"model:*").Val()); n != 5 {
+		t.Errorf("the rebuild wrote %d hashes of version 2's read model, want 5 (one a key)", n)
 	}
 }

@@ -23,6 +23,10 @@ import (
 const (
 	aclDoc    = "../../docs/redis-acl.md"
 	aclConfig = "../../configs/clickstream.yaml"
+	// aclRebuildConfig holds the pipeline whose rebuild the docs show:
+	// clickstream's outputs make it one that cannot be rebuilt.
+	aclRebuildConfig   = "../../configs/orders.yaml"
+	aclRebuildPipeline = "analytics"
 )
 
 // aclUser is one ACL SETUSER line of docs/redis-acl.md.
@@ -47,7 +51,7 @@ func docUsers(t *testing.T) map[processor.Role]aclUser {
 		u := aclUser{name: m[1], role: processor.Role(m[2]), password: m[3], args: strings.Fields(m[0]), rules: strings.Fields(m[4])}
 		out[u.role] = u
 	}
-	for _, r := range []processor.Role{processor.RoleWorker, processor.RoleProducer, processor.RoleIngest, processor.RoleMonitor, processor.RoleOperator} {
+	for _, r := range []processor.Role{processor.RoleWorker, processor.RoleProducer, processor.RoleIngest, processor.RoleMonitor, processor.RoleOperator, processor.RoleRebuild} {
 		if _, ok := out[r]; !ok {
 			t.Fatalf("%s has no ACL SETUSER line for eddy-%s", aclDoc, r)
 		}
@@ -62,6 +66,26 @@ func clickstream(t *testing.T) *pipelines.Pipeline {
 		t.Fatal(err)
 	}
 	return f.Pipelines[0]
+}
+
+// rebuildExample is the pipeline whose rebuild the docs show, at the
+// version it builds first: 2.
+func rebuildExample(t *testing.T) *pipelines.Pipeline {
+	t.Helper()
+	f, err := pipelines.Load(aclRebuildConfig, pipelines.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.Pipelines {
+		if p.Name == aclRebuildPipeline {
+			if err := p.Rebuildable(); err != nil {
+				t.Fatal(err)
+			}
+			return p.AtVersion(2)
+		}
+	}
+	t.Fatalf("%s has no pipeline %s", aclRebuildConfig, aclRebuildPipeline)
+	return nil
 }
 
 // setUser runs an ACL SETUSER command on the server.
@@ -97,10 +121,14 @@ func eddyBinary(t *testing.T, stdin string, args ...string) (code int, stdout, s
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
 
-// The rules in the docs are the ones the code asks for, role by role.
+// The rules in the docs are the ones the code asks for, role by role (a
+// rebuild's for its example pipeline at version 2).
 func TestRedisACLDocMatchesTheCode(t *testing.T) {
-	p := clickstream(t)
 	for role, u := range docUsers(t) {
+		p := clickstream(t)
+		if role == processor.RoleRebuild {
+			p = rebuildExample(t)
+		}
 		want, err := processor.AccessRules(p.Options(), role, writtenBy(p)...)
 		if err != nil {
 			t.Fatal(err)
@@ -205,6 +233,10 @@ var aclExampleKey = map[string]string{
 	"~clicks:dlq":      "clicks:dlq",
 	"~clicks:enriched": "clicks:enriched",
 	"~user:*":          "user:" + accessProbeKey,
+	"~clicks:sessions": "clicks:sessions",
+	"~clicks:funnels":  "clicks:funnels",
+	// The read model's version, which the worker follows.
+	"~eddy:version:clickstream": "eddy:version:clickstream",
 }
 
 // A worker user missing any one documented rule (a command, or a key
@@ -229,6 +261,8 @@ func TestRunRefusesEachMissingPermission(t *testing.T) {
 				want = "'ping' command"
 			case strings.HasPrefix(rule, "+"):
 				want = "may not run " + strings.ToUpper(strings.ReplaceAll(rule[1:], "|", " "))
+			case aclExampleKey[rule] == "":
+				t.Fatalf("aclExampleKey has no key for %s", rule)
 			default:
 				want = "may not use " + aclExampleKey[rule]
 			}
@@ -239,8 +273,9 @@ func TestRunRefusesEachMissingPermission(t *testing.T) {
 	}
 }
 
-// Every other command checks its own role: without TIME, status fails;
-// without XRANGE on the dead letters, dlq list fails; without XDEL, replay
+// Every other command checks its own role: without TIME or the read
+// model's version, status fails; without XRANGE on the dead letters, dlq
+// list fails; without XDEL or WATCH (a wide dead letter's replay), replay
 // fails; without XADD, produce fails. Each names what is missing.
 func TestCommandsCheckTheirRole(t *testing.T) {
 	srv := redistest.Start(t)
@@ -267,6 +302,8 @@ func TestCommandsCheckTheirRole(t *testing.T) {
 		{users[processor.RoleMonitor], "+xrange", "", []string{"dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run XRANGE on clicks:dlq"},
 		{users[processor.RoleMonitor], "~clicks:dlq", "", []string{"dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use clicks:dlq"},
 		{users[processor.RoleOperator], "+xdel", "", []string{"dlq", "replay", "-c", aclConfig, "--pipeline", "clickstream", "--all"}, "may not run XDEL on clicks:dlq"},
+		{users[processor.RoleOperator], "+watch", "", []string{"dlq", "replay", "-c", aclConfig, "--pipeline", "clickstream", "--all"}, "may not run WATCH on clicks:dlq"},
+		{users[processor.RoleMonitor], "~eddy:version:clickstream", "", []string{"status", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use eddy:version:clickstream"},
 		{users[processor.RoleProducer], "+xadd", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run XADD on {clicks:0}"},
 		{users[processor.RoleProducer], "~{clicks:*}", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use {clicks:0}"},
 	} {
