@@ -116,6 +116,15 @@ var testHookBeforeCommit func(batch []*task)
 func (pt *partition) commit(hard context.Context, batch []*task) error {
 	o := pt.p.o
 	carryTraces(batch)
+	// With a fence, every try of this commit carries one token: a try
+	// whose script ran but whose reply was lost (the connection dropped,
+	// and go-redis or this loop tried again) gets the first try's reply
+	// back instead of finding its entries acked and taking them for stale.
+	var token string
+	if pt.fence != "" {
+		pt.commits++
+		token = pt.fence + "/" + strconv.FormatUint(pt.commits, 10)
+	}
 	for attempt := 1; ; attempt++ {
 		now := o.Now()
 		start := time.Now()
@@ -136,6 +145,9 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			dlq = pt.stream // a key of the slot; the script writes no dead letter here
 		}
 		a.reset(pt.stream, dlq, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
+		if token != "" {
+			a.once(pt.lastCommit, token)
+		}
 		a.setTimers(pt.timers)
 		if w := pt.watermark.Load(); w > pt.storedWatermark.Load() {
 			a.setWatermark(pt.meta, w)
@@ -209,9 +221,6 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 				w, _ := strconv.ParseInt(a.watermark, 10, 64)
 				pt.storedWatermark.Store(w)
 			}
-			if attempt > 1 && pt.fence != "" {
-				reply = earlierTry(batch, reply)
-			}
 			pt.observe(batch, reply, now, time.Since(start))
 			return nil
 		}
@@ -241,29 +250,6 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 			return err
 		}
 	}
-}
-
-// earlierTry reads the reply of a commit that succeeded after a failed try:
-// an entry or timer that try committed (its reply was lost when the
-// connection dropped, as when Redis restarts) is now answered stale, as if
-// someone else had settled it. With ordering key, the partition's fence
-// makes this worker its only writer, so it was that try: the entry's outcome is the one it was
-// sent with, and its effects stand. Taking them for stale would drop them
-// from the key's cached state while Redis holds them, and the key's next
-// entries and timer firings would read a state without them (a window
-// closed without an event of it, a timer firing twice).
-//
-// An entry sent as processed that the earlier try found a duplicate (its
-// dedupe id marked meanwhile by another writer) is taken for processed
-// here; that needs a duplicate and a dropped connection in the same commit.
-func earlierTry(batch []*task, reply string) string {
-	b := []byte(reply)
-	for i, t := range batch {
-		if b[i] == 's' && (t.kind == 'p' || t.kind == 'd') {
-			b[i] = t.kind
-		}
-	}
-	return string(b)
 }
 
 // splitEffects parts effects into those in the partition's slot and those

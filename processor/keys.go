@@ -154,3 +154,10 @@ func VersionGroup(group string, n int) string {
 	}
 	return group + ":v" + strconv.Itoa(n)
 }
+
+// lastCommitKey keeps the token and reply of the partition's last commit
+// (commitScript ARGV[6]), so that a commit tried again after its reply was
+// lost is answered what it did, not done again.
+func lastCommitKey(stream string, p, n int, group string) string {
+	return partitionKey(stream, p, n, "commit", group)
+}

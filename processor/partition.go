@@ -23,12 +23,16 @@ type partition struct {
 	stream string
 	dedupe string // dedupe set prefix
 	lease  string // the lease key
-	token  string // the token counter key
-	slot   int    // the Redis Cluster slot of all of the above
-	ks     keyspace
-	timers timerKeys
-	meta   string // the partition's metadata hash (its watermark)
-	log    *zap.Logger
+	// lastCommit keeps the last commit's token and reply; commits counts
+	// the commits of this worker, for their tokens (committer only).
+	lastCommit string
+	commits    uint64
+	token      string // the token counter key
+	slot       int    // the Redis Cluster slot of all of the above
+	ks         keyspace
+	timers     timerKeys
+	meta       string // the partition's metadata hash (its watermark)
+	log        *zap.Logger
 
 	// desired says whether the current assignment gives this partition to
 	// this worker; wake is signalled when it changes.
@@ -87,18 +91,19 @@ func newPartition(p *Processor, n int) *partition {
 	stream := PartitionStream(o.Stream, n, o.Partitions)
 	ks := keyspace{stream: o.Stream, p: n, n: o.Partitions, group: o.Group}
 	return &partition{
-		ks:     ks,
-		timers: timerKeysOf(ks),
-		meta:   metaKey(o.Stream, n, o.Partitions, o.Group),
-		p:      p,
-		n:      n,
-		stream: stream,
-		dedupe: DedupePrefix(o.Stream, n, o.Partitions, o.Group),
-		lease:  leaseKey(o.Stream, n, o.Partitions, o.Group),
-		token:  tokenKey(o.Stream, n, o.Partitions, o.Group),
-		slot:   keySlot(stream),
-		log:    p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
-		wake:   make(chan struct{}, 1),
+		ks:         ks,
+		timers:     timerKeysOf(ks),
+		meta:       metaKey(o.Stream, n, o.Partitions, o.Group),
+		p:          p,
+		n:          n,
+		stream:     stream,
+		dedupe:     DedupePrefix(o.Stream, n, o.Partitions, o.Group),
+		lease:      leaseKey(o.Stream, n, o.Partitions, o.Group),
+		lastCommit: lastCommitKey(o.Stream, n, o.Partitions, o.Group),
+		token:      tokenKey(o.Stream, n, o.Partitions, o.Group),
+		slot:       keySlot(stream),
+		log:        p.log.With(zap.String("stream", stream), zap.Int("partition", n)),
+		wake:       make(chan struct{}, 1),
 	}
 }
 

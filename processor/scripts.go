@@ -23,7 +23,11 @@ import (
 //	ARGV[4]   dead-letter MAXLEN ~ (0: none)
 //	ARGV[5]   the owner's fence ("" with ordering none): if the lease holds
 //	          another, nothing is written and the reply is "!fenced"
-//	ARGV[6]   "c" to commit; "d" for a dry run that writes nothing and
+//	ARGV[6]   "c" to commit, or "c<i> <token>" to commit once: KEYS[i] (the
+//	          partition's last-commit key) keeps "<token>\n<reply>", and a
+//	          try of the same commit (same token) whose first try ran but
+//	          whose reply was lost gets that reply back and writes nothing;
+//	          "d" for a dry run that writes nothing and
 //	          replies what a commit would do now (pending is checked with
 //	          XPENDING instead of XACK)
 //	ARGV[7]   the type each key must have, one letter per key of KEYS (see
@@ -106,6 +110,13 @@ local nbuckets = tonumber(ARGV[2])
 local dlqmax = ARGV[4]
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
 local dry = ARGV[6] == 'd'
+local lastKey, token = nil, nil
+if not dry and #ARGV[6] > 1 then
+  local i, t = string.match(ARGV[6], '^c(%d+) (.+)$')
+  lastKey, token = KEYS[tonumber(i)], t
+  local last = redis.call('GET', lastKey)
+  if last and string.sub(last, 1, #token + 1) == token .. '\n' then return string.sub(last, #token + 2) end
+end
 local timerq = {}
 for k in string.gmatch(ARGV[9], '%S+') do timerq[#timerq+1] = KEYS[tonumber(k)] end
 `
@@ -357,7 +368,9 @@ if ARGV[10] ~= '' and not dry then
   local cur = tonumber(redis.call('HGET', meta, 'watermark') or '0')
   if tonumber(ARGV[10]) > cur then redis.call('HSET', meta, 'watermark', ARGV[10]) end
 end
-return table.concat(out)
+local reply = table.concat(out)
+if lastKey then redis.call('SET', lastKey, token .. '\n' .. reply, 'PX', 600000) end
+return reply
 `
 
 // maxEffectStrings bounds the field/value strings of one write, below what
@@ -389,6 +402,12 @@ return #ids
 // commitArgs builds KEYS and ARGV for commitScript. Its slices are reused
 // from one commit to the next.
 type commitArgs struct {
+	// last and token make the commit happen once (ARGV[6]): the
+	// partition's last-commit key and this commit's token, the same for
+	// every try of it; "" for none.
+	last, token string
+	// dry is set for a dry run (ARGV[6] "d").
+	dry    bool
 	keys   []string
 	types  []byte // ARGV[7]: the type each key must have
 	head   []any  // ARGV[1..6]
@@ -454,6 +473,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 		nb = len(checkKeys)
 	}
 	c.head = append(c.head[:0], group, nb, markExpireMs, max(dlqMaxLen, 0), fence, "c")
+	c.last, c.token, c.dry = "", "", false
 	c.ops = c.ops[:0]
 	c.checks = c.checks[:0]
 	c.ids = c.ids[:0]
@@ -523,14 +543,23 @@ func (c *commitArgs) entry(id, kind string) bool {
 
 // dryRun turns the built arguments into a dry run's, or back.
 func (c *commitArgs) dryRun(on bool) {
-	c.head[5] = "c"
-	if on {
-		c.head[5] = "d"
-	}
+	c.dry = on
 }
+
+// once makes every try of this commit happen once: last is the
+// partition's last-commit key and token this commit's own.
+func (c *commitArgs) once(last, token string) { c.last, c.token = last, token }
 
 // args returns ARGV for the script.
 func (c *commitArgs) args() []any {
+	switch {
+	case c.dry:
+		c.head[5] = "d"
+	case c.token != "":
+		c.head[5] = "c" + strconv.Itoa(c.key(c.last, '-')) + " " + c.token
+	default:
+		c.head[5] = "c"
+	}
 	c.argv = append(c.argv[:0], c.head...)
 	types := string(c.types)
 	if !c.dlqUsed {

@@ -488,7 +488,7 @@ func TestAnalyticsExactChaos(t *testing.T) {
 // The same with the redis-server restart. It failed until the committer
 // learnt that a commit retried after a dropped connection may find its
 // batch already committed by the try whose reply was lost
-// (processor.earlierTry): taking those entries for stale dropped their
+// (a commit token now gets it the lost reply): taking those entries for stale dropped their
 // effects from the key's cached state, so window closes missed an event
 // and funnel progress was emitted twice with different data.
 func TestAnalyticsExactChaosRedisRestart(t *testing.T) {
