@@ -452,7 +452,9 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 			add("", "", "", "unwatch")
 		}
 		trims(true)
-		add(version, "read-model version", versionPattern, "get")
+		if o.Versioned {
+			add(version, "read-model version", versionPattern, "get")
+		}
 	case RoleWorker, RoleRebuild:
 		add("", "", "", connection...)
 		add("", "", "", "time", "multi", "exec")
@@ -473,6 +475,9 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 				tok := tokenKey(stream, p, n, group)
 				add(tok, partitionWhat("fencing token", p), partPattern, script...)
 				add(tok, partitionWhat("fencing token", p), partPattern, "incr")
+				last := lastCommitKey(stream, p, n, group)
+				add(last, partitionWhat("last commit", p), partPattern, script...)
+				add(last, partitionWhat("last commit", p), partPattern, "get", "set")
 			} else {
 				add(lease, partitionWhat("lease", p), partPattern, "get", "pttl") // Stats
 			}
@@ -544,7 +549,9 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 		// The worker follows the version its read model is at; a rebuild
 		// reads it, and switches it with a script that reads the partition
 		// streams' groups (switchVersionScript).
-		add(version, "read-model version", versionPattern, "get")
+		if o.Versioned || role == RoleRebuild {
+			add(version, "read-model version", versionPattern, "get")
+		}
 		if role == RoleRebuild {
 			add(version, "read-model version", versionPattern, script...)
 			add(version, "read-model version", versionPattern, "set")

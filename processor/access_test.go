@@ -274,7 +274,7 @@ func TestAccessRules(t *testing.T) {
 	oneKept.InputRetention = Retention{MaxLen: 100}
 	// Version 2 of a pipeline of one partition, ordering none, that writes
 	// a read model, and the same at version 1 (for eddy run).
-	v1 := Options{Pipeline: "users", Stream: "ev", Ordering: OrderingNone}
+	v1 := Options{Pipeline: "users", Stream: "ev", Ordering: OrderingNone, Versioned: true}
 	v2 := v1
 	v2.Group = VersionGroup("users", 2)
 	model := func(prefix string) Written {
@@ -288,14 +288,14 @@ func TestAccessRules(t *testing.T) {
 	}{
 		{o, RoleProducer, nil, "+ping +cluster|info +xadd ~{clicks:*}"},
 		{one, RoleProducer, nil, `+ping +cluster|info +xadd ~a\*b`},
-		{o, RoleMonitor, nil, "+ping +cluster|info +time +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~eddy:version:clickstream"},
-		{one, RoleMonitor, nil, `+ping +cluster|info +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
-		{o, RoleOperator, nil, "+ping +cluster|info +time +multi +exec +watch +unwatch +evalsha +eval +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~eddy:version:clickstream"},
+		{o, RoleMonitor, nil, "+ping +cluster|info +time +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
+		{one, RoleMonitor, nil, `+ping +cluster|info +xpending +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq`},
+		{o, RoleOperator, nil, "+ping +cluster|info +time +multi +exec +watch +unwatch +evalsha +eval +xpending +xadd +xdel +xinfo|stream +xinfo|groups +xlen +xrange +xrevrange +get +pttl +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq"},
 		// The dry run of the trim script: scripting and its reads on every
 		// stream under retention, no XTRIM.
-		{kept, RoleMonitor, nil, "+ping +cluster|info +time +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~clicks:enriched ~eddy:version:clickstream"},
-		{oneKept, RoleMonitor, nil, `+ping +cluster|info +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
-		{oneKept, RoleWorker, nil, `+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xtrim +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +get +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore ~a\*b ~{a\*b}:* ~a\*b:dlq ~eddy:version:p`},
+		{kept, RoleMonitor, nil, "+ping +cluster|info +time +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +zrangebyscore +hgetall ~{clicks:*}* ~{clicks}:* ~clicks ~clicks:dlq ~clicks:enriched"},
+		{oneKept, RoleMonitor, nil, `+ping +cluster|info +evalsha +eval +xpending +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +xrevrange +get +pttl +exists +hgetall ~a\*b ~{a\*b}:* ~a\*b:dlq`},
+		{oneKept, RoleWorker, nil, `+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xtrim +xinfo|stream +xinfo|groups +xinfo|consumers +xlen +xrange +get +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore ~a\*b ~{a\*b}:* ~a\*b:dlq`},
 		{v1, RoleWorker, []Written{model("")}, "+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +get +pttl +pexpire +type +zadd +zrem +zremrangebyscore +zrangebyscore +hset ~ev ~{ev}:* ~ev:dlq ~user:* ~eddy:version:users"},
 		// A rebuild: version 2's worker (its group's keys fall under the
 		// same patterns, its read model under v2:), the switch and the
@@ -515,6 +515,7 @@ func TestAccessRulesSufficeForRetentionAndVersions(t *testing.T) {
 	o.DeadLetterRetention = Retention{MaxLen: 5}
 	o.Retain = []Retained{{Stream: "out", Retention: Retention{MaxLen: 10}}}
 	o.RetentionEvery = 50 * time.Millisecond
+	o.Versioned = true // the roles read the version
 	out := Written{Key: "out", Kinds: []EffectKind{EffectXAdd}}
 	retainedStreams := []string{"{in:0}", "{in:1}", "in:dlq", "out"}
 

@@ -99,6 +99,10 @@ type Options struct {
 	DeadLetterRetention Retention
 	// Retain lists more streams to trim so: the outputs of the steps.
 	Retain []Retained
+	// Versioned is set for a pipeline whose read model eddy rebuild may
+	// version (processor.VersionKey): its workers read the version, and
+	// CheckAccess asks for it. The engine itself does not read it.
+	Versioned bool
 	// RetentionEvery is how often the streams under retention are trimmed.
 	// Default DefaultRetentionEvery.
 	RetentionEvery time.Duration
