@@ -41,6 +41,11 @@ type Pipeline struct {
 	Name string
 	// Inspector reads the pipeline's state. Required.
 	Inspector *processor.Inspector
+	// Current, when set, returns the Inspector of the read-model version
+	// readers read now (eddy rebuild) and that version: the partitions,
+	// workers and pending entries shown are that version's group's. Nil:
+	// Inspector's, version 1.
+	Current func(ctx context.Context) (*processor.Inspector, int, error)
 	// Analytics are the pipeline's analytics steps, whose open windows,
 	// sessions, funnels or active alerts the overview shows.
 	Analytics []AnalyticsStep
@@ -161,6 +166,15 @@ func New(o Options) (*Server, error) {
 	}
 	s.routes()
 	return s, nil
+}
+
+// live returns the Inspector of p's current read-model version, and the
+// version.
+func (p *Pipeline) live(ctx context.Context) (*processor.Inspector, int, error) {
+	if p.Current == nil {
+		return p.Inspector, 1, nil
+	}
+	return p.Current(ctx)
 }
 
 // ReadOnly reports whether the console offers no actions (no admin token).

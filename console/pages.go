@@ -1,10 +1,13 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/eddy-streams/eddy/processor"
 )
@@ -18,6 +21,11 @@ type pipelineView struct {
 	DeadLetters                                     int64
 	Pending                                         int64
 	Retention                                       []processor.TrimReport
+	// RetentionError says why Retention could not be read (a user without
+	// scripting, say); the rest of the page is shown.
+	RetentionError string
+	// Version is the read model's version (eddy rebuild).
+	Version int
 }
 
 type workerView struct {
@@ -41,9 +49,13 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	now := s.o.Now()
 	for i := range s.o.Pipelines {
 		p := &s.o.Pipelines[i]
-		in := p.Inspector
+		in, version, err := p.live(ctx)
+		if err != nil {
+			s.failRedis(w, r, err)
+			return
+		}
 		o := in.Options()
-		v := pipelineView{Name: p.Name, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering, DeadLetterStream: o.DeadLetterStream}
+		v := pipelineView{Name: p.Name, Stream: o.Stream, Group: o.Group, Ordering: o.Ordering, DeadLetterStream: o.DeadLetterStream, Version: version}
 		members, err := in.Members(ctx)
 		if err != nil {
 			s.failRedis(w, r, err)
@@ -75,8 +87,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if v.Retention, err = in.Retention(ctx, now); err != nil {
-			s.failRedis(w, r, err)
-			return
+			if !isReply(err) {
+				s.failRedis(w, r, err)
+				return
+			}
+			v.RetentionError = err.Error()
 		}
 		if v.DeadLetters, _, err = in.DeadLetterSpan(ctx); err != nil {
 			s.failRedis(w, r, err)
@@ -117,7 +132,12 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	stats, err := p.Inspector.Stats(ctx)
+	in, _, err := p.live(ctx)
+	if err != nil {
+		s.failRedis(w, r, err)
+		return
+	}
+	stats, err := in.Stats(ctx)
 	if err != nil {
 		s.failRedis(w, r, err)
 		return
@@ -128,7 +148,7 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request) {
 		if st.Pending == 0 {
 			continue
 		}
-		if parts[i].Entries, err = p.Inspector.Pending(ctx, i, n); err != nil {
+		if parts[i].Entries, err = in.Pending(ctx, i, n); err != nil {
 			s.failRedis(w, r, err)
 			return
 		}
@@ -213,4 +233,11 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		pg.NextURL = base + "?" + next.Encode()
 	}
 	s.render(w, r, http.StatusOK, "deadletters", p.Name+": dead letters", pg)
+}
+
+// isReply reports whether err is an error reply of Redis (NOPERM, say), as
+// opposed to Redis being unreachable.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }

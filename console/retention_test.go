@@ -77,3 +77,28 @@ func TestOverviewShowsRetention(t *testing.T) {
 		t.Errorf("the overview trimmed {pay:1} to %d", n)
 	}
 }
+
+// With Current set, the overview and the pending page show the version
+// readers read now: its group's partitions, and the version.
+func TestOverviewShowsCurrentVersion(t *testing.T) {
+	var v2 *processor.Inspector
+	f := newFixture(t, "", func(o *Options) {
+		o.Pipelines[0].Current = func(context.Context) (*processor.Inspector, int, error) { return v2, 2, nil }
+	})
+	var err error
+	if v2, err = processor.NewInspector(f.rdb, processor.Options{Pipeline: "pay", Stream: "pay", Partitions: 2, Group: "pay:v2"}); err != nil {
+		t.Fatal(err)
+	}
+	f.rdb.XAdd(f.ctx, &redis.XAddArgs{Stream: "{pay:1}", Values: []string{"data", "{}"}})
+	f.rdb.XGroupCreate(f.ctx, "{pay:1}", "pay:v2", "0")
+	f.rdb.XReadGroup(f.ctx, &redis.XReadGroupArgs{Group: "pay:v2", Consumer: "rebuilder", Streams: []string{"{pay:1}", ">"}, Count: 1})
+	body := f.get("/").Body.String()
+	for _, want := range []string{`group <code>pay:v2</code>`, `read model version <span class="version">2</span>`, `<span class="pending-total">1</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET / does not show %s:\n%s", want, body)
+		}
+	}
+	if body := f.get("/pipelines/pay/pending").Body.String(); !strings.Contains(body, "rebuilder") {
+		t.Errorf("the pending page does not show version 2's pending entry:\n%s", body)
+	}
+}

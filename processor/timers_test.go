@@ -316,3 +316,39 @@ func TestEventTimeTimers(t *testing.T) {
 		t.Errorf("fired %v, want early then late", names)
 	}
 }
+
+// With max_inflight equal to batch_size, a read blocking on an idle
+// partition must leave room for the timer loop: the timers set by the last
+// entries fire with no more input.
+func TestTimersFireOnIdlePartitionWithInflightOfOneBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	const n = 20
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		if m.Timer != nil {
+			m.Emit("{in}:fired", 0, "k", m.Timer.Key)
+			return nil
+		}
+		m.SetTimer("t", time.Now().Add(200*time.Millisecond), "")
+		return nil
+	})
+	var recs []Record
+	for k := range n {
+		key := "k" + strconv.Itoa(k)
+		recs = append(recs, Record{Key: key, Fields: []string{"data", event(key, 0)}})
+	}
+	produce(t, c, 1, recs)
+	p, err := New(c, Options{Pipeline: "t", Stream: "in", Decoder: jsonDecoder, Handler: h, BatchSize: 8, MaxInflight: 8,
+		Block: time.Second, TimerTick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, 20*time.Second, "every timer fired on the idle partition", func() bool { return xlen(t, c, "{in}:fired") >= n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

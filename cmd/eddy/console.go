@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -93,6 +94,9 @@ func newConsole(f *pipelines.File, ps []*pipelines.Pipeline, rdb redis.Universal
 				}
 				return n, nil
 			}}
+		if p.Rebuildable() == nil {
+			cp.Current = currentInspector(rdb, p, in)
+		}
 		for _, step := range p.AnalyticsSteps() {
 			cp.Analytics = append(cp.Analytics, console.AnalyticsStep{Name: step, Gauge: pipelines.GaugeOpen(step)})
 		}
@@ -195,4 +199,28 @@ must then be an operator.`,
 	fl.StringSliceVar(&names, "pipeline", nil, "only these pipelines (default all)")
 	fl.StringVar(&addr, "http", "", "listen address, overriding http.addr")
 	return cmd
+}
+
+// currentInspector returns the console's reader of p's read-model version
+// readers read now: in for version 1, else one for that version's group.
+func currentInspector(rdb redis.UniversalClient, p *pipelines.Pipeline, in *processor.Inspector) func(context.Context) (*processor.Inspector, int, error) {
+	var mu sync.Mutex
+	byVersion := map[int]*processor.Inspector{1: in}
+	return func(ctx context.Context) (*processor.Inspector, int, error) {
+		v, err := processor.ReadVersion(ctx, rdb, p.Name)
+		if err != nil {
+			return nil, 0, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if in, ok := byVersion[v]; ok {
+			return in, v, nil
+		}
+		in, err := processor.NewInspector(rdb, p.AtVersion(v).Options())
+		if err != nil {
+			return nil, 0, err
+		}
+		byVersion[v] = in
+		return in, v, nil
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,11 +61,8 @@ where it was when run again.`,
 			}
 			defer conn.close()
 			r := &rebuild{p: p, rdb: conn.client, log: log, out: cmd.OutOrStdout(), mode: progress}
-			if err := checkAccess(cmd.Context(), conn, []*pipelines.Pipeline{p}, processor.RoleMonitor); err != nil {
-				return err
-			}
 			return r.run(cmd.Context(), func(pv *pipelines.Pipeline) error {
-				return checkAccess(cmd.Context(), conn, []*pipelines.Pipeline{pv}, processor.RoleWorker)
+				return checkAccess(cmd.Context(), conn, []*pipelines.Pipeline{pv}, processor.RoleRebuild)
 			})
 		},
 	}
@@ -141,9 +139,11 @@ func (r *rebuild) run(ctx context.Context, check func(*pipelines.Pipeline) error
 			return fmt.Errorf("rebuild %s version %d: %w", r.p.Name, to, err)
 		case <-ctx.Done():
 			bar.finish()
-			err := stop()
+			if err := stop(); err != nil {
+				return err
+			}
 			fmt.Fprintf(r.out, "stopped: version %d is not switched to; run eddy rebuild again to resume it\n", to)
-			return err
+			return exitError{code: 130}
 		case <-tick.C:
 		}
 		stats, err := in.Stats(ctx)
@@ -167,13 +167,37 @@ func (r *rebuild) run(ctx context.Context, check func(*pipelines.Pipeline) error
 		}
 		bar.show(pr, time.Since(start))
 		bar.finish()
-		r.rdb.Del(context.WithoutCancel(ctx), processor.RebuildKey(r.p.Name))
+		if err := r.rdb.Del(context.WithoutCancel(ctx), processor.RebuildKey(r.p.Name)).Err(); err != nil {
+			r.log.Warn("rebuild_record_not_deleted", zap.String("key", processor.RebuildKey(r.p.Name)), zap.Error(err))
+		}
 		r.log.Info("read_model_switched", zap.String("pipeline", r.p.Name), zap.Int("from", from), zap.Int("to", to), zap.Int64("entries", pr.done))
 		fmt.Fprintf(r.out, "switched %s to version %d in %s: %s entries replayed; readers of %s now read version %d\n",
 			r.p.Name, to, time.Since(start).Round(time.Millisecond), commas(pr.done), processor.VersionKey(r.p.Name), to)
+		r.handOver(ctx, from)
 		fmt.Fprintf(r.out, "version %d (group %s, hashes %s) is no longer written once the workers follow; delete its keys when no reader uses them\n",
 			from, processor.VersionGroup(r.p.Options().Group, from), strings.Join(prefixed(processor.VersionPrefix(from), r.p.ReadModels()), ", "))
 		return stop()
+	}
+}
+
+// handOver keeps the new version's worker running after the switch until
+// the pipeline's eddy run workers have left the old version (they read the
+// version every followEvery, then drain), so that the version readers now
+// read keeps up meanwhile instead of standing still while the old one
+// moves on. It waits at most two reads of the version and a drain.
+func (r *rebuild) handOver(ctx context.Context, from int) {
+	old := r.p.AtVersion(from).Options()
+	in, err := processor.NewInspector(r.rdb, old)
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(2*followEvery + cmp.Or(old.ShutdownTimeout, processor.DefaultShutdownTimeout))
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		members, err := in.Members(ctx)
+		if err == nil && len(members) == 0 {
+			return
+		}
+		time.Sleep(rebuildPoll)
 	}
 }
 

@@ -508,8 +508,8 @@ func TestRebuildRefusesAndResumes(t *testing.T) {
 		if at := read(); at >= events {
 			t.Fatalf("the rebuild had read %d entries of %d when interrupted: want a larger backlog", at, events)
 		}
-		if !strings.Contains(out.String(), "stopped: version 2 is not switched to") {
-			t.Errorf("eddy rebuild after SIGINT = exit %d, output:\n%s\nwant it to say it stopped; log:\n%s", code, out.String(), rb.stderr.String())
+		if code != 130 || !strings.Contains(out.String(), "stopped: version 2 is not switched to") {
+			t.Errorf("eddy rebuild after SIGINT = exit %d, output:\n%s\nwant exit 130 and to say it stopped; log:\n%s", code, out.String(), rb.stderr.String())
 		}
 		if v, err := processor.ReadVersion(ctx, c, "accounts"); err != nil || v != 1 {
 			t.Errorf("version after an interrupted rebuild = %d %v, want 1", v, err)
