@@ -41,7 +41,7 @@ func newRetentionSeries(reg prometheus.Registerer) *retentionSeries {
 			"Entries past a stream's retention kept because this consumer group has not acknowledged them (for an age cap, counted up to 10,000); 0 once the group caught up.",
 			labelStream, labelGroup),
 		abandoned: gauge("abandoned",
-			"1 while the consumer group holding a stream's trimming back is abandoned: none of its consumers has read or acked for the policy's abandoned_after, or it has none.",
+			"1 while the consumer group holding a stream's trimming back is abandoned: none of its consumers has read or acked for the policy's abandoned_after (with no consumer left, the last entry it read is that old).",
 			labelStream, labelGroup),
 		holder: map[string]string{},
 	}

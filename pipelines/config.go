@@ -410,7 +410,8 @@ type Retention struct {
 	// for an input), >= 1.
 	MaxLen int64 `yaml:"max_len"`
 	// AbandonedAfter: a group holding trimming back whose consumers have
-	// all been idle this long, or that has none, is reported as abandoned.
+	// all been idle this long (with no consumer left, whose last entry read
+	// is that old, or that never read one) is reported as abandoned.
 	// > 0; default processor.DefaultAbandonedAfter.
 	AbandonedAfter time.Duration `yaml:"abandoned_after"`
 }

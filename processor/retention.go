@@ -19,8 +19,9 @@ type Retention struct {
 	// MaxLen trims the oldest entries past this many; 0: no length cap.
 	MaxLen int64
 	// AbandonedAfter calls a group that holds trimming back abandoned when
-	// none of its consumers has read or acked for this long (or it has no
-	// consumer). Default DefaultAbandonedAfter.
+	// none of its consumers has read or acked for this long (with no
+	// consumer, a clean stop deletes it: when the last entry it read is
+	// that old, or it never read one). Default DefaultAbandonedAfter.
 	AbandonedAfter time.Duration
 }
 
@@ -53,9 +54,10 @@ type TrimReport struct {
 	// Over counts entries past the policy kept because HeldBy has not
 	// acknowledged them (for an age cap, counted up to trimChunk).
 	Over int64
-	// Abandoned is set when HeldBy's consumers have all been idle for the
-	// policy's AbandonedAfter, or it has none; ConsumerIdle is the least
-	// idle time among them (-1 for none).
+	// Abandoned is set when HeldBy has been idle for the policy's
+	// AbandonedAfter; ConsumerIdle is how long: its consumers' least idle
+	// time, or with none the age of the last entry it read (-1 when it
+	// never read one).
 	Abandoned    bool
 	ConsumerIdle time.Duration
 	// Oldest is the time of the oldest entry left (zero when empty).
@@ -137,7 +139,10 @@ func (p *Processor) trimStream(ctx context.Context, s Retained, held map[string]
 		rep, err := trim(ctx, p.rdb, s.Stream, s.Retention, p.o.Clock.Now(), false)
 		if err != nil {
 			p.log.Warn("retention_failed", zap.String("stream", s.Stream), zap.Error(err))
-			return
+			if total.Removed == 0 {
+				return
+			}
+			break // report what the round's earlier calls removed
 		}
 		removed := total.Removed + rep.Removed
 		total = rep

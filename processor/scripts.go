@@ -824,10 +824,11 @@ return {'ok', r, p[1][4] + 1}
 //
 // Reply: removed, length after, the first id the policy wants kept ("" for
 // none), the cut held back to ("" when nothing held it), the group holding
-// it back, that group's consumers' least idle time in ms (-1 when it has no
-// consumer), entries over the policy kept (those over a length cap, or at
-// least those older than the max age counted up to ARGV[4]), and the id of
-// the oldest entry left ("" when empty).
+// it back, how long that group has been idle in ms (its consumers' least
+// idle time; with no consumer, the age of the last entry it read; -1 when
+// it never read one), entries over the policy kept (those over a length
+// cap, or at least those older than the max age counted up to ARGV[4]),
+// and the id of the oldest entry left ("" when empty).
 var trimScript = redis.NewScript(`
 local s = KEYS[1]
 local now, maxAge, maxLen, chunk = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -857,47 +858,66 @@ local function first()
 end
 if redis.call('EXISTS', s) == 0 then return {0, 0, '', '', '', -1, 0, ''} end
 local len = redis.call('XLEN', s)
-local want = nil
-if maxAge > 0 and now > maxAge then want = string.format('%d-0', now - maxAge) end
-if maxLen > 0 and len > maxLen then
-  local r = redis.call('XRANGE', s, '-', '+', 'COUNT', math.min(len - maxLen, chunk))
-  local cut = after(r[#r][1])
-  if want == nil or less(want, cut) then want = cut end
-end
-if want == nil then return {0, len, '', '', '', -1, 0, first()} end
-local safe, holder = nil, ''
+local ageCut = nil
+if maxAge > 0 and now > maxAge then ageCut = string.format('%d-0', now - maxAge) end
+if ageCut == nil and (maxLen == 0 or len <= maxLen) then return {0, len, '', '', '', -1, 0, first()} end
+-- safe: the lowest id some group has not acknowledged (its oldest pending
+-- entry, or the one after the last it read); nothing from it on may go.
+local safe, holder, holderLast = nil, '', '0-0'
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
-  local name = field(g, 'name')
+  local name, last = field(g, 'name'), field(g, 'last-delivered-id')
   local floor
   if tonumber(field(g, 'pending')) > 0 then
     floor = redis.call('XPENDING', s, name)[2]
   else
-    floor = after(field(g, 'last-delivered-id'))
+    floor = after(last)
   end
-  if safe == nil or less(floor, safe) then safe, holder = floor, name end
+  if safe == nil or less(floor, safe) then safe, holder, holderLast = floor, name, last end
 end
-local cut, heldAt, idle = want, '', -1
-if safe ~= nil and less(safe, want) then
-  cut, heldAt = safe, safe
-  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, holder)) do
-    local i = tonumber(field(c, 'idle'))
-    if i ~= nil and (idle < 0 or i < idle) then idle = i end
+-- The cut (the first id kept) and whether the policy wanted more. The
+-- length cap reads only ids below safe: what a held-back cap cannot
+-- remove is never read.
+local cut, held, want = nil, false, ''
+if maxLen > 0 and len > maxLen then
+  local k = math.min(len - maxLen, chunk)
+  local r
+  if safe then r = redis.call('XRANGE', s, '-', '(' .. safe, 'COUNT', k) else r = redis.call('XRANGE', s, '-', '+', 'COUNT', k) end
+  if #r > 0 then cut = after(r[#r][1]) end
+  if #r < k then held = true end
+  want = cut or safe
+end
+if ageCut then
+  local c = ageCut
+  if safe and less(safe, ageCut) then
+    c = safe
+    if #redis.call('XRANGE', s, safe, '(' .. ageCut, 'COUNT', 1) > 0 then held = true end
   end
-else
-  holder = ''
+  if cut == nil or less(cut, c) then cut = c end
+  if want == '' or less(want, ageCut) then want = ageCut end
 end
 local removed = 0
-if not dry then removed = redis.call('XTRIM', s, 'MINID', cut) end
+if cut and not dry then removed = redis.call('XTRIM', s, 'MINID', cut) end
 local left = len - removed
+if not held then return {removed, left, want, '', '', -1, 0, first()} end
 local over = 0
-if heldAt ~= '' then
-  if maxLen > 0 and left > maxLen then over = left - maxLen end
-  if maxAge > 0 and now > maxAge then
-    local old = #redis.call('XRANGE', s, heldAt, string.format('(%d-0', now - maxAge), 'COUNT', chunk)
-    if old > over then over = old end
-  end
+if maxLen > 0 and left > maxLen then over = left - maxLen end
+if ageCut then
+  local old = #redis.call('XRANGE', s, safe, '(' .. ageCut, 'COUNT', chunk)
+  if old > over then over = old end
 end
-return {removed, left, want, heldAt, holder, idle, over, first()}
+-- How long the holder has been idle: its consumers' least idle time, or,
+-- with none (deleted by a clean stop, or never any), the age of the last
+-- entry it read.
+local idle = -1
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, holder)) do
+  local i = tonumber(field(c, 'idle'))
+  if i ~= nil and (idle < 0 or i < idle) then idle = i end
+end
+if idle < 0 then
+  local ms = parse(holderLast)
+  if ms > 0 then idle = math.max(now - ms, 0) end
+end
+return {removed, left, want, safe, holder, idle, over, first()}
 `)
 
 // switchVersionScript switches a pipeline's read model from version ARGV[1]
