@@ -38,7 +38,7 @@ func newRetentionSeries(reg prometheus.Registerer) *retentionSeries {
 		oldest: gauge("oldest_age_seconds",
 			"Age of the oldest entry of a stream under retention after its last trim; 0 when empty.", labelStream),
 		held: gauge("held_back_entries",
-			"Entries past a stream's retention kept because this consumer group has not acknowledged them (for an age cap, counted up to 10,000); 0 once the group caught up.",
+			"Entries past a stream's retention kept because this consumer group has not acknowledged them (for an age cap, counted up to 2,000); 0 once the group caught up.",
 			labelStream, labelGroup),
 		abandoned: gauge("abandoned",
 			"1 while the consumer group holding a stream's trimming back is abandoned: none of its consumers has read or acked for the policy's abandoned_after (with no consumer left, the last entry it read is that old).",

@@ -33,6 +33,7 @@ func (p *Pipeline) Options() processor.Options {
 		InputRetention:      p.Input.Retention.Engine(),
 		DeadLetterRetention: p.DeadLetter.Retention.Engine(),
 		Retain:              p.retained(),
+		Versioned:           p.Rebuildable() == nil,
 		ShutdownTimeout:     p.ShutdownTimeout,
 		Ordering:            p.Ordering,
 		Heartbeat:           p.Group.Heartbeat,
@@ -136,7 +137,7 @@ func (p *Pipeline) StateNames() []string {
 }
 
 // retained lists the output streams the steps put under retention, each
-// once (the first policy given wins: validation makes them agree).
+// once (validation makes the policies of one stream agree).
 func (p *Pipeline) retained() []processor.Retained {
 	var out []processor.Retained
 	for _, s := range p.steps {

@@ -38,6 +38,8 @@ func TestRetentionProblems(t *testing.T) {
 			"pipelines[0].steps[0].window.output.retention: caps nothing"},
 		{"max_len on a stream another pipeline reads", head + "    input: {stream: s}\n    steps:\n      - output: {stream: o, max_len: 100}\n  - name: q\n    key: k\n    input: {stream: o}\n",
 			`test.yaml:6: pipelines[0].steps[0].output.max_len: max_len 100 trims "o" as it appends, whatever pipelines[1] (q) has read`},
+		{"two retentions of one output", head + "    input: {stream: s}\n    steps:\n      - output: {stream: o, retention: {max_len: 5}}\n      - output: {stream: o, retention: {max_len: 6}}\n",
+			`pipelines[0].steps[1].output: retention of "o" differs from the one pipelines[0].steps[0].output gives it`},
 		{"max_len on a window output another pipeline reads", head + "    input: {stream: s}\n    steps:\n      - window: {name: w, time: processing, size: 1m, aggregates: {n: count}, output: {stream: o, max_len: 7}}\n  - name: q\n    key: k\n    input: {stream: o}\n",
 			`pipelines[0].steps[0].window.output.max_len: max_len 7 trims "o"`},
 	}

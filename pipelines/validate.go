@@ -432,8 +432,23 @@ func validateVia(c *checker, path string, f *File, s Simulate) {
 // reads: MAXLEN trims as it appends, whatever that pipeline's group has
 // read, and would lose what it had not. retention is the safe cap.
 func validateCaps(c *checker, f *File) {
+	type policy struct {
+		r    processor.Retention
+		path string
+	}
+	seen := map[string]policy{} // output stream -> the first retention given
 	for _, p := range f.Pipelines {
 		for _, b := range p.steps {
+			if st, ok := b.step.(interface{ retained() []processor.Retained }); ok {
+				for _, r := range st.retained() {
+					path := p.Steps[b.index].Path
+					if first, ok := seen[r.Stream]; !ok {
+						seen[r.Stream] = policy{r.Retention, path}
+					} else if first.r != r.Retention {
+						c.addf(path, "retention of %q differs from the one %s gives it: one stream has one retention", r.Stream, first.path)
+					}
+				}
+			}
 			st, ok := b.step.(interface {
 				capped() (stream string, maxLen int64, field string)
 			})

@@ -267,7 +267,7 @@ type need struct {
 // them. A command missing here is a mistake that accessNeeds reports.
 var commandOrder = []string{
 	"ping", "cluster|info", "time", "multi", "exec", "watch", "unwatch", "evalsha", "eval",
-	"xgroup|create", "xgroup|delconsumer", "xreadgroup", "xpending", "xautoclaim", "xclaim", "xack", "xadd", "xdel", "xtrim",
+	"xgroup|create", "xgroup|delconsumer", "xgroup|destroy", "xreadgroup", "xpending", "xautoclaim", "xclaim", "xack", "xadd", "xdel", "xtrim",
 	"xinfo|stream", "xinfo|groups", "xinfo|consumers", "xlen", "xrange", "xrevrange",
 	"get", "set", "incr", "del", "pttl", "pexpire", "pexpireat", "exists", "type", "getrange",
 	"sadd", "smismember",
@@ -297,6 +297,7 @@ var probeArgs = map[string]func(key string) []any{
 	"eval":               func(k string) []any { return []any{"EVAL", "return 0", 1, k} },
 	"xgroup|create":      func(k string) []any { return []any{"XGROUP", "CREATE", k, probeMember, "not-an-id", "MKSTREAM"} },
 	"xgroup|delconsumer": func(k string) []any { return []any{"XGROUP", "DELCONSUMER", k, probeMember, probeMember} },
+	"xgroup|destroy":     func(k string) []any { return []any{"XGROUP", "DESTROY", k, probeMember} }, // no group is called that
 	"xreadgroup": func(k string) []any {
 		return []any{"XREADGROUP", "GROUP", probeMember, probeMember, "COUNT", "not-a-number", "STREAMS", k, ">"}
 	},
@@ -556,7 +557,8 @@ func accessNeeds(o *Options, role Role, written []Written) ([]need, error) {
 			add(version, "read-model version", versionPattern, script...)
 			add(version, "read-model version", versionPattern, "set")
 			for p := 0; p < n; p++ {
-				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "exists", "xinfo|groups")
+				// and, once switched, retires the old version's group
+				add(PartitionStream(stream, p, n), partitionWhat("stream", p), spat, "exists", "xinfo|groups", "xgroup|destroy")
 			}
 			rebuild := RebuildKey(o.Pipeline)
 			add(rebuild, "rebuild record", GlobEscape(rebuild), "get", "set", "del")

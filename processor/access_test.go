@@ -300,7 +300,7 @@ func TestAccessRules(t *testing.T) {
 		// A rebuild: version 2's worker (its group's keys fall under the
 		// same patterns, its read model under v2:), the switch and the
 		// rebuild's record.
-		{v2, RoleRebuild, []Written{model(VersionPrefix(2))}, "+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +get +set +del +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore +hset ~ev ~{ev}:* ~ev:dlq ~v2:user:* ~eddy:version:users ~eddy:rebuild:users"},
+		{v2, RoleRebuild, []Written{model(VersionPrefix(2))}, "+ping +cluster|info +time +multi +exec +evalsha +eval +xgroup|create +xgroup|delconsumer +xgroup|destroy +xreadgroup +xpending +xautoclaim +xclaim +xack +xadd +xinfo|stream +xinfo|groups +xinfo|consumers +get +set +del +pttl +pexpire +exists +type +zadd +zrem +zremrangebyscore +zrangebyscore +hset ~ev ~{ev}:* ~ev:dlq ~v2:user:* ~eddy:version:users ~eddy:rebuild:users"},
 	} {
 		got, err := AccessRules(tc.o, tc.role, tc.written...)
 		if err != nil {

@@ -146,7 +146,9 @@ func (pt *partition) commit(hard context.Context, batch []*task) error {
 		}
 		a.reset(pt.stream, dlq, pt.lease, pt.fence, o.Group, mark, check, exp, o.DeadLetterMaxLen)
 		if token != "" {
-			a.once(pt.lastCommit, token)
+			// A try comes within the lease (a longer pause is fenced),
+			// so a session timeout covers it; ten minutes at least.
+			a.once(pt.lastCommit, token, max(10*time.Minute, 2*o.SessionTimeout))
 		}
 		a.setTimers(pt.timers)
 		if w := pt.watermark.Load(); w > pt.storedWatermark.Load() {

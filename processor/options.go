@@ -260,8 +260,8 @@ const (
 	// trimChunk bounds the entries one trim call cuts for a length cap
 	// (the cut is found by reading that many ids); maxTrimCalls bounds the
 	// calls of one round.
-	trimChunk    = 10000
-	maxTrimCalls = 100
+	trimChunk    = 2000
+	maxTrimCalls = 500
 )
 
 // Wrong-partition policies (Options.WrongPartition).

@@ -157,12 +157,12 @@ func (p *Processor) trimStream(ctx context.Context, s Retained, held map[string]
 	}
 	switch {
 	case total.HeldBy != "" && held[s.Stream] != total.HeldBy:
-		p.log.Warn("retention_held_back", zap.String("stream", s.Stream), zap.String("group", total.HeldBy),
+		p.log.Warn("retention_held_back", zap.String("stream", s.Stream), zap.String("held_by", total.HeldBy),
 			zap.String("oldest_unacked", total.HeldFrom), zap.Int64("over", total.Over),
 			zap.Bool("abandoned", total.Abandoned), zap.Duration("consumer_idle", total.ConsumerIdle))
 		held[s.Stream] = total.HeldBy
 	case total.HeldBy == "" && held[s.Stream] != "":
-		p.log.Info("retention_released", zap.String("stream", s.Stream), zap.String("group", held[s.Stream]))
+		p.log.Info("retention_released", zap.String("stream", s.Stream), zap.String("held_by", held[s.Stream]))
 		delete(held, s.Stream)
 	}
 	if total.Removed > 0 {

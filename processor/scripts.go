@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -23,8 +24,9 @@ import (
 //	ARGV[4]   dead-letter MAXLEN ~ (0: none)
 //	ARGV[5]   the owner's fence ("" with ordering none): if the lease holds
 //	          another, nothing is written and the reply is "!fenced"
-//	ARGV[6]   "c" to commit, or "c<i> <token>" to commit once: KEYS[i] (the
-//	          partition's last-commit key) keeps "<token>\n<reply>", and a
+//	ARGV[6]   "c" to commit, or "c<i> <ttl> <token>" to commit once: KEYS[i]
+//	          (the partition's last-commit key) keeps "<token>\n<reply>" for
+//	          ttl ms, and a
 //	          try of the same commit (same token) whose first try ran but
 //	          whose reply was lost gets that reply back and writes nothing;
 //	          "d" for a dry run that writes nothing and
@@ -110,10 +112,10 @@ local nbuckets = tonumber(ARGV[2])
 local dlqmax = ARGV[4]
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return '!fenced' end
 local dry = ARGV[6] == 'd'
-local lastKey, token = nil, nil
+local lastKey, lastTTL, token = nil, nil, nil
 if not dry and #ARGV[6] > 1 then
-  local i, t = string.match(ARGV[6], '^c(%d+) (.+)$')
-  lastKey, token = KEYS[tonumber(i)], t
+  local i, ttl, t = string.match(ARGV[6], '^c(%d+) (%d+) (.+)$')
+  lastKey, lastTTL, token = KEYS[tonumber(i)], ttl, t
   local last = redis.call('GET', lastKey)
   if last and string.sub(last, 1, #token + 1) == token .. '\n' then return string.sub(last, #token + 2) end
 end
@@ -369,7 +371,7 @@ if ARGV[10] ~= '' and not dry then
   if tonumber(ARGV[10]) > cur then redis.call('HSET', meta, 'watermark', ARGV[10]) end
 end
 local reply = table.concat(out)
-if lastKey then redis.call('SET', lastKey, token .. '\n' .. reply, 'PX', 600000) end
+if lastKey then redis.call('SET', lastKey, token .. '\n' .. reply, 'PX', lastTTL) end
 return reply
 `
 
@@ -406,6 +408,7 @@ type commitArgs struct {
 	// partition's last-commit key and this commit's token, the same for
 	// every try of it; "" for none.
 	last, token string
+	lastTTL     time.Duration
 	// dry is set for a dry run (ARGV[6] "d").
 	dry    bool
 	keys   []string
@@ -548,7 +551,11 @@ func (c *commitArgs) dryRun(on bool) {
 
 // once makes every try of this commit happen once: last is the
 // partition's last-commit key and token this commit's own.
-func (c *commitArgs) once(last, token string) { c.last, c.token = last, token }
+// It is kept for ttl: longer than any try of the commit can come after
+// the first.
+func (c *commitArgs) once(last, token string, ttl time.Duration) {
+	c.last, c.token, c.lastTTL = last, token, ttl
+}
 
 // args returns ARGV for the script.
 func (c *commitArgs) args() []any {
@@ -556,7 +563,7 @@ func (c *commitArgs) args() []any {
 	case c.dry:
 		c.head[5] = "d"
 	case c.token != "":
-		c.head[5] = "c" + strconv.Itoa(c.key(c.last, '-')) + " " + c.token
+		c.head[5] = "c" + strconv.Itoa(c.key(c.last, '-')) + " " + strconv.FormatInt(c.lastTTL.Milliseconds(), 10) + " " + c.token
 	default:
 		c.head[5] = "c"
 	}

@@ -33,6 +33,14 @@ func checkAccess(ctx context.Context, conn *redisConn, ps []*pipelines.Pipeline,
 	}
 	var errs []error
 	for _, p := range ps {
+		if role == processor.RoleWorker || role == processor.RoleMonitor || role == processor.RoleOperator {
+			// The version readers read now, whose group and hashes are the
+			// ones used. A user who may not read the version is checked at
+			// version 1, whose rules name the version key.
+			if pv, _, err := atCurrentVersion(ctx, conn.client, p); err == nil {
+				p = pv
+			}
+		}
 		if err := processor.CheckAccess(ctx, conn.client, p.Options(), role, writtenBy(p)...); err != nil {
 			errs = append(errs, err)
 		}

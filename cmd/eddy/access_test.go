@@ -235,8 +235,6 @@ var aclExampleKey = map[string]string{
 	"~user:*":          "user:" + accessProbeKey,
 	"~clicks:sessions": "clicks:sessions",
 	"~clicks:funnels":  "clicks:funnels",
-	// The read model's version, which the worker follows.
-	"~eddy:version:clickstream": "eddy:version:clickstream",
 }
 
 // A worker user missing any one documented rule (a command, or a key
@@ -303,7 +301,6 @@ func TestCommandsCheckTheirRole(t *testing.T) {
 		{users[processor.RoleMonitor], "~clicks:dlq", "", []string{"dlq", "list", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use clicks:dlq"},
 		{users[processor.RoleOperator], "+xdel", "", []string{"dlq", "replay", "-c", aclConfig, "--pipeline", "clickstream", "--all"}, "may not run XDEL on clicks:dlq"},
 		{users[processor.RoleOperator], "+watch", "", []string{"dlq", "replay", "-c", aclConfig, "--pipeline", "clickstream", "--all"}, "may not run WATCH on clicks:dlq"},
-		{users[processor.RoleMonitor], "~eddy:version:clickstream", "", []string{"status", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use eddy:version:clickstream"},
 		{users[processor.RoleProducer], "+xadd", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not run XADD on {clicks:0}"},
 		{users[processor.RoleProducer], "~{clicks:*}", clickEvents(1, 0), []string{"produce", "-c", aclConfig, "--pipeline", "clickstream"}, "may not use {clicks:0}"},
 	} {

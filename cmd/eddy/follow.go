@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -111,13 +113,24 @@ func (f *follower) watch(ctx context.Context, stop context.CancelFunc, next chan
 
 // atCurrentVersion returns p at the version of its read model readers read
 // now, and that version (1 for a pipeline no rebuild can version).
+//
+// A pipeline that cannot be rebuilt is at version 1 unless a rebuild made
+// it another when it could (its steps changed since): that is an error,
+// since running it at version 1 would write a read model nobody reads and
+// emit its history again, and at version N would emit what version N
+// never did. A user who may not read the version key (a pipeline that was
+// never rebuildable needs no such rule) is taken at version 1.
 func atCurrentVersion(ctx context.Context, rdb redis.UniversalClient, p *pipelines.Pipeline) (*pipelines.Pipeline, int, error) {
-	if p.Rebuildable() != nil {
-		return p, 1, nil
-	}
 	v, err := processor.ReadVersion(ctx, rdb, p.Name)
-	if err != nil {
+	notRebuildable := p.Rebuildable()
+	switch {
+	case err != nil && notRebuildable != nil && redis.HasErrorPrefix(errors.Unwrap(err), "NOPERM"):
+		return p, 1, nil
+	case err != nil:
 		return nil, 0, err
+	case notRebuildable != nil && v > 1:
+		return nil, 0, fmt.Errorf("pipeline %s: its read model is at version %d (eddy rebuild set %s), but it can no longer be versioned: %w; restore its steps, or delete %s once its readers read version 1 again",
+			p.Name, v, processor.VersionKey(p.Name), notRebuildable, processor.VersionKey(p.Name))
 	}
 	return p.AtVersion(v), v, nil
 }

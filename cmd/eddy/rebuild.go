@@ -25,6 +25,7 @@ const rebuildPoll = 250 * time.Millisecond
 
 func rebuildCommand(g *globals) *cobra.Command {
 	var file, name, progress string
+	var partial bool
 	cmd := &cobra.Command{
 		Use:   "rebuild -c FILE --pipeline NAME",
 		Short: "Rebuild a pipeline's read model from its input's whole history into a new version, then switch readers to it in one step",
@@ -60,7 +61,7 @@ where it was when run again.`,
 				return err
 			}
 			defer conn.close()
-			r := &rebuild{p: p, rdb: conn.client, log: log, out: cmd.OutOrStdout(), mode: progress}
+			r := &rebuild{p: p, rdb: conn.client, log: log, out: cmd.OutOrStdout(), mode: progress, partial: partial}
 			return r.run(cmd.Context(), func(pv *pipelines.Pipeline) error {
 				return checkAccess(cmd.Context(), conn, []*pipelines.Pipeline{pv}, processor.RoleRebuild)
 			})
@@ -68,6 +69,7 @@ where it was when run again.`,
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "pipeline file (YAML)")
 	cmd.Flags().StringVar(&name, "pipeline", "", "the pipeline whose read model to rebuild")
+	cmd.Flags().BoolVar(&partial, "allow-partial-history", false, "rebuild even though the input has lost entries (retention, MAXLEN, XDEL): the new version lacks them")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "auto (a bar on a terminal, else a line every 2s), bar, lines or off")
 	return cmd
 }
@@ -79,6 +81,8 @@ type rebuild struct {
 	log  *zap.Logger
 	out  io.Writer
 	mode string
+	// partial lets a rebuild start from an input that lost entries.
+	partial bool
 }
 
 // run builds the next version (or resumes the one a stopped rebuild was
@@ -95,12 +99,15 @@ func (r *rebuild) run(ctx context.Context, check func(*pipelines.Pipeline) error
 	} else if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("read %s: %w", processor.RebuildKey(r.p.Name), err)
 	}
-	if err := r.rdb.Set(ctx, processor.RebuildKey(r.p.Name), to, 0).Err(); err != nil {
-		return fmt.Errorf("record the rebuild in %s: %w", processor.RebuildKey(r.p.Name), err)
-	}
 	pv := r.p.AtVersion(to)
 	if err := check(pv); err != nil {
 		return err
+	}
+	if err := r.wholeHistory(ctx); err != nil {
+		return err
+	}
+	if err := r.rdb.Set(ctx, processor.RebuildKey(r.p.Name), to, 0).Err(); err != nil {
+		return fmt.Errorf("record the rebuild in %s: %w", processor.RebuildKey(r.p.Name), err)
 	}
 	po := pv.Options()
 	po.Consumer = "rebuild-" + processor.DefaultConsumer()
@@ -174,8 +181,9 @@ func (r *rebuild) run(ctx context.Context, check func(*pipelines.Pipeline) error
 		fmt.Fprintf(r.out, "switched %s to version %d in %s: %s entries replayed; readers of %s now read version %d\n",
 			r.p.Name, to, time.Since(start).Round(time.Millisecond), commas(pr.done), processor.VersionKey(r.p.Name), to)
 		r.handOver(ctx, from)
-		fmt.Fprintf(r.out, "version %d (group %s, hashes %s) is no longer written once the workers follow; delete its keys when no reader uses them\n",
-			from, processor.VersionGroup(r.p.Options().Group, from), strings.Join(prefixed(processor.VersionPrefix(from), r.p.ReadModels()), ", "))
+		r.retire(context.WithoutCancel(ctx), from)
+		fmt.Fprintf(r.out, "version %d's hashes (%s) are no longer written; delete them when no reader uses them\n",
+			from, strings.Join(prefixed(processor.VersionPrefix(from), r.p.ReadModels()), ", "))
 		return stop()
 	}
 }
@@ -199,6 +207,56 @@ func (r *rebuild) handOver(ctx context.Context, from int) {
 		}
 		time.Sleep(rebuildPoll)
 	}
+}
+
+// wholeHistory refuses a rebuild from an input that has lost entries
+// (retention, MAXLEN, XDEL): the new version would lack them, and readers
+// would be switched to a read model that steps back. --allow-partial-history
+// lets it through.
+func (r *rebuild) wholeHistory(ctx context.Context) error {
+	if r.partial {
+		return nil
+	}
+	o := r.p.Options()
+	n := max(o.Partitions, 1)
+	for p := range n {
+		s := processor.PartitionStream(o.Stream, p, n)
+		info, err := r.rdb.XInfoStream(ctx, s).Result()
+		if err != nil {
+			if redis.HasErrorPrefix(err, "ERR no such key") || strings.Contains(err.Error(), "no such key") {
+				continue
+			}
+			return fmt.Errorf("read the history of %s: %w", s, err)
+		}
+		if info.EntriesAdded > info.Length {
+			return usageError{fmt.Errorf("%s has lost %d of the %d entries ever added to it (retention, MAXLEN or XDEL): version %d would be built without them, and its readers would see the read model step back; give --allow-partial-history to rebuild from what is left",
+				s, info.EntriesAdded-info.Length, info.EntriesAdded, r.p.Version()+1)}
+		}
+	}
+	return nil
+}
+
+// retire destroys the old version's consumer group on every partition once
+// its workers have left it: a group nobody reads would hold the input's
+// retention back for good. A worker still in it keeps it.
+func (r *rebuild) retire(ctx context.Context, from int) {
+	old := r.p.AtVersion(from).Options()
+	in, err := processor.NewInspector(r.rdb, old)
+	if err != nil {
+		return
+	}
+	if members, err := in.Members(ctx); err != nil || len(members) > 0 {
+		fmt.Fprintf(r.out, "version %d's group %s still has workers; destroy it (XGROUP DESTROY) on each partition once they have gone\n", from, old.Group)
+		return
+	}
+	n := max(old.Partitions, 1)
+	for p := range n {
+		s := processor.PartitionStream(old.Stream, p, n)
+		if err := r.rdb.XGroupDestroy(ctx, s, old.Group).Err(); err != nil && !strings.Contains(err.Error(), "no such key") {
+			r.log.Warn("rebuild_group_not_destroyed", zap.String("stream", s), zap.String("group", old.Group), zap.Error(err))
+		}
+	}
+	fmt.Fprintf(r.out, "destroyed version %d's consumer group %s, which nobody reads any more\n", from, old.Group)
 }
 
 func prefixed(prefix string, names []string) []string {

@@ -49,6 +49,14 @@ func (os observers) LeaseLost(pipeline string, partition int) {
 	}
 }
 
+func (os observers) Trimmed(r processor.TrimReport) {
+	for _, o := range os {
+		if ro, ok := o.(processor.RetentionObserver); ok {
+			ro.Trimmed(r)
+		}
+	}
+}
+
 // tally counts what every pipeline of this process did, for the summary
 // line: entries, and the analytics steps' results by kind (window results
 // closed, sessions, funnel results, alerts raised) from the commits' step

@@ -184,6 +184,12 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 	}
 
 	for i, p := range ps {
+		_, v, err := atCurrentVersion(gctx, conn.client, p)
+		if err != nil {
+			cancel()
+			_ = grp.Wait()
+			return err
+		}
 		if p.Rebuildable() != nil {
 			proc := procs[i].p.Load()
 			grp.Go(func() error { return proc.Run(gctx) })
@@ -191,12 +197,6 @@ func run(ctx context.Context, g *globals, f *pipelines.File, ps []*pipelines.Pip
 		}
 		// A read model eddy rebuild may version: run the version readers
 		// read, and follow a switch.
-		v, err := processor.ReadVersion(gctx, conn.client, p.Name)
-		if err != nil {
-			cancel()
-			_ = grp.Wait()
-			return err
-		}
 		if v > 1 {
 			proc, err := build(p.AtVersion(v))
 			if err != nil {
