@@ -815,6 +815,30 @@ if #r == 0 or not r[1] then return {'deleted'} end
 return {'ok', r, p[1][4] + 1}
 `)
 
+// streamIDsLua are the Lua functions of the scripts that compare stream
+// ids and read XINFO replies: parse, less, after (the next id) and field
+// (a field of a flat reply).
+const streamIDsLua = `
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+local function after(id)
+  local ms, seq = parse(id)
+  return string.format('%d-%d', ms, seq + 1)
+end
+local function field(t, name)
+  for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
+  return nil
+end
+`
+
 // trimScript trims one stream to its retention, never past an entry that a
 // consumer group of the stream has not read and acknowledged. Redis 7.0
 // has no XTRIM ACKED, so the script computes the cut from each group's
@@ -836,28 +860,10 @@ return {'ok', r, p[1][4] + 1}
 // it never read one), entries over the policy kept (those over a length
 // cap, or at least those older than the max age counted up to ARGV[4]),
 // and the id of the oldest entry left ("" when empty).
-var trimScript = redis.NewScript(`
+var trimScript = redis.NewScript(streamIDsLua + `
 local s = KEYS[1]
 local now, maxAge, maxLen, chunk = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local dry = ARGV[5] == '1'
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function less(a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
-  if am ~= bm then return am < bm end
-  return as < bs
-end
-local function after(id)
-  local ms, seq = parse(id)
-  return string.format('%d-%d', ms, seq + 1)
-end
-local function field(t, name)
-  for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
-  return nil
-end
 local function first()
   local r = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
   if #r == 0 then return '' end
@@ -946,21 +952,7 @@ return {removed, left, want, safe, holder, idle, over, first()}
 //
 // Reply: {"ok"}; {"moved", version} when the version is no longer ARGV[1];
 // or {"behind", stream, why} for the first partition not caught up.
-var switchVersionScript = redis.NewScript(`
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function less(a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
-  if am ~= bm then return am < bm end
-  return as < bs
-end
-local function field(t, name)
-  for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
-  return nil
-end
+var switchVersionScript = redis.NewScript(streamIDsLua + `
 local first = 1
 if ARGV[5] == '1' then
   first = 2
