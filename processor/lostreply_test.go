@@ -97,7 +97,8 @@ func (p *lostReplyProxy) toServer(client, server net.Conn, dropNext *atomic.Bool
 	for {
 		n, err := client.Read(buf)
 		if n > 0 {
-			window := append(tail, buf[:n]...)
+			window := make([]byte, 0, len(tail)+n)
+			window = append(append(window, tail...), buf[:n]...)
 			if bytes.Contains(window, p.match) && p.armed.CompareAndSwap(true, false) {
 				dropNext.Store(true)
 			}
