@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"encoding/json"
+	"github.com/tidwall/gjson"
 	"maps"
 	"math"
 	"strconv"
@@ -81,6 +82,17 @@ func (e *Event) Payload() map[string]any {
 
 // Get returns the value at path and whether it is present and not null.
 func (e *Event) Get(path Path) (any, bool) {
+	if e.payload == nil && e.raw != "" {
+		// Not decoded (no step needs the whole payload): one field is read
+		// from the JSON as it arrived, as the decoder would have made it. An
+		// object or array is read by decoding, which keeps its members.
+		v, ok := lookupJSON(gjson.Parse(e.raw), path)
+		switch v.(type) {
+		case map[string]any, []any:
+		default:
+			return v, ok && v != nil
+		}
+	}
 	_ = e.decode()
 	v, ok := path.Lookup(e.payload)
 	return v, ok && v != nil

@@ -241,8 +241,6 @@ type windowState struct {
 	A []aggState `json:"a"`
 }
 
-func (w *windowStep) readsPayload() bool { return true }
-
 // Process adds the event to its windows, opening those it is the first
 // of; an event for none but closed windows is late.
 func (w *windowStep) Process(_ context.Context, ev *Event) (bool, error) {
@@ -264,6 +262,18 @@ func (w *windowStep) Process(_ context.Context, ev *Event) (bool, error) {
 		return w.session(ev, t, gkey, in)
 	}
 	return w.fixed(ev, t, gkey, in)
+}
+
+// readsPayload: a window reads its aggregates' fields one by one (Event.Get
+// reads them from the JSON as it arrived), so the payload is decoded only
+// for group_by expressions that read it.
+func (w *windowStep) readsPayload() bool {
+	for _, g := range w.groupBy {
+		if !g.expr.lean {
+			return true
+		}
+	}
+	return false
 }
 
 // aggInput is an event's value of one aggregate's field.
