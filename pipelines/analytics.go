@@ -290,13 +290,9 @@ func (a *analytic) cancelTimer(m *processor.Message, suffix string) {
 // load decodes the JSON held in field of the step's state into v, and
 // reports whether the field was there.
 func (a *analytic) load(m *processor.Message, field string, v any) (bool, error) {
-	st, err := m.State(a.name)
-	if err != nil {
+	s, ok, err := m.StateField(a.name, field)
+	if err != nil || !ok {
 		return false, err
-	}
-	s, ok := st.Get(field)
-	if !ok {
-		return false, nil
 	}
 	if err := json.Unmarshal([]byte(s), v); err != nil {
 		// Only Eddy writes it: someone edited the hash by hand.

@@ -73,6 +73,19 @@ func (m *Message) State(name string) (State, error) {
 	return State{fields: fields}, nil
 }
 
+// StateField returns one field of the key's state hash name, as State
+// would, without copying the rest of the hash: a step that keeps many
+// fields (an open window each) and reads one saves the copy.
+func (m *Message) StateField(name, field string) (string, bool, error) {
+	if m.states == nil || !slices.Contains(m.states.names, name) {
+		return "", false, fmt.Errorf("%w: %q", ErrUndeclaredState, name)
+	}
+	h := m.states.getField(m.Key, name, field)
+	applyState(h, m.stateKey(name), m.effects)
+	v, ok := h[field]
+	return v, ok, nil
+}
+
 func (m *Message) keyspace() keyspace {
 	if m.ks.stream != "" {
 		return m.ks
@@ -324,6 +337,31 @@ func (c *stateCache) get(key, name string) map[string]string {
 	}
 	for k, v := range e.base[name] {
 		out[k] = v
+	}
+	sk := c.skeyOf(e, name)
+	for _, a := range e.pending {
+		applyState(out, sk, a.effects)
+	}
+	return out
+}
+
+// getField returns what get would hold of field: a hash of field alone
+// (if set), with the pending effects applied (an effect on other fields
+// may add them; they are not looked at).
+func (c *stateCache) getField(key, name, field string) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	e, ok := c.entries[key]
+	if !ok {
+		return out
+	}
+	if at, ok := e.expires[name]; ok && !c.now().Before(at) {
+		e.base[name] = map[string]string{}
+		delete(e.expires, name)
+	}
+	if v, ok := e.base[name][field]; ok {
+		out[field] = v
 	}
 	sk := c.skeyOf(e, name)
 	for _, a := range e.pending {

@@ -278,3 +278,33 @@ func TestStateCacheDropsUnwrittenEffects(t *testing.T) {
 		t.Errorf("n after all committed = %s, want 12", got)
 	}
 }
+
+// getField holds of its field what get holds, whatever the pending effects
+// of the key's entries do to it or to other fields.
+func TestStateCacheGetFieldMatchesGet(t *testing.T) {
+	ks := keyspace{stream: "s", n: 1, group: "g"}
+	c := newStateCache(ks, []string{"w"}, 10, time.Now)
+	sk := StateKey("s", 0, 1, "g", "w", "k")
+	e := &stateEntry{key: "k", base: map[string]map[string]string{"w": {"a": "1", "b": "x", "gone": "y"}}}
+	e.elem = c.lru.PushFront(e)
+	c.entries["k"] = e
+	m := &Message{}
+	c.apply("k", m, []Effect{
+		{Kind: EffectHIncrBy, Key: sk, Fields: []string{"a", "2"}},
+		{Kind: EffectHSet, Key: sk, Fields: []string{"c", "new", "b", "y"}},
+		{Kind: EffectHDel, Key: sk, Fields: []string{"gone"}},
+		{Kind: EffectHIncrBy, Key: sk, Fields: []string{"d", "5"}},
+		{Kind: EffectHSet, Key: "another-key", Fields: []string{"a", "other"}},
+	})
+	all := c.get("k", "w")
+	for _, f := range []string{"a", "b", "c", "d", "gone", "never"} {
+		got, ok := c.getField("k", "w", f)[f]
+		want, wok := all[f]
+		if got != want || ok != wok {
+			t.Errorf("getField(%s) = %q %v, get holds %q %v", f, got, ok, want, wok)
+		}
+	}
+	if all["a"] != "3" || all["d"] != "5" || all["b"] != "y" {
+		t.Errorf("get = %v", all)
+	}
+}
