@@ -102,9 +102,13 @@ func alSend(t testing.TB, h *alH, device string, at time.Duration, kv ...any) {
 	alSettle(t, h)
 }
 
-// alAdvance moves the harness clock by d.
+// alAdvance moves the harness clock by d, once what is in hand has
+// settled (an event-time harness just started after a restart may have a
+// due timer waiting for a tick: Advance's own first Settle would time out
+// on it, as it did once in CI under load).
 func alAdvance(t testing.TB, h *alH, d time.Duration) {
 	t.Helper()
+	alSettle(t, h)
 	advance(t, h.Harness, d)
 }
 
