@@ -324,31 +324,19 @@ func (c *stateCache) evict() {
 // get returns key's state hash name: base, lapsed if its time to live has
 // passed, with the pending effects applied.
 func (c *stateCache) get(key, name string) map[string]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]string{}
-	e, ok := c.entries[key]
-	if !ok {
-		return out
-	}
-	if at, ok := e.expires[name]; ok && !c.now().Before(at) {
-		e.base[name] = map[string]string{}
-		delete(e.expires, name)
-	}
-	for k, v := range e.base[name] {
-		out[k] = v
-	}
-	sk := c.skeyOf(e, name)
-	for _, a := range e.pending {
-		applyState(out, sk, a.effects)
-	}
-	return out
+	return c.read(key, name, nil)
 }
 
 // getField returns what get would hold of field: a hash of field alone
 // (if set), with the pending effects applied (an effect on other fields
 // may add them; they are not looked at).
 func (c *stateCache) getField(key, name, field string) map[string]string {
+	return c.read(key, name, &field)
+}
+
+// read is get, of every field (field nil) or of one: base, lapsed if its
+// time to live has passed, with the pending effects applied.
+func (c *stateCache) read(key, name string, field *string) map[string]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]string{}
@@ -360,8 +348,12 @@ func (c *stateCache) getField(key, name, field string) map[string]string {
 		e.base[name] = map[string]string{}
 		delete(e.expires, name)
 	}
-	if v, ok := e.base[name][field]; ok {
-		out[field] = v
+	if field == nil {
+		for k, v := range e.base[name] {
+			out[k] = v
+		}
+	} else if v, ok := e.base[name][*field]; ok {
+		out[*field] = v
 	}
 	sk := c.skeyOf(e, name)
 	for _, a := range e.pending {
