@@ -128,11 +128,8 @@ var effectKinds = map[EffectKind]effectSpec{
 		lua: `
   local key, tk, tv, n = KEYS[tonumber(ARGV[j])], ARGV[j+1], ARGV[j+2], tonumber(ARGV[j+3])
   if write then
-    if tk ~= '' then
-      redis.call('XADD', key, tk, '~', tv, '*', unpack(ARGV, j + 4, j + 3 + n))
-    else
-      redis.call('XADD', key, '*', unpack(ARGV, j + 4, j + 3 + n))
-    end
+    redis.call('XADD', key, '*', unpack(ARGV, j + 4, j + 3 + n))
+    trimLater(key, tk, tv)
   end
   return j + 4 + n`,
 		remote: func(ctx context.Context, p redis.Pipeliner, e *Effect) {

@@ -53,14 +53,19 @@ import (
 //	          later entry with the same id into "a")
 //	then      A, the number of entry ids to ack with one XACK, which
 //	          follow; 0 to ack each entry on its own
-//	then      the commit's common effect, written by entries "o" and "O":
-//	          "XADD", key index, trim ("MAXLEN", "MINID" or ""), trim
-//	          value, n, n field names; or "HSET", key index, "", "", n, n
-//	          field names; or "" for none
+//	then      the commit's common effect, written by entries "o", "O", "r"
+//	          and "R": "XADD", key index, trim ("MAXLEN", "MINID" or ""),
+//	          trim value, n, n field names; or "HSET", key index, "", "", n,
+//	          n field names; then n letters, one a field: "i" its value is
+//	          the entry's own id (its dedupe id, else its entry id) and is
+//	          not sent, "v" it is sent; or "" for none
 //	then      entries, each: id, kind, then by kind
-//	  "O" processed with one common effect: its n field values; its dedupe
-//	      id is the next of the D
+//	  "O" processed with one common effect: the values of its fields "v";
+//	      its dedupe id is the next of the D
 //	  "o" the same without a dedupe id
+//	  "R" (its id is a count m) m entries "O" in a row, with one XACK: the
+//	      index among the A of the first one's id, then each one's values
+//	  "r" the same for m entries "o"
 //	  "p" processed: the index of its dedupe id among the D (0 for none),
 //	      effect count, effects; an effect is its opcode and then what its
 //	      handler reads (effects.go)
@@ -80,7 +85,8 @@ import (
 //
 // An entry's effects are written only if its XACK returns 1 (a timer's,
 // only if its removal does), so a commit that runs twice, or races another
-// worker's, writes each effect once.
+// worker's, writes each effect once. The trims of the streams an XADD
+// writes are applied once, at the end (XTRIM ~).
 //
 // The owner of a partition (a fence) acks the whole batch with one XACK:
 // only the owner acks the partition's entries, and a commit is all or
@@ -121,6 +127,18 @@ if not dry and #ARGV[6] > 1 then
 end
 local timerq = {}
 for k in string.gmatch(ARGV[9], '%S+') do timerq[#timerq+1] = KEYS[tonumber(k)] end
+-- trims of the streams written, applied once at the end of the commit
+-- (one XTRIM a stream and cap instead of a MAXLEN or MINID on each XADD:
+-- nobody sees the stream between the two, and the cap is approximate)
+local trimOrder, trimSet = {}, {}
+local function trimLater(key, tk, tv)
+  if tk == '' then return end
+  local t = trimSet[key]
+  if t == nil then t = {}; trimSet[key] = t; trimOrder[#trimOrder+1] = key end
+  local v = t[tk]
+  if v == nil then v = {}; t[tk] = v end
+  v[tv] = true
+end
 `
 
 const commitScriptBody = `
@@ -217,18 +235,34 @@ end
 
 -- the commit's common effect: entries "o"/"O" give only its values
 local at = ackat + 1 + nacks
-local scmd, sargs, spos, snf = ARGV[at], nil, 0, 0
+-- vpos: the places in sargs of the values sent; ipos: of the values that
+-- are the entry's own id (its dedupe id, else its entry id), not sent
+local scmd, sargs, snf, vpos, ipos, strim = ARGV[at], nil, 0, {}, {}, nil
 if scmd ~= '' then
   sargs = {KEYS[tonumber(ARGV[at+1])]}
   if scmd == 'XADD' then
-    if ARGV[at+2] ~= '' then sargs[2] = ARGV[at+2]; sargs[3] = '~'; sargs[4] = ARGV[at+3] end
-    sargs[#sargs+1] = '*'
+    sargs[2] = '*'
+    if ARGV[at+2] ~= '' then strim = {ARGV[at+2], ARGV[at+3]} end
   end
-  spos, snf = #sargs, tonumber(ARGV[at+4])
-  for f = 1, snf do sargs[spos + 2*f - 1] = ARGV[at + 4 + f] end
-  at = at + 5 + snf
+  local spos = #sargs
+  snf = tonumber(ARGV[at+4])
+  local own = ARGV[at + 5 + snf]
+  for f = 1, snf do
+    sargs[spos + 2*f - 1] = ARGV[at + 4 + f]
+    if string.sub(own, f, f) == 'i' then ipos[#ipos+1] = spos + 2*f else vpos[#vpos+1] = spos + 2*f end
+  end
+  at = at + 6 + snf
 else
   at = at + 1
+end
+local nv, ni = #vpos, #ipos
+
+-- common writes the common effect with values from ARGV[j] on
+local function common(j, own)
+  for x = 1, nv do sargs[vpos[x]] = ARGV[j + x - 1] end
+  for x = 1, ni do sargs[ipos[x]] = own end
+  redis.call(scmd, unpack(sargs))
+  if strim then trimLater(sargs[1], strim[1], strim[2]); strim = nil end
 end
 
 local out, marks, acked = {}, {}, {}
@@ -289,11 +323,21 @@ while i <= nargv do
   if kind == 'O' or kind == 'o' then
     local did = nil
     if kind == 'O' then idn = idn + 1; did = ARGV[first + idn - 1] end
-    if decide(pendingOf(id), did) then
-      for f = 1, snf do sargs[spos + 2*f] = ARGV[i + 1 + f] end
-      redis.call(scmd, unpack(sargs))
+    if decide(pendingOf(id), did) then common(i + 2, did or id) end
+    i = i + 2 + nv
+  elseif kind == 'R' or kind == 'r' then
+    -- a run of m entries "O" (or "o") of a commit with one XACK: each
+    -- sends only its values; the first's id is the a-th acked
+    local m, a = tonumber(id), ackat + tonumber(ARGV[i+2])
+    i = i + 3
+    for r = 0, m - 1 do
+      if r > 0 then e = e + 1 end
+      local did = nil
+      if kind == 'R' then idn = idn + 1; did = ARGV[first + idn - 1] end
+      local id = ARGV[a + r]
+      if decide(pendingOf(id), did) then common(i, did or id) end
+      i = i + nv
     end
-    i = i + 2 + snf
   elseif kind == 'p' then
     local k, neff = tonumber(ARGV[i+2]), tonumber(ARGV[i+3])
     local did = nil
@@ -363,6 +407,11 @@ if #marks > 0 and not dry then
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
 elseif fast and all and nids > #unmarked then
   redis.call('PEXPIREAT', KEYS[4], ARGV[3])
+end
+for _, key in ipairs(trimOrder) do
+  for tk, vs in pairs(trimSet[key]) do
+    for tv in pairs(vs) do redis.call('XTRIM', key, tk, '~', tv) end
+  end
 end
 if ARGV[10] ~= '' and not dry then
   -- the watermark never goes back, whoever committed last
@@ -443,6 +492,15 @@ type commitArgs struct {
 	common    Effect
 	hasCommon bool
 	commonKey int
+	// commonOwn has a letter a field of the common effect: 'i' when its
+	// value is the entry's own id (not sent), 'v' when it is sent.
+	commonOwn []byte
+	// With batchAck, entries with the common effect in a row are one run
+	// (kind "R" or "r"): runAt is the index in body of its count, runKind
+	// its entries' kind, runEnd the length of body after its last entry
+	// (-1: no run open).
+	runAt, runEnd int
+	runKind       string
 	// timers are the partition's timer keys; timersUsed is set once an
 	// effect or a firing of the commit needs them.
 	timers     timerKeys
@@ -484,6 +542,7 @@ func (c *commitArgs) reset(stream, dlq, lease, fence, group string, markKey stri
 	c.body = c.body[:0]
 	c.batchAck = fence != ""
 	c.hasCommon = false
+	c.runEnd = -1
 	c.timersUsed = false
 	c.watermark, c.meta = "", ""
 	if c.acked == nil {
@@ -594,6 +653,7 @@ func (c *commitArgs) args() []any {
 		for i := 0; i < len(c.common.Fields); i += 2 {
 			c.argv = append(c.argv, c.common.Fields[i])
 		}
+		c.argv = append(c.argv, string(c.commonOwn))
 	} else {
 		c.argv = append(c.argv, "")
 	}
@@ -635,9 +695,11 @@ func (c *commitArgs) appendStrings(ss []string) {
 	}
 }
 
-// isCommon reports whether e is the commit's common effect but for its
-// values, making it the common effect if there is none yet.
-func (c *commitArgs) isCommon(e *Effect) bool {
+// isCommon reports whether e, the effect of an entry whose own id is own
+// (its dedupe id, else its entry id), is the commit's common effect but
+// for its values, making it the common effect if there is none yet. The
+// values of the common effect that are the entry's own id are not sent.
+func (c *commitArgs) isCommon(e *Effect, own string) bool {
 	n := len(e.Fields)
 	if (e.Kind != EffectXAdd && e.Kind != EffectHSet) || n == 0 || n%2 != 0 {
 		return false
@@ -646,6 +708,14 @@ func (c *commitArgs) isCommon(e *Effect) bool {
 		c.common, c.hasCommon = *e, true
 		c.commonKey = c.key(e.Key, effectKinds[e.Kind].keyType)
 		c.op(effectKinds[e.Kind].op)
+		c.commonOwn = c.commonOwn[:0]
+		for i := 1; i < n; i += 2 {
+			if e.Fields[i] == own {
+				c.commonOwn = append(c.commonOwn, 'i')
+			} else {
+				c.commonOwn = append(c.commonOwn, 'v')
+			}
+		}
 		return true
 	}
 	k := &c.common
@@ -653,10 +723,36 @@ func (c *commitArgs) isCommon(e *Effect) bool {
 		return false
 	}
 	for i := 0; i < n; i += 2 {
-		if e.Fields[i] != k.Fields[i] {
+		if e.Fields[i] != k.Fields[i] || (c.commonOwn[i/2] == 'i' && e.Fields[i+1] != own) {
 			return false
 		}
 	}
+	return true
+}
+
+// commonEntry starts an entry "O" or "o" (kind); with one XACK, it joins
+// the run of such entries that body ends with, or starts one. It returns
+// false for an id already in this batch, entered as stale.
+func (c *commitArgs) commonEntry(id, kind string) bool {
+	if !c.batchAck {
+		return c.entry(id, kind)
+	}
+	if _, dup := c.acked[id]; dup {
+		c.body = append(c.body, id, "z")
+		return false
+	}
+	c.acked[id] = struct{}{}
+	c.acks = append(c.acks, id)
+	if c.runEnd == len(c.body) && c.runKind == kind {
+		c.body[c.runAt] = c.body[c.runAt].(int) + 1
+		return true
+	}
+	run := "r"
+	if kind == "O" {
+		run = "R"
+	}
+	c.runAt, c.runKind = len(c.body), kind
+	c.body = append(c.body, 1, run, len(c.acks))
 	return true
 }
 
@@ -688,12 +784,16 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 	if c.markedBefore(id, dedupeID) {
 		return
 	}
-	if len(effects) == 1 && c.isCommon(&effects[0]) {
+	own := id
+	if hasID {
+		own = dedupeID
+	}
+	if len(effects) == 1 && c.isCommon(&effects[0], own) {
 		kind := "o"
 		if hasID {
 			kind = "O"
 		}
-		if !c.entry(id, kind) {
+		if !c.commonEntry(id, kind) {
 			return
 		}
 		if hasID {
@@ -701,8 +801,11 @@ func (c *commitArgs) processed(id, dedupeID string, effects []Effect) {
 		}
 		f := effects[0].Fields
 		for i := 1; i < len(f); i += 2 {
-			c.body = append(c.body, f[i])
+			if c.commonOwn[i/2] == 'v' {
+				c.body = append(c.body, f[i])
+			}
 		}
+		c.runEnd = len(c.body)
 		return
 	}
 	if !c.entry(id, "p") {

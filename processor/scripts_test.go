@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,8 +80,8 @@ func TestCommitArgsReuse(t *testing.T) {
 		t.Errorf("second build differs:\n%v %v\n%v %v", k1, v1, k2, v2)
 	}
 	want := []any{"g", 1, int64(5), int64(0), "f", "c", "-s-S-s", "XADD", "", "", 0, 0, 1, "e1", 3, "1-1", "1-2", "1-3",
-		"XADD", 6, "MAXLEN", int64(10), 1, "a",
-		"1-1", "O", "b",
+		"XADD", 6, "MAXLEN", int64(10), 1, "a", "v",
+		1, "R", 1, "b",
 		"1-2", "d", 0, 2, "x", "y",
 		"1-3", "a"}
 	if !reflect.DeepEqual(v1, want) {
@@ -134,14 +136,17 @@ func TestCommitWithOneXACK(t *testing.T) {
 }
 
 // Entries whose one effect is the commit's common effect send only its
-// values; everything else goes the general way. Mixed in one commit, with
-// and without dedupe ids and with a duplicate, every effect lands as it
-// would one by one.
+// values, and not those that are the entry's own id (its dedupe id, else
+// its entry id); with one XACK, such entries in a row are one run.
+// Everything else goes the general way. Mixed in one commit, with and
+// without dedupe ids, with a duplicate and with a value that looks like an
+// own id but is not, every effect lands as it would one by one, in a
+// commit and in a dry run.
 func TestCommitCommonEffect(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	es := pendingEntries(t, c, 7)
+	es := pendingEntries(t, c, 9)
 	x := func(key string, kv ...string) Effect { return Effect{Kind: EffectXAdd, Key: key, Fields: kv} }
 	h := func(key string, kv ...string) Effect { return Effect{Kind: EffectHSet, Key: key, Fields: kv} }
 	for _, fence := range []string{"", "f1"} {
@@ -155,34 +160,114 @@ func TestCommitCommonEffect(t *testing.T) {
 			c.Set(ctx, lease, fence, time.Minute)
 			var a commitArgs
 			a.reset("in", "in:dlq", lease, fence, "t", "m", []string{"m"}, time.Now().Add(time.Hour).UnixMilli(), 0)
-			a.processed(es[0].id, "d0", []Effect{x("out", "k", "v0", "n", "0")})                   // common, with id
-			a.processed(es[1].id, "", []Effect{x("out", "k", "v1", "n", "1")})                     // common, no id
-			a.processed(es[2].id, "d2", []Effect{x("out", "k", "v2")})                             // other fields
-			a.processed(es[3].id, "d3", []Effect{x("out", "k", "v3", "n", "3"), h("h", "f", "3")}) // two effects
-			a.processed(es[4].id, "d0", []Effect{x("out", "k", "dup", "n", "4")})                  // duplicate of d0
-			a.processed(es[5].id, "d5", []Effect{h("h", "g", "5")})                                // a hash only
-			a.processed(es[6].id, "d6", []Effect{x("out", "k", "v6", "n", "6")})                   // common again
+			a.processed(es[0].id, "d0", []Effect{x("out", "k", "v0", "id", "d0")})                   // common, with id
+			a.processed(es[1].id, "", []Effect{x("out", "k", "v1", "id", es[1].id)})                 // common, no id
+			a.processed(es[2].id, "d2", []Effect{x("out", "k", "v2")})                               // other fields
+			a.processed(es[3].id, "d3", []Effect{x("out", "k", "v3", "id", "d3"), h("h", "f", "3")}) // two effects
+			a.processed(es[4].id, "d0", []Effect{x("out", "k", "dup", "id", "d0")})                  // duplicate of d0
+			a.processed(es[5].id, "d5", []Effect{h("h", "g", "5")})                                  // a hash only
+			a.processed(es[6].id, "d6", []Effect{x("out", "k", "v6", "id", "d6")})                   // common again
+			a.processed(es[7].id, "d7", []Effect{x("out", "k", "v7", "id", "d6")})                   // not its own id
+			a.processed(es[8].id, "d8", []Effect{x("out", "k", "v8", "id", "d8")})                   // common again
+			a.dryRun(true)
 			reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
-			if err != nil || reply != "ppppupp" {
-				t.Fatalf("commit = %q, %v; want ppppupp", reply, err)
+			if err != nil || reply != "ppppupppp" {
+				t.Fatalf("dry run = %q, %v; want ppppupppp", reply, err)
+			}
+			if n := xlen(t, c, "out"); n != 0 {
+				t.Fatalf("a dry run wrote %d outputs", n)
+			}
+			a.dryRun(false)
+			reply, err = commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+			if err != nil || reply != "ppppupppp" {
+				t.Fatalf("commit = %q, %v; want ppppupppp", reply, err)
 			}
 			msgs, _ := c.XRange(ctx, "out", "-", "+").Result()
 			var got []string
 			for _, m := range msgs {
 				got = append(got, fmt.Sprint(m.Values))
 			}
-			want := []string{"map[k:v0 n:0]", "map[k:v1 n:1]", "map[k:v2]", "map[k:v3 n:3]", "map[k:v6 n:6]"}
+			want := []string{"map[id:d0 k:v0]", "map[id:" + es[1].id + " k:v1]", "map[k:v2]", "map[id:d3 k:v3]",
+				"map[id:d6 k:v6]", "map[id:d6 k:v7]", "map[id:d8 k:v8]"}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("out = %v, want %v", got, want)
 			}
 			if hv := c.HGetAll(ctx, "h").Val(); !reflect.DeepEqual(hv, map[string]string{"f": "3", "g": "5"}) {
 				t.Errorf("hash = %v", hv)
 			}
-			if m := c.SMembers(ctx, "m").Val(); len(m) != 5 {
-				t.Errorf("marks = %v, want d0 d2 d3 d5 d6", m)
+			if m := c.SMembers(ctx, "m").Val(); len(m) != 7 {
+				t.Errorf("marks = %v, want d0 d2 d3 d5 d6 d7 d8", m)
 			}
 		})
 	}
+}
+
+// A stream's cap is applied once at the end of a commit (XTRIM ~), for
+// the common effect and the general way alike: a commit of many entries
+// leaves each capped stream about its cap with its newest entries, and
+// a dry run trims nothing.
+func TestCommitTrimsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	const n = 600
+	es := pendingEntries(t, c, n)
+	for i := range 300 { // older than any MINID below
+		c.XAdd(ctx, &redis.XAddArgs{Stream: "old", ID: strconv.Itoa(i+1) + "-1", Values: []string{"k", "old"}})
+	}
+	for _, fence := range []string{"", "f1"} {
+		t.Run("fence="+fence, func(t *testing.T) {
+			lease := leaseKey("in", 0, 1, "t")
+			c.Set(ctx, lease, fence, time.Minute)
+			var a commitArgs
+			a.reset("in", "in:dlq", lease, fence, "t", "", nil, 0, 0)
+			for i, e := range es {
+				a.processed(e.id, "", []Effect{{Kind: EffectXAdd, Key: "out" + fence, MaxLen: 10, Fields: []string{"i", strconv.Itoa(i)}}})
+			}
+			a.dryRun(true)
+			if _, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil {
+				t.Fatal(err)
+			}
+			if n := xlen(t, c, "out"+fence); n != 0 {
+				t.Fatalf("a dry run wrote %d entries", n)
+			}
+			a.dryRun(false)
+			reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+			if err != nil || reply != strings.Repeat("p", n) {
+				t.Fatalf("commit = %.20q…, %v", reply, err)
+			}
+			// MAXLEN ~ keeps whole nodes of 100 entries (the default
+			// stream-node-max-entries)
+			if got := xlen(t, c, "out"+fence); got < 10 || got > 110 {
+				t.Errorf("XLEN = %d after 600 entries capped at 10, want 10..110", got)
+			}
+			last, _ := c.XRevRangeN(ctx, "out"+fence, "+", "-", 1).Result()
+			if len(last) != 1 || last[0].Values["i"] != strconv.Itoa(n-1) {
+				t.Errorf("newest entry = %v, want i=%d", last, n-1)
+			}
+			c.XGroupSetID(ctx, "in", "t", "0")
+			if _, err := readNew(ctx, c, "in", "t", "w", n, 10*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("MINID, the general way", func(t *testing.T) {
+		var a commitArgs
+		a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
+		for i, e := range es[:3] {
+			a.processed(e.id, "", []Effect{
+				{Kind: EffectXAdd, Key: "old", MinID: "250", Fields: []string{"k", strconv.Itoa(i)}},
+				{Kind: EffectHSet, Key: "h", Fields: []string{"f", strconv.Itoa(i)}},
+			})
+		}
+		if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != "ppp" {
+			t.Fatalf("commit = %q, %v", reply, err)
+		}
+		kept, _ := c.XRange(ctx, "old", "250", "+").Result()
+		if got := xlen(t, c, "old"); got >= 303 || len(kept) != 51+3 {
+			t.Errorf("XLEN old = %d, %d entries from 250 on, after MINID ~ 250; want fewer than 303, and 54", got, len(kept))
+		}
+	})
 }
 
 // The dead-letter stream's type is checked only by a commit that writes a
