@@ -149,10 +149,18 @@ const commitScriptBody = `
 for op in string.gmatch(ARGV[8], '%S+') do
   if not handlers[op] then return redis.error_reply('ERR eddy commit: unknown effect opcode ' .. op) end
 end
+-- A hash whose field is checked below needs no TYPE: the HGET of the
+-- check fails on any other type.
+local nchecks = tonumber(ARGV[12])
+local byValue = {}
+for c = 0, nchecks - 1 do
+  if ARGV[13 + 4 * c] ~= 'h' then byValue[tonumber(ARGV[14 + 4 * c])] = true end
+end
 local types = ARGV[7]
 for k = 1, #types do
-  local want = names[string.sub(types, k, k)]
-  if want then
+  local letter = string.sub(types, k, k)
+  local want = names[letter]
+  if want and not (letter == 'h' and byValue[k]) then
     local got = redis.call('TYPE', KEYS[k])['ok']
     if got ~= 'none' and got ~= want then return '!' .. got .. ' ' .. KEYS[k] end
   end
@@ -161,7 +169,6 @@ end
 -- Values the writes depend on: an increment of a field that holds no
 -- number, or past 64 bits, or PFADD to a string that is not a
 -- HyperLogLog, would fail half-way.
-local nchecks = tonumber(ARGV[12])
 local sums = {}
 for c = 0, nchecks - 1 do
   local b = 13 + 4 * c
@@ -174,7 +181,8 @@ for c = 0, nchecks - 1 do
     local id = key .. '\0' .. field
     local cur = sums[id]
     if cur == nil then
-      local v = redis.call('HGET', key, field)
+      local v = redis.pcall('HGET', key, field)
+      if type(v) == 'table' and v.err then return '!' .. redis.call('TYPE', key)['ok'] .. ' ' .. key end
       if not v then
         cur = 0
       elseif kind == 'i' and not (string.match(v, '^%-?[1-9]%d*$') or v == '0') then
