@@ -86,7 +86,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 				v.Open = append(v.Open, ov)
 			}
 		}
-		if v.Retention, err = in.Retention(ctx, now); err != nil {
+		at := now
+		if s.wallClock {
+			at = time.Time{} // Redis's clock
+		}
+		if v.Retention, err = in.Retention(ctx, at); err != nil {
 			if !isReply(err) {
 				s.failRedis(w, r, err)
 				return

@@ -23,6 +23,16 @@ type ClockTimer interface {
 	Stop() bool
 }
 
+// redisNow is what to measure ages of entry ids from: the zero time, which
+// asks a script for Redis's own clock (the one entry ids are made by), but
+// for a Clock a test drives.
+func redisNow(c Clock) time.Time {
+	if _, sys := c.(systemClock); sys {
+		return time.Time{}
+	}
+	return c.Now()
+}
+
 // SystemClock returns the Clock of package time.
 func SystemClock() Clock { return systemClock{} }
 

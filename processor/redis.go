@@ -652,13 +652,18 @@ func claimOwn(ctx context.Context, rdb redis.UniversalClient, stream, group, con
 	return es[0], true, false, nil
 }
 
-// trim runs trimScript on stream (a dry run when dry is set).
+// trim runs trimScript on stream (a dry run when dry is set), measuring
+// ages from now, or from Redis's clock when now is zero.
 func trim(ctx context.Context, rdb redis.UniversalClient, stream string, r Retention, now time.Time, dry bool) (TrimReport, error) {
 	flag := "0"
 	if dry {
 		flag = "1"
 	}
-	v, err := trimScript.Run(ctx, rdb, []string{stream}, now.UnixMilli(), r.MaxAge.Milliseconds(), r.MaxLen, trimChunk, flag).Slice()
+	at := ""
+	if !now.IsZero() {
+		at = strconv.FormatInt(now.UnixMilli(), 10)
+	}
+	v, err := trimScript.Run(ctx, rdb, []string{stream}, at, r.MaxAge.Milliseconds(), r.MaxLen, trimChunk, flag).Slice()
 	if err != nil {
 		return TrimReport{}, fmt.Errorf("trim %s: %w", stream, err)
 	}

@@ -71,7 +71,9 @@ type RetentionObserver interface {
 }
 
 // RetentionStatus reports what trimming stream to r would do now, without
-// trimming: the console shows it.
+// trimming: the console shows it. A zero now is Redis's clock (TIME), as
+// the workers' trims use: entry ids are made by it, so a worker's clock
+// that is off never trims by max_age early or late.
 func RetentionStatus(ctx context.Context, rdb redis.UniversalClient, stream string, r Retention, now time.Time) (TrimReport, error) {
 	return trim(ctx, rdb, stream, r, now, true)
 }
@@ -115,7 +117,8 @@ func retained(o Options) []Retained {
 
 // Retention reports, for each stream of the pipeline under retention, what
 // a trim would do now (nothing is trimmed): its length, its oldest entry,
-// and the consumer group holding its cap back, if one does.
+// and the consumer group holding its cap back, if one does. A zero now is
+// Redis's clock (see RetentionStatus).
 func (in *Inspector) Retention(ctx context.Context, now time.Time) ([]TrimReport, error) {
 	var out []TrimReport
 	for _, r := range retained(in.o) {
@@ -136,7 +139,7 @@ func (p *Processor) trimStream(ctx context.Context, s Retained, held map[string]
 	defer cancel()
 	var total TrimReport
 	for range maxTrimCalls {
-		rep, err := trim(ctx, p.rdb, s.Stream, s.Retention, p.o.Clock.Now(), false)
+		rep, err := trim(ctx, p.rdb, s.Stream, s.Retention, redisNow(p.o.Clock), false)
 		if err != nil {
 			p.log.Warn("retention_failed", zap.String("stream", s.Stream), zap.Error(err))
 			if total.Removed == 0 {

@@ -115,3 +115,42 @@ func TestTrimNeverPastUnacked(t *testing.T) {
 		})
 	}
 }
+
+// The workers measure max_age on Redis's clock, the one entry ids are
+// made by, not on their own: a zero now asks the trim script for TIME. A
+// clock a test drives is used as it is.
+func TestRetentionMaxAgeOnRedisClock(t *testing.T) {
+	if got := redisNow(SystemClock()); !got.IsZero() {
+		t.Errorf("redisNow(SystemClock()) = %v, want the zero time (Redis's clock)", got)
+	}
+	mc := NewManualClock(time.UnixMilli(5000))
+	if got := redisNow(mc); !got.Equal(time.UnixMilli(5000)) {
+		t.Errorf("redisNow(a manual clock) = %v, want its time", got)
+	}
+
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	rt, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := rt.UnixMilli()
+	old := addN(t, c, "s", ms-10*time.Hour.Milliseconds(), 3)
+	older := addN(t, c, "s", ms-2*time.Hour.Milliseconds(), 3)
+	young := addN(t, c, "s", ms-time.Minute.Milliseconds(), 3)
+	rep, err := trim(ctx, c, "s", Retention{MaxAge: time.Hour}, time.Time{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, _ := c.XRange(ctx, "s", "-", "+").Result()
+	if rep.Removed != int64(len(old)+len(older)) || len(left) != len(young) || left[0].ID != young[0] {
+		t.Errorf("trim by max_age 1h on Redis's clock removed %d and left %v; want %d removed and %v left", rep.Removed, left, len(old)+len(older), young)
+	}
+	// A driven clock ten hours behind Redis's: nothing is an hour old yet.
+	addN(t, c, "d", ms-2*time.Hour.Milliseconds(), 3)
+	rep, err = trim(ctx, c, "d", Retention{MaxAge: time.Hour}, time.UnixMilli(ms-10*time.Hour.Milliseconds()), false)
+	if err != nil || rep.Removed != 0 {
+		t.Errorf("trim with a clock 10h behind removed %d, %v; want 0", rep.Removed, err)
+	}
+}

@@ -957,7 +957,7 @@ end
 // delivered one) and trims with MINID below the lowest of them.
 //
 //	KEYS[1]  the stream
-//	ARGV[1]  now, unix ms
+//	ARGV[1]  now, unix ms, or "" for Redis's clock (TIME)
 //	ARGV[2]  max age in ms (0: none)
 //	ARGV[3]  max length (0: none)
 //	ARGV[4]  at most this many entries are trimmed for the length cap in
@@ -974,6 +974,11 @@ end
 var trimScript = redis.NewScript(streamIDsLua + `
 local s = KEYS[1]
 local now, maxAge, maxLen, chunk = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[1] == '' then
+  -- Redis's clock, which made the entry ids
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local dry = ARGV[5] == '1'
 local function first()
   local r = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
