@@ -43,6 +43,7 @@
 //	eddy_processor_wrong_partition_total{pipeline,partition}
 //	eddy_step_results_total{pipeline,step,kind}
 //	eddy_step_late_events_total{pipeline,step}
+//	eddy_step_forgotten_total{pipeline,step}                keys an absence step forgot (forget_after)
 //	eddy_step_open{pipeline,partition,step}                 gauge, sampled
 //	eddy_retention_trimmed_total{stream}                   entries trimmed under retention
 //	eddy_retention_length{stream}                          gauge, after the last trim

@@ -31,7 +31,7 @@ func exercise(m *Metrics) {
 		Latencies:   []time.Duration{time.Millisecond, 20 * time.Millisecond, 2 * time.Second},
 		TimersFired: 2, TimerLateness: []time.Duration{30 * time.Millisecond},
 		WrongPartition: 1,
-		Counts:         map[string]int{"minute/emitted/window": 2, "minute/late": 1},
+		Counts:         map[string]int{"minute/emitted/window": 2, "minute/late": 1, "silent/forgotten": 1},
 	})
 	m.SetStepGauges("orders", 1, map[string]int64{"minute/open": 3})
 	m.Retried("orders", 1, errors.New("boom"))
@@ -109,6 +109,7 @@ func TestNames(t *testing.T) {
 		"eddy_build_info":                           dto.MetricType_GAUGE,
 		"eddy_step_results_total":                   dto.MetricType_COUNTER,
 		"eddy_step_late_events_total":               dto.MetricType_COUNTER,
+		"eddy_step_forgotten_total":                 dto.MetricType_COUNTER,
 		"eddy_step_open":                            dto.MetricType_GAUGE,
 		"eddy_retention_trimmed_total":              dto.MetricType_COUNTER,
 		"eddy_retention_length":                     dto.MetricType_GAUGE,
@@ -444,7 +445,7 @@ func TestStepSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
 	m.Committed(processor.Commit{Pipeline: "iot", Partition: 1, Counts: map[string]int{
-		"minute/emitted/window": 3, "minute/late": 2, "hot/emitted/alert": 1, "junk": 5,
+		"minute/emitted/window": 3, "minute/late": 2, "hot/emitted/alert": 1, "silent/forgotten": 4, "junk": 5,
 	}})
 	m.SetStepGauges("iot", 1, map[string]int64{"minute/open": 7, "other": 1})
 	for _, c := range []struct {
@@ -455,6 +456,7 @@ func TestStepSeries(t *testing.T) {
 		{"results", []string{"iot", "minute", "window"}, 3},
 		{"results", []string{"iot", "hot", "alert"}, 1},
 		{"late", []string{"iot", "minute"}, 2},
+		{"forgotten", []string{"iot", "silent"}, 4},
 		{"open", []string{"iot", "1", "minute"}, 7},
 	} {
 		var got float64
@@ -463,6 +465,8 @@ func TestStepSeries(t *testing.T) {
 			got = testutil.ToFloat64(m.steps.results.WithLabelValues(c.labels...))
 		case "late":
 			got = testutil.ToFloat64(m.steps.late.WithLabelValues(c.labels...))
+		case "forgotten":
+			got = testutil.ToFloat64(m.steps.forgotten.WithLabelValues(c.labels...))
 		case "open":
 			got = testutil.ToFloat64(m.steps.open.WithLabelValues(c.labels...))
 		}

@@ -54,6 +54,8 @@ type Step struct {
 	Kinds []string
 	// Late: the step counts late events.
 	Late bool
+	// Forgets: the step can forget keys (absence).
+	Forgets bool
 }
 
 // Prepare creates every series of p at 0 that is not created already:
@@ -61,7 +63,7 @@ type Step struct {
 // partitions (and, for an owned pipeline, ownership, acquisitions and
 // lost leases); per pipeline, the histograms, dead letters by reason,
 // rebalances and members alive; per analytics step, its results by kind,
-// late events and open gauge on each partition. It sets nothing that is
+// late events, forgotten keys and open gauge on each partition. It sets nothing that is
 // already set: calling it after series moved is harmless.
 func (m *Metrics) Prepare(p Pipeline) {
 	ps := m.pipeline(p.Name)
@@ -93,6 +95,9 @@ func (m *Metrics) Prepare(p Pipeline) {
 		}
 		if s.Late {
 			m.steps.late.WithLabelValues(p.Name, s.Name)
+		}
+		if s.Forgets {
+			m.steps.forgotten.WithLabelValues(p.Name, s.Name)
 		}
 	}
 }

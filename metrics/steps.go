@@ -11,14 +11,16 @@ import (
 
 // Series of the analytics steps (window, session, funnel, threshold,
 // absence). Their counts come with each commit (processor.Commit.Counts,
-// named "<step>/emitted/<kind>" and "<step>/late" as package pipelines
+// named "<step>/emitted/<kind>", "<step>/late" and "<step>/forgotten" as
+// package pipelines
 // records them), so they count what was committed, once; their levels
 // (open windows, sessions, funnels, active alerts) are partition gauges
 // kept in Redis by the commit and sampled like the lag.
 type stepSeries struct {
-	results *prometheus.CounterVec // pipeline, step, kind
-	late    *prometheus.CounterVec // pipeline, step
-	open    *prometheus.GaugeVec   // pipeline, partition, step
+	results   *prometheus.CounterVec // pipeline, step, kind
+	late      *prometheus.CounterVec // pipeline, step
+	forgotten *prometheus.CounterVec // pipeline, step
+	open      *prometheus.GaugeVec   // pipeline, partition, step
 }
 
 func newStepSeries(reg prometheus.Registerer) stepSeries {
@@ -30,6 +32,10 @@ func newStepSeries(reg prometheus.Registerer) stepSeries {
 		late: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "step", Name: "late_events_total",
 			Help: "Events that came after the window, session or funnel they belong to had closed (dropped, dead-lettered or sent to the late stream).",
+		}, []string{labelPipeline, labelStep})),
+		forgotten: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "step", Name: "forgotten_total",
+			Help: "Keys an absence step forgot after forget_after of silence: their state was deleted, their alert will not be resolved.",
 		}, []string{labelPipeline, labelStep})),
 		open: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "step", Name: "open",
@@ -51,6 +57,8 @@ func (s stepSeries) stepCounts(c processor.Commit) {
 			s.results.WithLabelValues(c.Pipeline, step, kind).Add(float64(n))
 		case "late":
 			s.late.WithLabelValues(c.Pipeline, step).Add(float64(n))
+		case "forgotten":
+			s.forgotten.WithLabelValues(c.Pipeline, step).Add(float64(n))
 		}
 	}
 }

@@ -74,8 +74,9 @@
 //   - threshold: {name, output, when, for, clear, keep_firing_for,
 //     group_by, values} — an alert while a condition holds long enough,
 //     resolved with hysteresis.
-//   - absence: {name, output, after, group_by, values} — an alert when a
-//     key sends nothing for a while, resolved when it sends again.
+//   - absence: {name, output, after, group_by, values, forget_after} — an
+//     alert when a key sends nothing for a while, resolved when it sends
+//     again; forgotten (its state deleted) after forget_after of silence.
 //   - saga: {name, output, start, correlate, fields, timeout, steps} — a
 //     multi-service transaction per key: commands emitted in order, replies
 //     as events, a timeout per step, compensations in reverse order.

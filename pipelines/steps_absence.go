@@ -19,6 +19,7 @@ import (
 //	  after: 30s
 //	  group_by: {sensor: sensor}
 //	  values: {battery: battery}
+//	  forget_after: 168h
 //
 // Every event of a key and group (re)arms a timer at its time + after, in
 // the step's time (event time or processing time, see
@@ -57,12 +58,19 @@ import (
 // name ("g" followed by the group values as a JSON array; "g" without
 // group_by) holding the latest event's time (and values), and, while the
 // alert is raised, its raised_at, which the resolve drops; its timer has
-// the same name. A key that never comes back keeps its field.
+// the same name. A key that never comes back keeps its field, unless
+// forget_after is set: once the alert is raised the timer is moved to
+// last_seen + forget_after, and if the key is still silent then, its field
+// is deleted, the open gauge goes down and the count "<name>/forgotten"
+// goes up. No result is written for it; the key's next event, if one ever
+// comes, starts a new watch without a resolve.
 type absenceStep struct {
 	analytic
 	afterMS int64
-	groupBy exprFields
-	values  exprFields
+	// forgetMS is forget_after in ms; 0: never forget.
+	forgetMS int64
+	groupBy  exprFields
+	values   exprFields
 }
 
 // absenceConfig is the YAML of an absence step.
@@ -85,6 +93,11 @@ type absenceConfig struct {
 	// Values maps names to expressions evaluated on every event, carried
 	// in results (last, returned). Default: none.
 	Values exprFields `yaml:"values"`
+	// ForgetAfter, above After, whole milliseconds: a key silent this long
+	// since its last event (its alert raised all the while) is forgotten:
+	// its state is deleted. Default: never (a key that never comes back
+	// keeps its state).
+	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
 func (c *absenceConfig) analytics() analyticsConfig {
@@ -102,6 +115,13 @@ func newAbsence(cfg StepConfig) (Step, error) {
 		errs = append(errs, cfg.Errorf("after", "must be positive, got %s", c.After))
 	default:
 		s.afterMS = nonNegativeMS(cfg, &errs, "after", c.After)
+	}
+	if cfg.Has("forget_after") {
+		if c.ForgetAfter <= c.After {
+			errs = append(errs, cfg.Errorf("forget_after", "must be longer than after (%s), got %s", c.After, c.ForgetAfter))
+		} else {
+			s.forgetMS = nonNegativeMS(cfg, &errs, "forget_after", c.ForgetAfter)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -152,7 +172,7 @@ func (s *absenceStep) Process(_ context.Context, ev *Event) (bool, error) {
 			if !raised {
 				return true, nil
 			}
-			s.cancelTimer(m, field) // it was due: the alert is raised
+			s.afterRaise(m, field, st) // it was due: the alert is raised
 			return true, s.save(m, field, st)
 		}
 	}
@@ -239,16 +259,36 @@ func (s *absenceStep) Fire(_ context.Context, ev *Event) error {
 	if err != nil || !found {
 		return err // not found: a timer left behind by hand
 	}
-	raised, err := s.raiseDue(m, st, s.now(m).UnixMilli())
+	now := s.now(m).UnixMilli()
+	raised, err := s.raiseDue(m, st, now)
 	switch {
 	case err != nil:
 		return err
 	case raised:
+		if s.forgetMS > 0 { // else the firing removed the timer
+			s.afterRaise(m, field, st)
+		}
 		return s.save(m, field, st)
 	case st.Raised == 0: // not due yet (a timer moved meanwhile): the firing removed it
 		s.setTimer(m, field, time.UnixMilli(st.Last+s.afterMS), "")
+	case s.forgetMS > 0 && now >= st.Last+s.forgetMS:
+		s.drop(m, field)
+		m.GaugeAdd(GaugeOpen(s.name), -1)
+		m.Count(CountName(s.name, "forgotten", ""), 1)
+	case s.forgetMS > 0: // raised, not to be forgotten yet (a timer moved meanwhile)
+		s.afterRaise(m, field, st)
 	}
 	return nil
+}
+
+// afterRaise moves the timer of st, whose alert was just raised, to when
+// it is forgotten, or cancels it if it never is.
+func (s *absenceStep) afterRaise(m *processor.Message, field string, st *absenceState) {
+	if s.forgetMS > 0 {
+		s.setTimer(m, field, time.UnixMilli(st.Last+s.forgetMS), "")
+		return
+	}
+	s.cancelTimer(m, field)
 }
 
 var (

@@ -165,6 +165,9 @@ func TestAbsenceConfigErrors(t *testing.T) {
 		{"group_by broken", after + "group_by: {sensor: 'sensor +'}", "test.yaml:11: pipelines[0].steps[0].absence.group_by.sensor:"},
 		{"values empty", after + "values: {}", "test.yaml:11: pipelines[0].steps[0].absence.values: want at least one field"},
 		{"time", after + "time: wall", "test.yaml:11: pipelines[0].steps[0].absence.time: want event or processing"},
+		{"forget_after not longer", after + "forget_after: 30s", "test.yaml:11: pipelines[0].steps[0].absence.forget_after: must be longer than after (30s), got 30s"},
+		{"forget_after not whole ms", after + "forget_after: 1m500us", "test.yaml:11: pipelines[0].steps[0].absence.forget_after: 1m0.0005s is not a whole number of milliseconds"},
+		{"forget_after fraction", after + "forget_after: 1.5", "test.yaml:11: pipelines[0].steps[0].absence.forget_after:"},
 	})
 }
 
@@ -189,4 +192,47 @@ func TestAbsenceRestart(t *testing.T) {
 	a.returned = 45 * time.Second
 	alCheck(t, h2, a.alert(), a.resolve())
 	alCheckGauge(t, h2, "silent", 0)
+}
+
+// With forget_after, a key whose alert is raised and that stays silent
+// until last_seen + forget_after is forgotten: its state field goes, the
+// open gauge goes down, no result is written; if it comes back later, a
+// new watch starts without a resolve. A key that comes back before then is
+// resolved as usual and not forgotten. In both times.
+func TestAbsenceForgetAfter(t *testing.T) {
+	for _, eventTime := range []bool{false, true} {
+		t.Run(map[bool]string{false: "processing time", true: "event time"}[eventTime], func(t *testing.T) {
+			h := alHarness(t, alConfig(eventTime, "absence", "silent", "after: 30s", "forget_after: 2m"), pipetest.Options{})
+			alSend(t, h, "d1", 0)
+			alAdvance(t, h, time.Second)
+			alSend(t, h, "d2", time.Second)
+			alAdvance(t, h, 30*time.Second) // 31s
+			a1 := abAlert{key: "d1", lastSeen: 0, raised: 30 * time.Second}
+			a2 := abAlert{key: "d2", lastSeen: time.Second, raised: 31 * time.Second}
+			alCheck(t, h, a1.alert(), a2.alert())
+			alCheckGauge(t, h, "silent", 2)
+			alAdvance(t, h, 29*time.Second)
+			alSend(t, h, "d2", 60*time.Second) // back before it is forgotten
+			a2.returned = 60 * time.Second
+			alCheck(t, h, a1.alert(), a2.alert(), a2.resolve())
+			alCheckGauge(t, h, "silent", 1)
+			alAdvance(t, h, 59*time.Second) // 119s: d1 is remembered
+			alCheckFields(t, h, "silent", "d1", "g")
+			alAdvance(t, h, time.Second) // 120s = 0 + forget_after
+			alCheckFields(t, h, "silent", "d1")
+			b2 := abAlert{key: "d2", lastSeen: 60 * time.Second, raised: 90 * time.Second}
+			alCheck(t, h, a1.alert(), a2.alert(), a2.resolve(), b2.alert())
+			alCheckGauge(t, h, "silent", 1) // d1 forgotten, d2 silent again
+			alAdvance(t, h, 10*time.Second)
+			alSend(t, h, "d1", 130*time.Second) // a new watch, no resolve
+			alCheck(t, h, a1.alert(), a2.alert(), a2.resolve(), b2.alert())
+			alAdvance(t, h, 30*time.Second) // 160s
+			b1 := abAlert{key: "d1", lastSeen: 130 * time.Second, raised: 160 * time.Second}
+			alCheck(t, h, a1.alert(), a2.alert(), a2.resolve(), b2.alert(), b1.alert())
+			alCheckGauge(t, h, "silent", 2)
+			alAdvance(t, h, 20*time.Second) // 180s = 60 + forget_after: d2 goes
+			alCheckFields(t, h, "silent", "d2")
+			alCheckGauge(t, h, "silent", 1)
+		})
+	}
 }

@@ -147,7 +147,7 @@ func TestSeriesExistAtZeroOnAFreshStart(t *testing.T) {
 		pipelines.ReasonMissingID, pipelines.ReasonSchema, pipelines.ReasonLate, pipelines.ReasonFaultInjected,
 	}
 	var want []string
-	steps := 0
+	steps, forgets := 0, 0
 	for _, p := range f.Pipelines {
 		for _, r := range reasons {
 			want = append(want, `eddy_processor_dead_letters_total{pipeline="`+p.Name+`",reason="`+r+`"} 0`)
@@ -168,10 +168,14 @@ func TestSeriesExistAtZeroOnAFreshStart(t *testing.T) {
 				want = append(want, `eddy_step_results_total{kind="`+k+`",pipeline="`+p.Name+`",step="`+s.Name+`"} 0`)
 			}
 			want = append(want, `eddy_step_late_events_total{pipeline="`+p.Name+`",step="`+s.Name+`"} 0`)
+			if s.Forgets {
+				forgets++
+				want = append(want, `eddy_step_forgotten_total{pipeline="`+p.Name+`",step="`+s.Name+`"} 0`)
+			}
 		}
 	}
-	if steps == 0 {
-		t.Fatal("the demo has no analytics steps: the test checks none of their series")
+	if steps == 0 || forgets == 0 {
+		t.Fatalf("the demo has %d analytics steps, %d absence steps: the test checks their series", steps, forgets)
 	}
 	for _, w := range want {
 		if !strings.Contains(page, w) {

@@ -19,17 +19,18 @@ var pipelineReasons = []string{
 }
 
 // stepResults are the result kinds each analytics step type emits
-// (pipelines.Kind*), and whether it counts late events.
+// (pipelines.Kind*), whether it counts late events and whether it can
+// forget keys.
 var stepResults = map[string]struct {
-	kinds []string
-	late  bool
+	kinds         []string
+	late, forgets bool
 }{
-	"window":    {[]string{pipelines.KindWindow, pipelines.KindUpdate}, true},
-	"session":   {[]string{pipelines.KindSession}, true},
-	"funnel":    {[]string{pipelines.KindFunnel}, true},
-	"threshold": {[]string{pipelines.KindAlert, pipelines.KindResolve}, true},
-	"absence":   {[]string{pipelines.KindAlert, pipelines.KindResolve}, true},
-	"saga":      {[]string{pipelines.KindCommand, pipelines.KindSaga}, false},
+	"window":    {[]string{pipelines.KindWindow, pipelines.KindUpdate}, true, false},
+	"session":   {[]string{pipelines.KindSession}, true, false},
+	"funnel":    {[]string{pipelines.KindFunnel}, true, false},
+	"threshold": {[]string{pipelines.KindAlert, pipelines.KindResolve}, true, false},
+	"absence":   {[]string{pipelines.KindAlert, pipelines.KindResolve}, true, true},
+	"saga":      {[]string{pipelines.KindCommand, pipelines.KindSaga}, false, false},
 }
 
 // prepareMetrics creates the series of every pipeline of ps at 0 (see
@@ -58,7 +59,8 @@ func metricsPipeline(p *pipelines.Pipeline) metrics.Pipeline {
 	for i, name := range names {
 		s := metrics.Step{Name: name}
 		if len(types) == len(names) {
-			s.Kinds, s.Late = stepResults[types[i]].kinds, stepResults[types[i]].late
+			r := stepResults[types[i]]
+			s.Kinds, s.Late, s.Forgets = r.kinds, r.late, r.forgets
 		}
 		mp.Steps = append(mp.Steps, s)
 	}
