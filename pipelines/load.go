@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -25,7 +26,52 @@ func Load(path string, reg *Registry) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipelines: %w", err)
 	}
-	return Parse(path, data, reg)
+	f, err := Parse(path, data, reg)
+	if err != nil {
+		return nil, err
+	}
+	f.resolveFiles(filepath.Dir(path))
+	return f, nil
+}
+
+// resolveFiles makes the relative paths of the files the config names
+// (secrets, tokens, certificates) relative to dir, the config file's directory, as
+// schemas[].file is (SchemaPath): a config means the same whatever
+// directory eddy is started from.
+func (f *File) resolveFiles(dir string) {
+	var paths []*string
+	if r := f.Redis; r != nil {
+		paths = append(paths, &r.PasswordFile)
+		if t := r.TLS; t != nil {
+			paths = append(paths, &t.CAFile, &t.CertFile, &t.KeyFile)
+		}
+	}
+	paths = append(paths, &f.Console.AdminTokenFile)
+	if s := f.Sources; s != nil {
+		if h := s.HTTP; h != nil {
+			if t := h.TLS; t != nil {
+				paths = append(paths, &t.CertFile, &t.KeyFile)
+			}
+			for name, tok := range h.Tokens {
+				if tok.File != "" && !filepath.IsAbs(tok.File) {
+					tok.File = filepath.Join(dir, tok.File)
+					h.Tokens[name] = tok
+				}
+			}
+		}
+		for i := range s.MQTT {
+			m := &s.MQTT[i]
+			paths = append(paths, &m.PasswordFile)
+			if t := m.TLS; t != nil {
+				paths = append(paths, &t.CAFile, &t.CertFile, &t.KeyFile)
+			}
+		}
+	}
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 }
 
 // Parse is Load for data already read; name is used in problems.

@@ -14,8 +14,12 @@ import (
 )
 
 // demoTokenFile is the demo HTTP source's token file as configs/demo.yaml
-// names it: relative to the working directory, the repository's root.
-const demoTokenFile = "configs/demo-token.txt"
+// names it, relative to the config's directory; demoTokenPath is the same
+// file from the repository's root, as the README's curl reads it.
+const (
+	demoTokenFile = "demo-token.txt"
+	demoTokenPath = "configs/" + demoTokenFile
+)
 
 // demoConfig returns configs/demo.yaml made to run from a test: its
 // embedded MQTT broker on a free port (not 1884, which something on the
@@ -37,7 +41,7 @@ func demoConfig(t *testing.T, keepSimulators bool, extra string) (path, brokerAd
 	}
 	brokerAddr = freeAddr(t)
 	demo = strings.Replace(demo, "      broker: embedded\n", "      broker: embedded://"+brokerAddr+"\n", 1)
-	abs, err := filepath.Abs(filepath.Join("../..", demoTokenFile))
+	abs, err := filepath.Abs(filepath.Join("../../configs", demoTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +85,14 @@ func readmeDemoCurl(t *testing.T) (url string, headers map[string]string, body s
 		t.Errorf("configs/demo.yaml lacks the README's curl line as a comment:\n%s", commented)
 	}
 	url = regexp.MustCompile(`curl -sS -X POST (http://\S+)`).FindStringSubmatch(block)[1]
-	secret, err := os.ReadFile(filepath.Join("../..", demoTokenFile))
+	secret, err := os.ReadFile(filepath.Join("../..", demoTokenPath))
 	if err != nil {
 		t.Fatal(err)
 	}
 	headers = map[string]string{}
 	for _, h := range regexp.MustCompile(`-H ["']([^"']+)["']`).FindAllStringSubmatch(block, -1) {
 		name, value, _ := strings.Cut(h[1], ": ")
-		headers[name] = strings.ReplaceAll(value, "$(cat "+demoTokenFile+")", strings.TrimSuffix(string(secret), "\n"))
+		headers[name] = strings.ReplaceAll(value, "$(cat "+demoTokenPath+")", strings.TrimSuffix(string(secret), "\n"))
 	}
 	m := regexp.MustCompile(`--data-binary '([^']+)'`).FindStringSubmatch(block)
 	if m == nil || len(headers) != 2 || !strings.Contains(headers["Authorization"], "Bearer ") {
