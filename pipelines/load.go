@@ -26,12 +26,7 @@ func Load(path string, reg *Registry) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipelines: %w", err)
 	}
-	f, err := Parse(path, data, reg)
-	if err != nil {
-		return nil, err
-	}
-	f.resolveFiles(filepath.Dir(path))
-	return f, nil
+	return Parse(path, data, reg)
 }
 
 // resolveFiles makes the relative paths of the files the config names
@@ -74,7 +69,8 @@ func (f *File) resolveFiles(dir string) {
 	}
 }
 
-// Parse is Load for data already read; name is used in problems.
+// Parse is Load for data already read; name is used in problems, and
+// relative file paths are taken from its directory.
 func Parse(name string, data []byte, reg *Registry) (*File, error) {
 	if reg == nil {
 		reg = NewRegistry()
@@ -95,6 +91,7 @@ func Parse(name string, data []byte, reg *Registry) (*File, error) {
 		reg.build(c, p)
 	}
 	validateCaps(c, f)
+	f.resolveFiles(filepath.Dir(name))
 	if err := c.err(); err != nil {
 		return nil, err
 	}

@@ -63,7 +63,9 @@ import (
 // last_seen + forget_after, and if the key is still silent then, its field
 // is deleted, the open gauge goes down and the count "<name>/forgotten"
 // goes up. No result is written for it; the key's next event, if one ever
-// comes, starts a new watch without a resolve.
+// comes, starts a new watch without a resolve. An alert raised while
+// forget_after was not set kept no timer: its key is forgotten only if it
+// sends again and is silent again.
 type absenceStep struct {
 	analytic
 	afterMS int64
@@ -116,7 +118,7 @@ func newAbsence(cfg StepConfig) (Step, error) {
 	default:
 		s.afterMS = nonNegativeMS(cfg, &errs, "after", c.After)
 	}
-	if cfg.Has("forget_after") {
+	if cfg.Has("forget_after") && c.After > 0 {
 		if c.ForgetAfter <= c.After {
 			errs = append(errs, cfg.Errorf("forget_after", "must be longer than after (%s), got %s", c.After, c.ForgetAfter))
 		} else {

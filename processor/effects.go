@@ -115,8 +115,8 @@ var effectKinds = map[EffectKind]effectSpec{
 	EffectXAdd: {
 		op: "XADD", keyType: 's',
 		check: func(e *Effect) error {
-			if e.MinID != "" && !streamIDRE.MatchString(e.MinID) {
-				return fmt.Errorf("MinID %q is not a stream id (<ms> or <ms>-<seq>)", e.MinID)
+			if e.MinID != "" && !isStreamID(e.MinID) {
+				return fmt.Errorf("MinID %q is not a stream id (<ms> or <ms>-<seq>, each at most 2^64-1)", e.MinID)
 			}
 			return checkPairs(e)
 		},
@@ -333,7 +333,8 @@ var (
 	// decimalRE is a number as HINCRBYFLOAT takes it and strconv parses it
 	// alike (no hex, no underscores).
 	decimalRE = regexp.MustCompile(`^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$`)
-	// streamIDRE is a stream id, or its milliseconds alone.
+	// streamIDRE is a stream id, or its milliseconds alone (see
+	// isStreamID for the range).
 	streamIDRE = regexp.MustCompile(`^\d+(-\d+)?$`)
 )
 
@@ -427,3 +428,23 @@ func (k EffectKind) fits(typ string) bool {
 
 // isTimer reports whether the effect writes the engine's timer keys.
 func (e *Effect) isTimer() bool { return effectKinds[e.Kind].timer }
+
+// isStreamID reports whether s is a stream id Redis takes: <ms> or
+// <ms>-<seq>, each a 64-bit unsigned number. The commit applies a MINID
+// after every other write, so one Redis refused would fail a commit that
+// has written the rest.
+func isStreamID(s string) bool {
+	if !streamIDRE.MatchString(s) {
+		return false
+	}
+	ms, seq, _ := strings.Cut(s, "-")
+	if _, err := strconv.ParseUint(ms, 10, 64); err != nil {
+		return false
+	}
+	if seq != "" {
+		if _, err := strconv.ParseUint(seq, 10, 64); err != nil {
+			return false
+		}
+	}
+	return true
+}

@@ -764,6 +764,9 @@ func TestEffectCheck(t *testing.T) {
 			{"no fields", Effect{Kind: EffectXAdd, Key: "k"}},
 			{"empty key", Effect{Kind: EffectXAdd, Fields: []string{"f", "v"}}},
 			{"too many strings", Effect{Kind: EffectXAdd, Key: "k", Fields: make([]string, maxEffectStrings+2)}},
+			{"MinID not an id", Effect{Kind: EffectXAdd, Key: "k", MinID: "1-2-3", Fields: []string{"f", "v"}}},
+			{"MinID past 64 bits", Effect{Kind: EffectXAdd, Key: "k", MinID: "99999999999999999999", Fields: []string{"f", "v"}}},
+			{"MinID sequence past 64 bits", Effect{Kind: EffectXAdd, Key: "k", MinID: "1-18446744073709551616", Fields: []string{"f", "v"}}},
 		},
 		EffectHSet: {
 			{"odd pairs", Effect{Kind: EffectHSet, Key: "k", Fields: []string{"f"}}},

@@ -127,9 +127,13 @@ if not dry and #ARGV[6] > 1 then
 end
 local timerq = {}
 for k in string.gmatch(ARGV[9], '%S+') do timerq[#timerq+1] = KEYS[tonumber(k)] end
--- trims of the streams written, applied once at the end of the commit
--- (one XTRIM a stream and cap instead of a MAXLEN or MINID on each XADD:
--- nobody sees the stream between the two, and the cap is approximate)
+-- trims of the streams written, applied at the end of the commit instead
+-- of a MAXLEN or MINID on each XADD (nobody sees the stream between the
+-- two, and the cap is approximate): trimSet[key][tk][tv] counts the XADDs
+-- with that cap, and the end calls XTRIM up to that many times, until one
+-- removes nothing. Each call removes at most what one XADD's trim would
+-- (Redis's default LIMIT), so a stream far over its cap shrinks as fast
+-- as before, and a commit is never one unbounded trim.
 local trimOrder, trimSet = {}, {}
 local function trimLater(key, tk, tv)
   if tk == '' then return end
@@ -137,7 +141,7 @@ local function trimLater(key, tk, tv)
   if t == nil then t = {}; trimSet[key] = t; trimOrder[#trimOrder+1] = key end
   local v = t[tk]
   if v == nil then v = {}; t[tk] = v end
-  v[tv] = true
+  v[tv] = (v[tv] or 0) + 1
 end
 `
 
@@ -182,7 +186,10 @@ for c = 0, nchecks - 1 do
     local cur = sums[id]
     if cur == nil then
       local v = redis.pcall('HGET', key, field)
-      if type(v) == 'table' and v.err then return '!' .. redis.call('TYPE', key)['ok'] .. ' ' .. key end
+      if type(v) == 'table' and v.err then
+        if string.sub(v.err, 1, 9) ~= 'WRONGTYPE' then return redis.error_reply(v.err) end
+        return '!' .. redis.call('TYPE', key)['ok'] .. ' ' .. key
+      end
       if not v then
         cur = 0
       elseif kind == 'i' and not (string.match(v, '^%-?[1-9]%d*$') or v == '0') then
@@ -270,7 +277,7 @@ local function common(j, own)
   for x = 1, nv do sargs[vpos[x]] = ARGV[j + x - 1] end
   for x = 1, ni do sargs[ipos[x]] = own end
   redis.call(scmd, unpack(sargs))
-  if strim then trimLater(sargs[1], strim[1], strim[2]); strim = nil end
+  if strim then trimLater(sargs[1], strim[1], strim[2]) end
 end
 
 local out, marks, acked = {}, {}, {}
@@ -418,7 +425,11 @@ elseif fast and all and nids > #unmarked then
 end
 for _, key in ipairs(trimOrder) do
   for tk, vs in pairs(trimSet[key]) do
-    for tv in pairs(vs) do redis.call('XTRIM', key, tk, '~', tv) end
+    for tv, n in pairs(vs) do
+      for _ = 1, n do
+        if redis.call('XTRIM', key, tk, '~', tv) == 0 then break end
+      end
+    end
   end
 end
 if ARGV[10] ~= '' and not dry then

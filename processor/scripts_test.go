@@ -251,6 +251,44 @@ func TestCommitTrimsOnce(t *testing.T) {
 			}
 		})
 	}
+	// Each XADD's cap may trim what one XADD's MAXLEN ~ would (Redis's
+	// default LIMIT, 10,000 entries): a commit of 3 entries shrinks a
+	// stream 30,000 over its cap to about the cap, and commits of 12,000
+	// XADDs to one stream keep it there.
+	t.Run("as much as each XADD would", func(t *testing.T) {
+		for i := 0; i < 30_000; i += 1000 {
+			p := c.Pipeline()
+			for range 1000 {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: "big", Values: []string{"k", "v"}})
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commitMany := func(n int) {
+			t.Helper()
+			es := pendingEntries(t, c, n)
+			var a commitArgs
+			a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
+			for i, e := range es {
+				big := Effect{Kind: EffectXAdd, Key: "big", MaxLen: 100, Fields: []string{"i", strconv.Itoa(i)}}
+				a.processed(e.id, "", []Effect{big, big})
+			}
+			if reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text(); err != nil || reply != strings.Repeat("p", n) {
+				t.Fatalf("commit = %.20q…, %v", reply, err)
+			}
+		}
+		commitMany(2) // 4 XADDs: up to 4 trims of 10,000
+		if got := xlen(t, c, "big"); got > 300 {
+			t.Errorf("XLEN = %d after a commit of 4 XADDs capped at 100 to a stream of 30,000, want about 100", got)
+		}
+		for range 2 {
+			commitMany(6000)
+			if got := xlen(t, c, "big"); got > 300 {
+				t.Errorf("XLEN = %d after a commit of 12,000 XADDs capped at 100, want about 100", got)
+			}
+		}
+	})
 	t.Run("MINID, the general way", func(t *testing.T) {
 		var a commitArgs
 		a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)

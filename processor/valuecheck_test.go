@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eddy-streams/eddy/internal/redistest"
 )
 
@@ -106,5 +108,30 @@ func TestCommitFailingInItsScript(t *testing.T) {
 	dls, _, _, _ := ReadDeadLetters(ctx, c, "in:dlq", "", 10)
 	if len(dls) != 1 || dls[0].Reason != ReasonCommitFailed || dls[0].Key != "a" {
 		t.Errorf("dead letters = %+v, want a's with reason %s", dls, ReasonCommitFailed)
+	}
+}
+
+// A value check's HGET refused for another reason than a wrong type (an
+// ACL user without +hget) fails the commit with Redis's own error, not as
+// a key of the wrong type.
+func TestValueCheckRefusedByACL(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "nohget", "on", ">pw", "+@all", "-hget", "~*").Err(); err != nil {
+		t.Fatal(err)
+	}
+	es := pendingEntries(t, admin, 1)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "nohget", Password: "pw"})
+	defer c.Close()
+	var a commitArgs
+	a.reset("in", "in:dlq", "lease", "", "t", "", nil, 0, 0)
+	a.processed(es[0].id, "", []Effect{{Kind: EffectHIncrBy, Key: "h", Fields: []string{"n", "1"}}})
+	reply, err := commitScript.Run(ctx, c, a.keys, a.args()...).Text()
+	if err == nil || !strings.Contains(err.Error(), "can't run this command") {
+		t.Errorf("commit as a user without +hget = %q, %v; want Redis's ACL error", reply, err)
+	}
+	if n := pendingCount(t, admin, "in"); n != 1 {
+		t.Errorf("%d pending after a refused commit, want 1", n)
 	}
 }
