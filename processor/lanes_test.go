@@ -287,6 +287,60 @@ func TestStepTimeout(t *testing.T) {
 	}
 }
 
+// Calls left behind are bounded: with every call of some keys stuck (they
+// ignore ctx), at most Lanes calls are left running at a time; past that
+// the watchdog waits for the stuck call (logged step_timeout_waiting)
+// instead of leaving another goroutine behind. Once the calls return,
+// every event is committed once.
+func TestStepTimeoutLeavesAtMostLanesBehind(t *testing.T) {
+	const lanes = 2
+	unblock := make(chan struct{})
+	release := sync.OnceFunc(func() { close(unblock) })
+	defer release()
+	var running, most atomic.Int64
+	h := func(ctx context.Context, m *Message) error {
+		if strings.HasPrefix(m.Key, "stuck") {
+			n := running.Add(1)
+			for {
+				if m := most.Load(); n <= m || most.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			<-unblock // ignores ctx
+			running.Add(-1)
+		}
+		return emitHandler(ctx, m)
+	}
+	logs, recorded := observer.New(zapcore.WarnLevel)
+	o := laneOptions(h, &countingObserver{})
+	o.Lanes, o.StepTimeout, o.Logger = lanes, 100*time.Millisecond, zap.New(logs)
+	var recs []Record
+	for i := range 3 {
+		k := "stuck" + strconv.Itoa(i)
+		recs = append(recs, Record{Key: k, Fields: []string{"data", event(k, 0)}})
+	}
+	recs = append(recs, interleaved(2, 5)...)
+	c, _, _ := startLaneWorker(t, o, recs)
+
+	waitFor(t, 20*time.Second, "step_timeout_waiting logged", func() bool {
+		return recorded.FilterMessage("step_timeout_waiting").Len() > 0
+	})
+	time.Sleep(300 * time.Millisecond) // more ticks of the watchdog: the bound must hold through them
+	// Left behind (at most lanes) plus the lanes' own calls.
+	if m := most.Load(); m > 2*lanes {
+		t.Errorf("%d stuck calls ran at once, want at most %d (%d left behind and %d lanes)", m, 2*lanes, lanes, lanes)
+	}
+	release()
+	waitFor(t, 20*time.Second, "every event committed", func() bool { return xlen(t, c, "out") >= 3+2*5 })
+	checkSettled(t, c)
+	byKey, _ := outputsByKey(t, c)
+	for i := range 3 {
+		if n := len(byKey["stuck"+strconv.Itoa(i)]); n != 1 {
+			t.Errorf("outputs of stuck%d = %d, want 1", i, n)
+		}
+	}
+}
+
 // StepTimeout -1 disables the bound: a handler slower than the timeout the
 // other tests use succeeds at its first attempt, with no deadline on its ctx.
 func TestStepTimeoutDisabled(t *testing.T) {

@@ -67,8 +67,8 @@ type partition struct {
 	// processed (task.dupOf).
 	byDedupeID map[string]*task
 
-	readLog, retryLog, commitLog, routeLog throttle
-	args                                   commitArgs
+	readLog, retryLog, commitLog, routeLog, waitLog throttle
+	args                                            commitArgs
 
 	// states is the session's keyed-state cache (nil without StateNames).
 	states *stateCache

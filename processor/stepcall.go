@@ -112,7 +112,7 @@ func (p *Processor) watch(lanes []*lane, workers *sync.WaitGroup, stop <-chan st
 			if !ended && p.leftBehind.Load() >= int64(p.o.Lanes) {
 				// As many calls as lanes are left running already: wait for
 				// this one rather than leave goroutines behind without bound.
-				if ok, n := c.t.part.retryLog.allow(time.Now(), 5*time.Second); ok {
+				if ok, n := c.t.part.waitLog.allow(time.Now(), 5*time.Second); ok {
 					p.log.Error("step_timeout_waiting", zap.String("entry_id", c.m.ID), zap.String("key", c.m.Key),
 						zap.Int64("left_behind", p.leftBehind.Load()), zap.Int("suppressed", n))
 				}
