@@ -53,8 +53,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // demoFile writes configs/demo.yaml with its embedded MQTT broker moved to a
-// free loopback port (the demo's 1884 may be taken) and returns its path
-// and the tokens' secret files of its HTTP source (paths from the root).
+// free loopback port (the demo's 1884 may be taken) and its HTTP source's
+// token files made absolute, and returns its path and those files (paths
+// from the root).
 func demoFile(t *testing.T) (string, []string) {
 	t.Helper()
 	var doc yaml.Node
@@ -74,7 +75,13 @@ func demoFile(t *testing.T) (string, []string) {
 			n.Value = fmt.Sprintf("embedded://127.0.0.1:%d", port)
 			moved++
 		case strings.HasPrefix(k, "sources.http.tokens.") && strings.HasSuffix(k, ".file"):
-			tokenFiles = append(tokenFiles, n.Value)
+			// relative to the config's directory, which the copy leaves
+			rel := filepath.Join(filepath.Dir(demoConfig), n.Value)
+			abs, err := filepath.Abs(path(rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokenFiles, n.Value = append(tokenFiles, rel), abs
 		}
 	})
 	out, err := yaml.Marshal(&doc)
