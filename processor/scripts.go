@@ -85,8 +85,9 @@ import (
 //
 // An entry's effects are written only if its XACK returns 1 (a timer's,
 // only if its removal does), so a commit that runs twice, or races another
-// worker's, writes each effect once. The trims of the streams an XADD
-// writes are applied once, at the end (XTRIM ~).
+// worker's, writes each effect once. The caps (MAXLEN, MINID) of the
+// streams XADD writes are applied at the end, with XTRIM ~ (see
+// trimLater).
 //
 // The owner of a partition (a fence) acks the whole batch with one XACK:
 // only the owner acks the partition's entries, and a commit is all or
@@ -248,7 +249,7 @@ if batch then
   end
 end
 
--- the commit's common effect: entries "o"/"O" give only its values
+-- the commit's common effect: entries "o", "O" and runs give only its values
 local at = ackat + 1 + nacks
 -- vpos: the places in sargs of the values sent; ipos: of the values that
 -- are the entry's own id (its dedupe id, else its entry id), not sent
