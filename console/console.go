@@ -103,9 +103,6 @@ type Server struct {
 	// key signs the id sets that dry runs hand to their confirmations.
 	key []byte
 	log *zap.Logger
-	// wallClock is set when Options.Now is the default: retention is then
-	// measured on Redis's clock, as the workers measure it.
-	wallClock bool
 	// nonces are those of the confirmation forms used; logins limits
 	// login attempts per remote address.
 	nonces nonceSet
@@ -138,8 +135,7 @@ func New(o Options) (*Server, error) {
 	if o.MaxScan < 1 || o.MaxAction < 1 {
 		return nil, fmt.Errorf("console: max scan %d, max action %d: must be at least 1", o.MaxScan, o.MaxAction)
 	}
-	wallClock := o.Now == nil
-	if wallClock {
+	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.LoginToView && o.AdminToken == "" {
@@ -148,7 +144,7 @@ func New(o Options) (*Server, error) {
 	if o.AdminToken != "" && len(o.AdminToken) < MinAdminTokenLen {
 		return nil, fmt.Errorf("console: admin token of %d bytes: want at least %d", len(o.AdminToken), MinAdminTokenLen)
 	}
-	s := &Server{o: o, byNam: map[string]*Pipeline{}, log: o.Logger, key: make([]byte, 32), wallClock: wallClock}
+	s := &Server{o: o, byNam: map[string]*Pipeline{}, log: o.Logger, key: make([]byte, 32)}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}

@@ -86,11 +86,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 				v.Open = append(v.Open, ov)
 			}
 		}
-		at := now
-		if s.wallClock {
-			at = time.Time{} // Redis's clock
-		}
-		if v.Retention, err = in.Retention(ctx, at); err != nil {
+		// on Redis's clock, as the workers trim
+		if v.Retention, err = in.Retention(ctx, time.Time{}); err != nil {
 			if !isReply(err) {
 				s.failRedis(w, r, err)
 				return

@@ -63,8 +63,8 @@ type Step struct {
 // partitions (and, for an owned pipeline, ownership, acquisitions and
 // lost leases); per pipeline, the histograms, dead letters by reason,
 // rebalances and members alive; per analytics step, its results by kind,
-// late events, forgotten keys and open gauge on each partition. It sets nothing that is
-// already set: calling it after series moved is harmless.
+// late events, forgotten keys and open gauge on each partition. It sets
+// nothing that is already set: calling it after series moved is harmless.
 func (m *Metrics) Prepare(p Pipeline) {
 	ps := m.pipeline(p.Name)
 	for _, r := range p.Reasons {

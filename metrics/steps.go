@@ -12,8 +12,8 @@ import (
 // Series of the analytics steps (window, session, funnel, threshold,
 // absence). Their counts come with each commit (processor.Commit.Counts,
 // named "<step>/emitted/<kind>", "<step>/late" and "<step>/forgotten" as
-// package pipelines
-// records them), so they count what was committed, once; their levels
+// package pipelines records them), so they count what was committed,
+// once; their levels
 // (open windows, sessions, funnels, active alerts) are partition gauges
 // kept in Redis by the commit and sampled like the lag.
 type stepSeries struct {

@@ -2,10 +2,11 @@ package pipelines
 
 import (
 	"encoding/json"
-	"github.com/tidwall/gjson"
 	"maps"
 	"math"
 	"strconv"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/eddy-streams/eddy/processor"
 )

@@ -104,9 +104,10 @@ func newInspector(rdb redis.UniversalClient, o Options) *Inspector {
 // Options returns the options with every default filled in.
 func (in *Inspector) Options() Options { return in.o }
 
-// noSuchKey reports the error of XINFO on a key that does not exist. The
-// server says "ERR no such key"; HasErrorPrefix drops the "ERR ".
-func noSuchKey(err error) bool { return redis.HasErrorPrefix(err, "no such key") }
+// NoSuchKey reports the error of a stream command (XINFO, XGROUP) on a
+// key that does not exist. The server says "ERR no such key";
+// HasErrorPrefix drops the "ERR ".
+func NoSuchKey(err error) bool { return redis.HasErrorPrefix(err, "no such key") }
 
 // isReply reports whether err is an error reply of Redis, as opposed to a
 // failure to reach it or a cancelled context.
@@ -157,10 +158,10 @@ func (in *Inspector) Stats(ctx context.Context) ([]PartitionStats, error) {
 		case err == nil:
 			info = c.info.Val()
 			s.Length = info.Length
-		case !noSuchKey(err):
+		case !NoSuchKey(err):
 			return fail(stream, err)
 		}
-		if err := c.groups.Err(); err != nil && !noSuchKey(err) {
+		if err := c.groups.Err(); err != nil && !NoSuchKey(err) {
 			return fail(stream, err)
 		}
 		for _, g := range c.groups.Val() {

@@ -611,15 +611,22 @@ func (c *commitArgs) op(op string) {
 // entry starts an entry in the body. It returns false for an id already in
 // this batch, entered as stale.
 func (c *commitArgs) entry(id, kind string) bool {
-	if c.batchAck {
-		if _, dup := c.acked[id]; dup {
-			c.body = append(c.body, id, "z")
-			return false
-		}
-		c.acked[id] = struct{}{}
-		c.acks = append(c.acks, id)
+	if c.batchAck && !c.ackOnce(id) {
+		return false
 	}
 	c.body = append(c.body, id, kind)
+	return true
+}
+
+// ackOnce adds id to the batch's XACK, with one XACK. It returns false for
+// an id already in this batch, entered as stale.
+func (c *commitArgs) ackOnce(id string) bool {
+	if _, dup := c.acked[id]; dup {
+		c.body = append(c.body, id, "z")
+		return false
+	}
+	c.acked[id] = struct{}{}
+	c.acks = append(c.acks, id)
 	return true
 }
 
@@ -757,12 +764,9 @@ func (c *commitArgs) commonEntry(id, kind string) bool {
 	if !c.batchAck {
 		return c.entry(id, kind)
 	}
-	if _, dup := c.acked[id]; dup {
-		c.body = append(c.body, id, "z")
+	if !c.ackOnce(id) {
 		return false
 	}
-	c.acked[id] = struct{}{}
-	c.acks = append(c.acks, id)
 	if c.runEnd == len(c.body) && c.runKind == kind {
 		c.body[c.runAt] = c.body[c.runAt].(int) + 1
 		return true

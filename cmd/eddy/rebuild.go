@@ -223,7 +223,7 @@ func (r *rebuild) wholeHistory(ctx context.Context) error {
 		s := processor.PartitionStream(o.Stream, p, n)
 		info, err := r.rdb.XInfoStream(ctx, s).Result()
 		if err != nil {
-			if redis.HasErrorPrefix(err, "ERR no such key") || strings.Contains(err.Error(), "no such key") {
+			if processor.NoSuchKey(err) {
 				continue
 			}
 			return fmt.Errorf("read the history of %s: %w", s, err)
@@ -252,7 +252,7 @@ func (r *rebuild) retire(ctx context.Context, from int) {
 	n := max(old.Partitions, 1)
 	for p := range n {
 		s := processor.PartitionStream(old.Stream, p, n)
-		if err := r.rdb.XGroupDestroy(ctx, s, old.Group).Err(); err != nil && !strings.Contains(err.Error(), "no such key") {
+		if err := r.rdb.XGroupDestroy(ctx, s, old.Group).Err(); err != nil && !processor.NoSuchKey(err) {
 			r.log.Warn("rebuild_group_not_destroyed", zap.String("stream", s), zap.String("group", old.Group), zap.Error(err))
 		}
 	}
